@@ -1,0 +1,226 @@
+"""One frozen, keyword-only config per stage, validated before any work starts.
+
+Each class is the CLI's arguments, the Prefect flow's parameters, the tests' input, and the record written next to
+the stage's outputs (``<stage>_config.json``) so any output can be reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cosmos_synth.models import NVIDIA_MODEL, NVIDIA_REVISION
+
+TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _check_frames(num_frames: int, name: str = "num_frames") -> None:
+    _require(num_frames >= 1 and (num_frames - 1) % 4 == 0,
+             f"{name}={num_frames}: the Wan VAE needs 4k+1 frames (e.g. 9, 29, 93); pick the nearest such value.")
+
+
+def _check_size(height: int, width: int) -> None:
+    _require(height % 16 == 0 and width % 16 == 0 and height > 0 and width > 0,
+             f"height={height}, width={width}: both must be positive multiples of 16 (e.g. 432x768).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoDataConfig:
+    """The procedural pick-and-place source: deterministic for a given seed."""
+
+    out_dir: Path                       # dataset root to write (GR1 layout: metadata.csv, videos/, trajectories/, test/)
+    num_episodes: int = 8               # training episodes
+    num_test_pairs: int = 4             # (seed image .png, prompt .txt) pairs under test/
+    num_frames: int = 33                # frames per episode video
+    height: int = 64                    # pixels
+    width: int = 96                     # pixels
+    fps: int = 16                       # frames per second of the written videos
+    seed: int = 0                       # episode i uses seed + i
+
+    def __post_init__(self) -> None:
+        _require(self.num_episodes >= 1, f"num_episodes={self.num_episodes}: need at least 1 episode.")
+        _require(self.num_test_pairs >= 0, f"num_test_pairs={self.num_test_pairs} must be >= 0.")
+        _require(self.num_frames >= 2, f"num_frames={self.num_frames}: an episode needs at least 2 frames.")
+        _require(self.height >= 16 and self.width >= 16, "height and width must be at least 16 pixels.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestConfig:
+    """Read a dataset folder in the GR1 layout, validate every sample, write a manifest."""
+
+    dataset_dir: Path                   # root holding metadata.csv and the videos it names
+    out_dir: Path                       # where manifest.jsonl and ingest_config.json go
+    min_frames: int = 93                # every video must have at least this many frames (the training window)
+    caption_prefix: str = ""            # prepended to every caption, e.g. "The robot arm is performing a task. "
+
+    def __post_init__(self) -> None:
+        _require(self.min_frames >= 1, f"min_frames={self.min_frames} must be >= 1.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PreprocessConfig:
+    """Resize every ingested video to the training resolution and store it as uint8 frames."""
+
+    manifest: Path                      # ingest's manifest.jsonl
+    out_dir: Path                       # where clips/ and manifest.jsonl go
+    height: int = 432                   # pixels, multiple of 16
+    width: int = 768                    # pixels, multiple of 16
+
+    def __post_init__(self) -> None:
+        _check_size(self.height, self.width)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """LoRA/DoRA fine-tuning of the Cosmos DiT with the reference flow-matching loss."""
+
+    model: str = NVIDIA_MODEL                          # Hub id or local folder
+    revision: str | None = NVIDIA_REVISION             # Hub revision (ignored for local folders)
+    data_dir: Path                                     # preprocess output (clips/ + manifest.jsonl)
+    out_dir: Path                                      # checkpoints/, pytorch_lora_weights.safetensors, logs
+    adapter: Literal["lora", "dora"] = "lora"
+    rank: int = 32                                     # LoRA rank r
+    alpha: int = 32                                    # LoRA alpha (scale = alpha / rank)
+    target_modules: tuple[str, ...] = TARGET_MODULES   # DiT linear layers that get adapters
+    num_frames: int = 93                               # frames per training window (4k+1)
+    num_epochs: int = 500                              # passes over the dataset; one window per video per epoch
+    learning_rate: float = 2**-14.5                    # AdamW peak learning rate
+    weight_decay: float = 0.001
+    max_grad_norm: float = 1.0
+    num_warmup_steps: int = 1000                       # linear warm-up, in optimizer steps
+    num_training_steps: int = 100_000                  # horizon of the linear schedule (not the run length)
+    f_min: float = 0.2                                 # schedule floor, as a fraction of learning_rate
+    f_max: float = 0.5                                 # schedule ceiling after warm-up, fraction of learning_rate
+    cfg_dropout_prob: float = 0.2                      # probability of zeroing a sample's prompt embedding
+    cond_frame_probs: dict[int, float] = field(default_factory=lambda: {1: 0.5, 2: 0.5})  # latent cond frames
+    cond_frame_timestep: float = 0.0001                # timestep given to conditioning latent frames
+    checkpoint_every_epochs: int = 100                 # accelerate checkpoint period
+    seed: int = 0
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"  # frozen weights' dtype; LoRA params stay float32
+    gradient_checkpointing: bool = True
+    num_processes: int = 1                             # processes for `accelerate launch` (one per GPU)
+    cpu: bool = False                                  # force CPU (tests, the demo)
+
+    def __post_init__(self) -> None:
+        # JSON (Prefect parameters, --param) delivers dict keys as strings: normalise them once, here.
+        probs = {int(k): float(v) for k, v in dict(self.cond_frame_probs).items()}
+        object.__setattr__(self, "cond_frame_probs", probs)
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        _require(set(probs) <= {1, 2} and probs, f"cond_frame_probs={probs}: keys must be 1 or 2 latent frames.")
+        _require(abs(sum(probs.values()) - 1.0) < 1e-6, f"cond_frame_probs={probs}: probabilities must sum to 1.")
+        _check_frames(self.num_frames)
+        _require(self.num_frames >= 5, f"num_frames={self.num_frames}: training needs at least 2 latent frames (5).")
+        _require(self.rank >= 1 and self.alpha >= 1, f"rank={self.rank}, alpha={self.alpha} must be >= 1.")
+        _require(self.num_epochs >= 1, f"num_epochs={self.num_epochs} must be >= 1.")
+        _require(0 <= self.cfg_dropout_prob <= 1, f"cfg_dropout_prob={self.cfg_dropout_prob} must be in [0, 1].")
+        _require(0 <= self.f_min <= self.f_max <= 1, f"need 0 <= f_min ({self.f_min}) <= f_max ({self.f_max}) <= 1.")
+        _require(self.checkpoint_every_epochs >= 1, "checkpoint_every_epochs must be >= 1.")
+        _require(self.num_processes >= 1, f"num_processes={self.num_processes} must be >= 1.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateConfig:
+    """One video per (image .png, prompt .txt) pair, with NumPy-drawn initial latents."""
+
+    model: str = NVIDIA_MODEL                 # Hub id or local folder
+    revision: str | None = NVIDIA_REVISION    # Hub revision (ignored for local folders)
+    pairs_dir: Path                           # folder of <id>.png + <id>.txt
+    out_dir: Path                             # videos/<id>.mp4 + manifest.jsonl
+    adapter: Path | None = None               # folder holding pytorch_lora_weights.safetensors (None: base model)
+    height: int = 432                         # pixels, multiple of 16
+    width: int = 768                          # pixels, multiple of 16
+    num_frames: int = 93                      # output frames (4k+1)
+    num_steps: int = 36                       # denoising steps
+    guidance_scale: float = 7.0               # classifier-free guidance
+    fps: int = 16                             # frames per second of the written mp4
+    seed: int = 0                             # the pair with index i uses seed + i, drawn with NumPy
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    device: str = "cuda"                      # "cuda", "cuda:1", "cpu"
+    guardrail: bool = True                    # NVIDIA's guardrail for NVIDIA weights (the tiny model has none)
+
+    def __post_init__(self) -> None:
+        _check_size(self.height, self.width)
+        _check_frames(self.num_frames)
+        _require(self.num_steps >= 1, f"num_steps={self.num_steps} must be >= 1.")
+        _require(self.fps >= 1, f"fps={self.fps} must be >= 1.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    """Write generated episodes as robomimic HDF5 and a LeRobot v3.0 dataset."""
+
+    manifest: Path                            # generate's manifest.jsonl
+    out_dir: Path                             # robomimic/<name>.hdf5 and lerobot/
+    repo_id: str = "cosmos-synth/demo"        # LeRobot repo id written into the dataset
+    camera: str = "front"                     # camera name: obs/<camera>, observation.images.<camera>
+    fps: int = 16
+    robot_type: str = "unknown"
+
+    def __post_init__(self) -> None:
+        _require("/" in self.repo_id, f"repo_id={self.repo_id!r}: use '<owner>/<name>'.")
+        _require(self.camera.isidentifier(), f"camera={self.camera!r}: use a plain name such as 'front'.")
+
+
+# ---------------------------------------------------------------------------------------------- records and overrides
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config (paths as strings)."""
+    def convert(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, dict):
+            return {str(k): convert(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        return value
+    return {f.name: convert(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+
+
+def write_config(cfg: Any, out_dir: Path, stage: str) -> Path:
+    """Write `<stage>_config.json` next to a stage's outputs."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{stage}_config.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(config_to_dict(cfg), indent=2, sort_keys=True))
+    tmp.replace(path)
+    return path
+
+
+def _coerce(value: Any, annotation: Any, name: str) -> Any:
+    """Turn a JSON/CLI value into the field's type (Path, tuple); other types pass as they are."""
+    if value is None:
+        return None
+    text = str(annotation)
+    if "Path" in text:
+        return Path(value)
+    if text.startswith("tuple"):
+        return tuple(value)
+    if text in ("int", "<class 'int'>") and isinstance(value, str):
+        return int(value)
+    if text in ("float", "<class 'float'>") and isinstance(value, (str, int)):
+        return float(value)
+    return value
+
+
+def config_from_dict(cls: type, values: dict[str, Any], *, where: str = "config") -> Any:
+    """Build `cls` from a dict (JSON, a recipe, CLI overrides), naming any unknown field."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown field(s) {unknown} for {cls.__name__}; known fields: {sorted(names)}.")
+    return cls(**{k: _coerce(v, hints[k], k) for k, v in values.items()})
+
+
+def load_config(cls: type, path: Path) -> Any:
+    """Read a config written by :func:`write_config`."""
+    return config_from_dict(cls, json.loads(Path(path).read_text()), where=str(path))

@@ -1,0 +1,50 @@
+"""Small file helpers shared by every stage: atomic writes and JSON-lines manifests."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write `text` to `path` through a temporary name in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:
+    """Write one JSON object per line, atomically."""
+    return write_text_atomic(path, "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Read a JSON-lines manifest, naming the file and line of a bad row."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Manifest {path} does not exist; run the stage that writes it first.")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"Manifest {path} line {number} is not valid JSON ({exc}); rerun the stage.") from exc
+    return rows
+
+
+def inside(root: Path, relative: str, *, what: str) -> Path:
+    """Resolve `relative` under `root`, refusing paths that escape it (absolute, `..`, links outside)."""
+    root = Path(root).resolve()
+    target = (root / relative).resolve()
+    if not target.is_relative_to(root):
+        raise ValueError(f"{what}: path {relative!r} escapes the dataset root {root}; use a path inside the dataset.")
+    return target

@@ -1,0 +1,153 @@
+"""The whole pipeline's settings (a recipe plus overrides) and the stage configs they expand to.
+
+A recipe is a TOML file in `datasets/<name>/recipe.toml`. Top-level keys are :class:`PipelineConfig` fields; the
+tables `[train]`, `[generate]` and `[export]` override the matching stage config's fields. Overrides use dotted
+keys: `num_frames=29`, `train.rank=16`, `generate.num_steps=4`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cosmos_synth.config import (
+    DemoDataConfig, ExportConfig, GenerateConfig, IngestConfig, PreprocessConfig, TrainConfig, config_from_dict,
+)
+from cosmos_synth.models import NVIDIA_MODEL, NVIDIA_REVISION
+
+TINY = "tiny"  # model alias: the tiny offline Cosmos-architecture model, built on first use
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "datasets"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PipelineConfig:
+    """Everything one run of finetune-and-generate needs; expands to one config per stage."""
+
+    run_dir: Path = Path("runs/demo")             # all outputs: data/, ingest/, preprocess/, train/, generate/, export/
+    source: Literal["procedural", "local"] = "procedural"  # where episodes come from
+    dataset_dir: Path | None = None                # source=local: dataset root (GR1 layout)
+    pairs_dir: Path | None = None                  # (image, prompt) pairs to generate from; default <dataset>/test
+    caption_prefix: str = ""                       # prepended to every training caption
+    model: str = NVIDIA_MODEL                      # Hub id, local folder, or "tiny"
+    revision: str | None = NVIDIA_REVISION         # Hub revision (ignored for local folders and "tiny")
+    cache_dir: Path = Path(".cache/cosmos-synth")  # where the tiny model is built
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    device: str = "cuda"                           # generation device; training uses accelerate's device placement
+    height: int = 432                              # training and generation resolution, pixels
+    width: int = 768
+    num_frames: int = 93                           # training window and generated length (4k+1 frames)
+    fps: int = 16
+    seed: int = 0
+    guardrail: bool = True                         # NVIDIA's guardrail for NVIDIA weights
+    demo: dict[str, Any] = field(default_factory=dict)      # DemoDataConfig overrides (source=procedural)
+    train: dict[str, Any] = field(default_factory=dict)     # TrainConfig overrides
+    generate: dict[str, Any] = field(default_factory=dict)  # GenerateConfig overrides
+    export: dict[str, Any] = field(default_factory=dict)    # ExportConfig overrides
+
+    def __post_init__(self) -> None:
+        if self.source == "local" and self.dataset_dir is None:
+            raise ValueError("source='local' needs dataset_dir: the folder holding metadata.csv and the videos.")
+        if self.source not in ("procedural", "local"):
+            raise ValueError(f"source={self.source!r}: use 'procedural' or 'local'.")
+
+    # -- paths, written once ------------------------------------------------------------------------------------
+    @property
+    def data_dir(self) -> Path:
+        return self.dataset_dir if self.source == "local" else self.run_dir / "data"
+
+    @property
+    def resolved_model(self) -> str:
+        return str(self.cache_dir / "tiny-cosmos-predict2.5") if self.model == TINY else self.model
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.run_dir / stage
+
+    # -- stage configs ------------------------------------------------------------------------------------------
+    def demo_config(self) -> DemoDataConfig:
+        base = dict(out_dir=self.data_dir, height=self.height, width=self.width, fps=self.fps, seed=self.seed,
+                    num_frames=self.num_frames)
+        return config_from_dict(DemoDataConfig, {**base, **self.demo}, where="demo")
+
+    def ingest_config(self) -> IngestConfig:
+        return IngestConfig(dataset_dir=self.data_dir, out_dir=self.stage_dir("ingest"), min_frames=self.num_frames,
+                            caption_prefix=self.caption_prefix)
+
+    def preprocess_config(self) -> PreprocessConfig:
+        return PreprocessConfig(manifest=self.stage_dir("ingest") / "manifest.jsonl",
+                                out_dir=self.stage_dir("preprocess"), height=self.height, width=self.width)
+
+    def train_config(self) -> TrainConfig:
+        base = dict(model=self.resolved_model, revision=self.revision, data_dir=self.stage_dir("preprocess"),
+                    out_dir=self.stage_dir("train"), num_frames=self.num_frames, seed=self.seed, dtype=self.dtype,
+                    cpu=self.device == "cpu")
+        return config_from_dict(TrainConfig, {**base, **self.train}, where="train")
+
+    def generate_config(self, adapter: Path | None) -> GenerateConfig:
+        base = dict(model=self.resolved_model, revision=self.revision, adapter=adapter,
+                    pairs_dir=self.pairs_dir or self.data_dir / "test", out_dir=self.stage_dir("generate"),
+                    height=self.height, width=self.width, num_frames=self.num_frames, fps=self.fps, seed=self.seed,
+                    dtype=self.dtype, device=self.device, guardrail=self.guardrail)
+        return config_from_dict(GenerateConfig, {**base, **self.generate}, where="generate")
+
+    def export_config(self) -> ExportConfig:
+        base = dict(manifest=self.stage_dir("generate") / "manifest.jsonl", out_dir=self.stage_dir("export"),
+                    fps=self.fps)
+        return config_from_dict(ExportConfig, {**base, **self.export}, where="export")
+
+
+def _set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
+    head, _, rest = key.partition(".")
+    if rest:
+        values.setdefault(head, {})
+        if not isinstance(values[head], dict):
+            raise ValueError(f"override {key!r}: {head!r} is not a table of settings.")
+        _set_dotted(values[head], rest, value)
+    else:
+        values[head] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` → (key, value), the value parsed as JSON when it is JSON (numbers, booleans, dicts), else text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"override {text!r}: write key=value, e.g. train.rank=16 or num_frames=29.")
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw
+
+
+def find_recipe(recipe: str | Path) -> Path:
+    """A recipe name (`demo`, `gr1`) or a path to a TOML file."""
+    path = Path(recipe)
+    if path.suffix == ".toml":
+        if not path.is_file():
+            raise ValueError(f"Recipe file {path} does not exist.")
+        return path
+    path = RECIPES_DIR / str(recipe) / "recipe.toml"
+    if not path.is_file():
+        known = sorted(p.parent.name for p in RECIPES_DIR.glob("*/recipe.toml"))
+        raise ValueError(f"Unknown recipe {recipe!r}; known recipes: {known}, or pass a path to a .toml file.")
+    return path
+
+
+def load_pipeline_config(recipe: str | Path = "demo", overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read a recipe and apply dotted overrides ({"train.rank": 16, "run_dir": "runs/x"})."""
+    path = find_recipe(recipe)
+    with path.open("rb") as fh:
+        values: dict[str, Any] = tomllib.load(fh)
+    values.pop("recipe", None)  # descriptive metadata (name, licence, source) lives in the recipe's [recipe] table
+    for key, value in (overrides or {}).items():
+        _set_dotted(values, key, value)
+    fields = {f.name for f in dataclasses.fields(PipelineConfig)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(fields)}.")
+    for name in ("run_dir", "dataset_dir", "pairs_dir", "cache_dir"):
+        if values.get(name) is not None:
+            values[name] = Path(values[name])
+    return PipelineConfig(**values)

@@ -1,0 +1,119 @@
+"""`cosmos-synth`: run each stage, or the whole pipeline, in-process (no Prefect server needed).
+
+Every command reads a recipe (`datasets/<name>/recipe.toml` or a .toml path) plus `--param key=value` overrides
+and builds the same config objects the Prefect flow uses. Stages read the previous stage's outputs from the run
+folder (`run_dir`), so they can be run one at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from cosmos_synth.pipeline import PipelineConfig, load_pipeline_config, parse_override
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
+
+Recipe = Annotated[str, typer.Option("--recipe", "-r", help="Recipe name (demo, gr1) or path to a .toml file.")]
+Params = Annotated[Optional[list[str]], typer.Option(
+    "--param", "-p", help="Override a setting: key=value, dotted for stages (train.rank=16, generate.num_steps=4, "
+                          "run_dir=runs/x). Repeatable. Values are parsed as JSON when they are JSON.")]
+
+
+def _config(recipe: str, params: list[str] | None) -> PipelineConfig:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return load_pipeline_config(recipe, dict(parse_override(p) for p in params or []))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
+def _show(result) -> None:
+    typer.echo(json.dumps({k: str(v) for k, v in vars(result).items()}, indent=2))
+
+
+@app.command("demo-data")
+def demo_data(recipe: Recipe = "demo", param: Params = None) -> None:
+    """Write the procedural pick-and-place dataset (videos, prompts, state/action, test pairs)."""
+    from cosmos_synth.run import prepare_source
+
+    typer.echo(prepare_source(_config(recipe, param)))
+
+
+@app.command("build-tiny-model")
+def build_tiny(out_dir: Annotated[Path, typer.Argument(help="Folder to write the model to.")]) -> None:
+    """Build the tiny offline Cosmos-architecture model (random weights) into OUT_DIR."""
+    from cosmos_synth.models import build_tiny_model
+
+    typer.echo(build_tiny_model(out_dir))
+
+
+@app.command()
+def ingest(recipe: Recipe = "demo", param: Params = None) -> None:
+    """Validate the dataset (videos decode and are long enough, captions non-empty) and write its manifest."""
+    from cosmos_synth.ingest import ingest_dataset
+    from cosmos_synth.run import prepare_source
+
+    cfg = _config(recipe, param)
+    prepare_source(cfg)
+    _show(ingest_dataset(cfg.ingest_config()))
+
+
+@app.command()
+def preprocess(recipe: Recipe = "demo", param: Params = None) -> None:
+    """Resize ingested videos to the training resolution."""
+    from cosmos_synth.preprocess import preprocess_dataset
+
+    _show(preprocess_dataset(_config(recipe, param).preprocess_config()))
+
+
+@app.command()
+def train(recipe: Recipe = "demo", param: Params = None) -> None:
+    """Fine-tune a LoRA/DoRA adapter under `accelerate launch` (resumes from the latest checkpoint)."""
+    from cosmos_synth.launch import launch_training
+    from cosmos_synth.run import prepare_model
+
+    cfg = _config(recipe, param)
+    prepare_model(cfg)
+    _show(launch_training(cfg.train_config()))
+
+
+@app.command()
+def generate(recipe: Recipe = "demo", param: Params = None,
+             adapter: Annotated[Optional[Path], typer.Option(help="Adapter folder; default: the run's train/ "
+                                                                  "folder if it holds one.")] = None) -> None:
+    """Generate one video per (image, prompt) pair with NumPy-drawn, device-independent noise."""
+    from cosmos_synth.generate import generate_videos
+    from cosmos_synth.run import prepare_model
+    from cosmos_synth.train import ADAPTER_FILE
+
+    cfg = _config(recipe, param)
+    prepare_model(cfg)
+    trained = cfg.stage_dir("train")
+    adapter = adapter or (trained if (trained / ADAPTER_FILE).is_file() else None)
+    _show(generate_videos(cfg.generate_config(adapter)))
+
+
+@app.command()
+def export(recipe: Recipe = "demo", param: Params = None) -> None:
+    """Export generated episodes as robomimic HDF5 and a LeRobot v3.0 dataset."""
+    from cosmos_synth.export import export_episodes
+
+    _show(export_episodes(_config(recipe, param).export_config()))
+
+
+@app.command()
+def run(recipe: Recipe = "demo", param: Params = None) -> None:
+    """The whole pipeline: source, ingest, preprocess, finetune, generate, export."""
+    from cosmos_synth.run import output_paths, run_pipeline
+
+    cfg = _config(recipe, param)
+    typer.echo(json.dumps(output_paths(cfg, run_pipeline(cfg)), indent=2))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,171 @@
+"""Generate: one video per (image .png, prompt .txt) pair, from architecture-invariant noise.
+
+Each pair's initial latents are drawn with NumPy from its own seed (`seed + index`), so the same seed gives the
+same noise on any GPU or CPU. Videos are written under a temporary name and renamed; a rerun skips pairs whose
+video already exists and decodes, so an interrupted run resumes instead of starting over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cosmos_synth.config import GenerateConfig, write_config
+from cosmos_synth.files import read_jsonl, write_jsonl
+from cosmos_synth.models import load_pipeline, model_fingerprint
+from cosmos_synth.train import ADAPTER_FILE
+from cosmos_synth.video import read_video, to_uint8, write_video
+
+logger = logging.getLogger(__name__)
+
+VIDEOS_DIR = "videos"
+LATENT_CHANNELS = 16
+
+
+@dataclass(frozen=True)
+class Pair:
+    index: int        # position in the sorted pair list: the sample's seed is cfg.seed + index
+    sample_id: str    # file stem shared by the image and the prompt
+    image: Path
+    prompt: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateResult:
+    out_dir: Path
+    manifest: Path
+    num_videos: int
+    num_skipped: int  # pairs whose video already existed and verified
+
+    def summary_rows(self) -> list[dict]:
+        return [{"sample_id": r["sample_id"], "seed": r["seed"], "video": Path(r["video"]).name,
+                 "prompt": r["prompt"][:60]} for r in read_jsonl(self.manifest)]
+
+
+def list_pairs(pairs_dir: Path) -> list[Pair]:
+    """Every `<id>.png` with its `<id>.txt`, sorted by id; errors name the file and the fix."""
+    pairs_dir = Path(pairs_dir)
+    if not pairs_dir.is_dir():
+        raise ValueError(f"pairs_dir {pairs_dir} does not exist; point it at a folder of <id>.png + <id>.txt pairs.")
+    images = {p.stem: p for p in pairs_dir.glob("*.png")}
+    prompts = {p.stem: p for p in pairs_dir.glob("*.txt")}
+    for stem in sorted(set(images) ^ set(prompts)):
+        have, missing = (images[stem], f"{stem}.txt") if stem in images else (prompts[stem], f"{stem}.png")
+        raise ValueError(f"{have} has no partner {missing} in {pairs_dir}; add it or remove {have.name}.")
+    if not images:
+        raise ValueError(f"pairs_dir {pairs_dir} holds no <id>.png + <id>.txt pairs.")
+    pairs = []
+    for index, stem in enumerate(sorted(images)):
+        try:
+            prompt = prompts[stem].read_text(encoding="utf-8").strip()
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"Prompt {prompts[stem]} is not UTF-8 text ({exc}); save it as UTF-8.") from exc
+        if not prompt:
+            raise ValueError(f"Prompt {prompts[stem]} is empty; write the task description into it.")
+        pairs.append(Pair(index=index, sample_id=stem, image=images[stem], prompt=prompt))
+    return pairs
+
+
+def latent_shape(cfg: GenerateConfig) -> tuple[int, int, int, int, int]:
+    """(B, C, T, H, W) of the initial latents for cfg's video size."""
+    return (1, LATENT_CHANNELS, (cfg.num_frames - 1) // 4 + 1, cfg.height // 8, cfg.width // 8)
+
+
+def numpy_latents(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """Standard-normal latents from NumPy's RandomState: identical on every device, whatever torch's RNG state."""
+    return torch.from_numpy(np.random.RandomState(seed).standard_normal(shape).astype(np.float32))
+
+
+def video_is_complete(path: Path, num_frames: int) -> bool:
+    """True when `path` decodes to exactly `num_frames` frames (a finished earlier output)."""
+    if not path.is_file():
+        return False
+    try:
+        return read_video(path)[0].shape[0] == num_frames
+    except ValueError:
+        return False
+
+
+def load_image(path: Path) -> Image.Image:
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"Image {path} cannot be read ({exc}); save it as an 8-bit RGB PNG.") from exc
+
+
+def prepare_pipeline(cfg: GenerateConfig):
+    """Load the model, then load and fuse the adapter (if any) into the DiT."""
+    pipe = load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device=cfg.device, guardrail=cfg.guardrail)
+    if cfg.adapter is not None:
+        adapter_file = Path(cfg.adapter) / ADAPTER_FILE
+        if not adapter_file.is_file():
+            raise ValueError(f"adapter {cfg.adapter} holds no {ADAPTER_FILE}; point adapter at a training out_dir.")
+        pipe.load_lora_weights(str(cfg.adapter), weight_name=ADAPTER_FILE)
+        pipe.fuse_lora(lora_scale=1.0)
+    return pipe
+
+
+def generate_video(pipe, cfg: GenerateConfig, pair: Pair) -> np.ndarray:
+    """uint8 (T, H, W, 3) frames for one pair."""
+    latents = numpy_latents(latent_shape(cfg), cfg.seed + pair.index)
+    output = pipe(image=load_image(pair.image), prompt=pair.prompt, height=cfg.height, width=cfg.width,
+                  num_frames=cfg.num_frames, num_inference_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
+                  latents=latents, output_type="np")
+    return to_uint8(output.frames[0])
+
+
+def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
+    """Generate one video per pair in cfg.pairs_dir; skip pairs whose outputs already verify.
+
+    A pair counts as done when the manifest already holds the identical row (same seed, prompt, image, adapter
+    contents, model and settings) and its video decodes to num_frames frames. The manifest is rewritten after
+    every video, so a killed run loses at most the video in flight.
+    """
+    pairs = list_pairs(cfg.pairs_dir)
+    videos_dir, manifest = cfg.out_dir / VIDEOS_DIR, cfg.out_dir / "manifest.jsonl"
+    write_config(cfg, cfg.out_dir, "generate")
+    adapter_digest = file_digest(Path(cfg.adapter) / ADAPTER_FILE) if cfg.adapter else None
+    wanted = {p.sample_id: manifest_row(cfg, p, videos_dir, adapter_digest) for p in pairs}
+    previous = {r["sample_id"]: r for r in read_jsonl(manifest)} if manifest.is_file() else {}
+    done = {sid: row for sid, row in wanted.items()
+            if previous.get(sid) == row and video_is_complete(Path(row["video"]), cfg.num_frames)}
+    pending = [p for p in pairs if p.sample_id not in done]
+    if pending and pipe is None:
+        pipe = prepare_pipeline(cfg)
+    for number, pair in enumerate(pending, start=1):
+        frames = generate_video(pipe, cfg, pair)
+        write_video(frames, videos_dir / f"{pair.sample_id}.mp4", fps=cfg.fps)
+        done[pair.sample_id] = wanted[pair.sample_id]
+        write_jsonl(manifest, [done[p.sample_id] for p in pairs if p.sample_id in done])
+        logger.info("video %d/%d -> %s (seed %d)", number, len(pending), pair.sample_id, cfg.seed + pair.index)
+    write_jsonl(manifest, [done[p.sample_id] for p in pairs])
+    return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs),
+                          num_skipped=len(pairs) - len(pending))
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file (identifies adapter contents, not just its path)."""
+    if not path.is_file():
+        raise ValueError(f"adapter file {path} does not exist; point adapter at a training out_dir.")
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def manifest_row(cfg: GenerateConfig, pair: Pair, videos_dir: Path, adapter_digest: str | None) -> dict:
+    """Everything that determines the video, plus where it is."""
+    return {"sample_id": pair.sample_id, "seed": cfg.seed + pair.index, "prompt": pair.prompt,
+            "image": str(pair.image.resolve()), "video": str((videos_dir / f"{pair.sample_id}.mp4").resolve()),
+            "adapter": str(Path(cfg.adapter).resolve()) if cfg.adapter else None, "adapter_sha256": adapter_digest,
+            "model": model_fingerprint(cfg.model, cfg.revision), "num_frames": cfg.num_frames,
+            "height": cfg.height, "width": cfg.width, "fps": cfg.fps, "num_steps": cfg.num_steps,
+            "guidance_scale": cfg.guidance_scale}

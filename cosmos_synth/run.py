@@ -1,0 +1,55 @@
+"""The whole pipeline in-process, stage after stage (the CLI's `run`; Prefect's flow calls the same functions)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from cosmos_synth.pipeline import TINY, PipelineConfig
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_model(cfg: PipelineConfig) -> str:
+    """Build the tiny offline model on first use; other models load from the Hub or their folder as they are."""
+    if cfg.model == TINY:
+        from cosmos_synth.models import build_tiny_model
+
+        build_tiny_model(Path(cfg.resolved_model))
+    return cfg.resolved_model
+
+
+def prepare_source(cfg: PipelineConfig) -> Path:
+    """Write the procedural demo dataset when the recipe asks for it; return the dataset root."""
+    if cfg.source == "procedural":
+        from cosmos_synth.sources.procedural import write_demo_dataset
+
+        write_demo_dataset(cfg.demo_config())
+    return cfg.data_dir
+
+
+def output_paths(cfg: PipelineConfig, results: dict) -> dict[str, str]:
+    """Where a user finds each output of a run."""
+    export = results["export"]
+    return {"run_dir": str(cfg.run_dir), "adapter": str(results["train"].adapter_file),
+            "videos": str(results["generate"].out_dir / "videos"), "hdf5": str(export.hdf5_path),
+            "lerobot": str(export.lerobot_dir)}
+
+
+def run_pipeline(cfg: PipelineConfig) -> dict:
+    """source → ingest → preprocess → finetune → generate → export; returns each stage's result."""
+    from cosmos_synth.export import export_episodes
+    from cosmos_synth.generate import generate_videos
+    from cosmos_synth.ingest import ingest_dataset
+    from cosmos_synth.launch import launch_training
+    from cosmos_synth.preprocess import preprocess_dataset
+
+    prepare_model(cfg)
+    prepare_source(cfg)
+    results = {"ingest": ingest_dataset(cfg.ingest_config())}
+    results["preprocess"] = preprocess_dataset(cfg.preprocess_config())
+    results["train"] = launch_training(cfg.train_config())
+    results["generate"] = generate_videos(cfg.generate_config(results["train"].adapter_dir))
+    results["export"] = export_episodes(cfg.export_config())
+    logger.info("run finished: %s", output_paths(cfg, results))
+    return results

@@ -1,0 +1,200 @@
+"""LoRA / DoRA fine-tuning of the Cosmos DiT: one readable loop, run under `accelerate launch`.
+
+`python -m cosmos_synth.train <out_dir>/train_config.json` is what :func:`cosmos_synth.launch.launch_training`
+starts (one process per GPU, or one CPU process). The loop follows the reference recipe (REFERENCE.md §1): frozen
+base weights, adapters on the six attention/MLP projections in float32, AdamW with a linear warm-up/decay schedule
+bounded by f_min/f_max, the flow-matching loss of :mod:`cosmos_synth.loss`, accelerate checkpoints every
+`checkpoint_every_epochs`, and a final adapter in diffusers format (`pytorch_lora_weights.safetensors`).
+A run restarted on the same `out_dir` resumes from its latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from cosmos_synth.config import TrainConfig, load_config
+from cosmos_synth.files import read_jsonl, write_text_atomic
+from cosmos_synth.loss import build_flow_inputs, masked_velocity_loss, predict_velocity, sample_sigma
+from cosmos_synth.models import load_pipeline
+from cosmos_synth.preprocess import load_clip, sample_window
+
+logger = logging.getLogger(__name__)
+
+ADAPTER_FILE = "pytorch_lora_weights.safetensors"
+CHECKPOINTS_DIR = "checkpoints"
+RESULT_FILE = "train_result.json"
+LOSS_LOG = "loss.jsonl"
+
+
+def add_adapter(transformer, cfg: TrainConfig) -> list[torch.nn.Parameter]:
+    """Freeze the DiT, attach LoRA (or DoRA) to cfg.target_modules, keep adapter weights in float32."""
+    from diffusers.training_utils import cast_training_params
+    from peft import LoraConfig
+
+    transformer.requires_grad_(False)
+    transformer.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules=list(cfg.target_modules),
+                                       init_lora_weights=True, use_dora=cfg.adapter == "dora"))
+    cast_training_params(transformer, dtype=torch.float32)
+    return [p for p in transformer.parameters() if p.requires_grad]
+
+
+def save_adapter(transformer, out_dir: Path) -> Path:
+    """Write the adapter in diffusers format, with its peft config as metadata (rank, alpha, DoRA)."""
+    from diffusers import Cosmos2_5_PredictBasePipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(transformer))
+    Cosmos2_5_PredictBasePipeline.save_lora_weights(
+        out_dir, transformer_lora_layers=layers, weight_name=ADAPTER_FILE, safe_serialization=True,
+        transformer_lora_adapter_metadata=transformer.peft_config["default"].to_dict(),
+    )
+    return out_dir / ADAPTER_FILE
+
+
+@torch.no_grad()
+def encode_prompts(pipe, captions: list[str], device) -> dict[str, torch.Tensor]:
+    """Prompt embeddings, once per distinct caption (the text encoder is frozen, so they never change)."""
+    return {c: pipe._get_prompt_embeds(c, device=device).cpu() for c in sorted(set(captions))}
+
+
+@torch.no_grad()
+def encode_video(pipe, video: torch.Tensor) -> torch.Tensor:
+    """(B, 3, T, H, W) in [-1, 1] → normalised clean latents: (mean - latents_mean) * (1 / latents_std)."""
+    vae = pipe.vae
+    mu = vae.encode(video.to(device=vae.device, dtype=vae.dtype)).latent_dist.mean.float()
+    return (mu - pipe.latents_mean.to(mu.device)) * pipe.latents_std.to(mu.device)
+
+
+def draw_num_cond_frames(probs: dict[int, float], generator: torch.Generator) -> int:
+    keys = sorted(probs)
+    index = torch.multinomial(torch.tensor([probs[k] for k in keys]), 1, generator=generator).item()
+    return keys[index]
+
+
+def training_step(pipe, transformer, cfg: TrainConfig, frames: torch.Tensor, prompt_embeds: torch.Tensor,
+                  generator: torch.Generator) -> torch.Tensor:
+    """The loss for one clip: window → latents → noised inputs → DiT → masked velocity MSE."""
+    device = prompt_embeds.device
+    video = sample_window(frames, cfg.num_frames, generator).unsqueeze(0)
+    clean = encode_video(pipe, video).to(device)
+    if torch.rand((), generator=generator).item() < cfg.cfg_dropout_prob:
+        prompt_embeds = torch.zeros_like(prompt_embeds)  # classifier-free guidance dropout
+    noise = torch.randn(clean.shape, generator=generator).to(device)
+    sigma = sample_sigma(1, generator=generator).to(device)
+    k = draw_num_cond_frames(cfg.cond_frame_probs, generator)
+    inputs = build_flow_inputs(clean, noise, sigma, [k], cond_timestep=cfg.cond_frame_timestep)
+    pred = predict_velocity(transformer, inputs, prompt_embeds, dtype=pipe.transformer.dtype)
+    return masked_velocity_loss(pred, inputs)
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    checkpoints = sorted((out_dir / CHECKPOINTS_DIR).glob("epoch_*"))
+    complete = [c for c in checkpoints if (c / "DONE").is_file()]
+    return complete[-1] if complete else None
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run the loop; return (and write) the result record. Rank 0 writes every file."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from diffusers.optimization import get_linear_schedule_with_warmup
+
+    mixed = "bf16" if cfg.dtype == "bfloat16" and not cfg.cpu else "no"
+    accelerator = Accelerator(mixed_precision=mixed, cpu=cfg.cpu, project_dir=str(cfg.out_dir))
+    set_seed(cfg.seed)
+    clips = read_jsonl(cfg.data_dir / "manifest.jsonl")
+    pipe = load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device=str(accelerator.device), guardrail=False)
+    embeds = encode_prompts(pipe, [c["caption"] for c in clips], accelerator.device)
+    pipe.text_encoder = None  # released: training never needs it again
+    transformer = pipe.transformer
+    params = add_adapter(transformer, cfg)
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, cfg.num_warmup_steps, cfg.num_training_steps,
+                                                f_min=cfg.f_min, f_max=cfg.f_max)
+    transformer, optimizer, scheduler = accelerator.prepare(transformer, optimizer, scheduler)
+
+    # Each process takes every world_size-th clip of the epoch's shuffled order (DDP: one clip per GPU per step).
+    start_epoch, step = 0, 0
+    resume = latest_checkpoint(cfg.out_dir)
+    if resume is None and accelerator.is_main_process:
+        (cfg.out_dir / LOSS_LOG).unlink(missing_ok=True)  # a fresh start: no stale log lines
+    if resume is not None:
+        accelerator.load_state(str(resume))
+        state = json.loads((resume / "DONE").read_text())
+        start_epoch, step = state["epoch"], state["step"]
+        _truncate_loss_log(cfg.out_dir / LOSS_LOG, step)
+        logger.info("resumed from %s (epoch %d, step %d)", resume, start_epoch, step)
+
+    frames_cache = {c["sample_id"]: load_clip(Path(c["clip"])) for c in clips}
+    loss_value = math.nan
+    for epoch in range(start_epoch, cfg.num_epochs):
+        generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1009 + accelerator.process_index)
+        order = torch.randperm(len(clips), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+        for index in order[accelerator.process_index::accelerator.num_processes]:
+            clip = clips[index]
+            with accelerator.accumulate(transformer):
+                loss = training_step(pipe, transformer, cfg, frames_cache[clip["sample_id"]],
+                                     embeds[clip["caption"]].to(accelerator.device), generator)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}, clip "
+                                             f"{clip['sample_id']}; lower learning_rate or check the data.")
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss_value = loss.item()  # a CPU-GPU sync point; cheap next to a DiT step
+            if accelerator.is_main_process:
+                with (cfg.out_dir / LOSS_LOG).open("a") as fh:
+                    fh.write(json.dumps({"epoch": epoch, "step": step, "loss": loss_value,
+                                         "lr": scheduler.get_last_lr()[0]}) + "\n")
+        logger.info("epoch %d/%d step %d loss %.5f", epoch + 1, cfg.num_epochs, step, loss_value)
+        if (epoch + 1) % cfg.checkpoint_every_epochs == 0 or epoch + 1 == cfg.num_epochs:
+            save_checkpoint(accelerator, cfg.out_dir, epoch + 1, step)
+
+    result = {"num_steps": step, "final_loss": loss_value, "adapter_dir": str(cfg.out_dir.resolve())}
+    if accelerator.is_main_process:
+        save_adapter(accelerator.unwrap_model(transformer), cfg.out_dir)
+        write_text_atomic(cfg.out_dir / RESULT_FILE, json.dumps(result, indent=2))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return result
+
+
+def _truncate_loss_log(path: Path, step: int) -> None:
+    """Drop log lines past the checkpoint we resume from, so a resumed run's log has no duplicates."""
+    if path.is_file():
+        rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        write_text_atomic(path, "".join(line + "\n" for line in rows))
+
+
+def save_checkpoint(accelerator, out_dir: Path, epoch: int, step: int) -> Path:
+    """accelerate state (adapter, optimizer, scheduler, RNG) + a DONE marker written last."""
+    path = out_dir / CHECKPOINTS_DIR / f"epoch_{epoch:06d}"
+    accelerator.save_state(str(path))
+    if accelerator.is_main_process:
+        write_text_atomic(path / "DONE", json.dumps({"epoch": epoch, "step": step}))
+    accelerator.wait_for_everyone()
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m cosmos_synth.train <train_config.json>")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    train(load_config(TrainConfig, Path(argv[0])))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""robomimic HDF5: one file, one `data/demo_<i>` group per episode, written to a temporary name and renamed.
+
+Layout (what `robomimic.utils.dataset.SequenceDataset` and `get_dataset_info` read):
+    data                      attrs: total (sum of num_samples), env_args (JSON: env_name, env_type, env_kwargs)
+    data/demo_<i>             attrs: num_samples, sample_id, task, source
+        obs/<camera>_image        (N, H, W, 3) uint8, chunked one frame per chunk, gzip
+        next_obs/<camera>_image   obs shifted by one frame; the last frame is repeated
+        rewards (N,) float64      all zero: a generated video carries no reward signal
+        dones   (N,) int64        1 on the last frame only
+        actions (N, A) float32    only when the episode has actions (label stage); robomimic expects [-1, 1]
+        states  (N, D) float32    only when the episode has states
+    mask/train, mask/valid    demo names as bytes: every 10th demo (demo_9, demo_19, ...) is valid; with fewer
+                              than 10 demos the last one is; with a single demo both masks hold it
+Consumers that need `actions` (SequenceDataset's default keys, get_dataset_info) need labelled episodes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Iterable
+
+import h5py
+import numpy as np
+
+from cosmos_synth.export.episodes import Episode
+
+logger = logging.getLogger(__name__)
+
+GYM_TYPE = 2                 # robomimic's EnvType.GYM_TYPE: no simulator stands behind a generated video
+VALID_EVERY = 10             # demo i is in mask/valid when i % VALID_EVERY == VALID_EVERY - 1
+IMAGE_COMPRESSION = {"compression": "gzip", "compression_opts": 4}
+
+
+def obs_key(camera: str) -> str:
+    """robomimic's name for an image observation: `<camera>_image` (e.g. `agentview_image`)."""
+    return f"{camera}_image"
+
+
+def split_demos(names: list[str]) -> dict[str, list[str]]:
+    """Deterministic ~90/10 train/valid split, spread over the manifest order (see the module docstring)."""
+    valid = [name for i, name in enumerate(names) if i % VALID_EVERY == VALID_EVERY - 1] or names[-1:]
+    train = [name for name in names if name not in valid] or list(names)
+    return {"train": train, "valid": valid}
+
+
+class RobomimicWriter:
+    """Streams episodes into `path` through a temporary file: `add` each, `finish` (verify), `commit` (rename).
+
+    Used as a context manager, leaving the block without `commit` (an exception) deletes the temporary file,
+    so `path` is either the previous complete file or the new complete one.
+    """
+
+    def __init__(self, path: Path, *, camera: str, env_name: str) -> None:
+        self.path = Path(path)
+        self.key = obs_key(camera)
+        self.env_name = env_name
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        self.file: h5py.File | None = h5py.File(self.tmp, "w")
+        self.data = self.file.create_group("data")
+        self.names: list[str] = []
+        self.num_frames = 0
+        self.has = {"actions": None, "states": None}   # fixed by the first episode: all or none carry each array
+
+    def add(self, episode: Episode) -> None:
+        name = f"demo_{len(self.names)}"
+        demo = self.data.create_group(name)
+        n, frames = episode.num_frames, episode.frames
+        demo.attrs.update(num_samples=n, sample_id=episode.sample_id, task=episode.task, source=episode.source)
+        chunks = (1, *frames.shape[1:])
+        demo.create_group("obs").create_dataset(self.key, data=frames, chunks=chunks, **IMAGE_COMPRESSION)
+        next_obs = demo.create_group("next_obs").create_dataset(self.key, shape=frames.shape, dtype=np.uint8,
+                                                                chunks=chunks, **IMAGE_COMPRESSION)
+        next_obs[: n - 1] = frames[1:]
+        next_obs[n - 1] = frames[n - 1]
+        dones = np.zeros(n, dtype=np.int64)
+        dones[-1] = 1
+        demo.create_dataset("rewards", data=np.zeros(n, dtype=np.float64))
+        demo.create_dataset("dones", data=dones)
+        for array in ("actions", "states"):
+            values = getattr(episode, array)
+            self._check_presence(episode, array, values is not None)
+            if values is not None:
+                demo.create_dataset(array, data=values.astype(np.float32))
+        if episode.actions is not None and np.abs(episode.actions).max() > 1:
+            logger.warning("episode %s: actions span [%.3g, %.3g]; robomimic expects them normalised to [-1, 1].",
+                           episode.sample_id, episode.actions.min(), episode.actions.max())
+        self.names.append(name)
+        self.num_frames += n
+
+    def finish(self) -> None:
+        """Write the totals and masks, close the temporary file and read it back."""
+        if not self.names:
+            raise ValueError(f"No episodes to write to {self.path}; the manifest must name at least one video.")
+        self.data.attrs["total"] = self.num_frames
+        self.data.attrs["env_args"] = json.dumps({
+            "env_name": self.env_name,
+            "env_type": GYM_TYPE,   # robomimic's docs name the key env_type ...
+            "type": GYM_TYPE,       # ... while its env_utils reads env_meta["type"]: write both
+            "env_kwargs": {},
+        })
+        for split, names in split_demos(self.names).items():
+            self.file.create_dataset(f"mask/{split}", data=np.array(names, dtype="S"))
+        self.file.close()
+        self.file = None
+        verify_robomimic_hdf5(self.tmp, num_episodes=len(self.names), num_frames=self.num_frames)
+
+    def commit(self) -> Path:
+        if self.file is not None:
+            self.finish()
+        self.tmp.replace(self.path)
+        logger.info("robomimic: %d demos, %d frames -> %s", len(self.names), self.num_frames, self.path)
+        return self.path
+
+    def _check_presence(self, episode: Episode, array: str, present: bool) -> None:
+        if self.has[array] is None:
+            self.has[array] = present
+        elif self.has[array] != present:
+            raise ValueError(f"Episode {episode.sample_id} {'has' if present else 'lacks'} {array} but earlier "
+                             f"episodes {'lack' if present else 'have'} them; label all episodes or none.")
+
+    def __enter__(self) -> RobomimicWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.file is not None:
+                self.file.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def write_robomimic_hdf5(episodes: Iterable[Episode], path: Path, *, camera: str, env_name: str) -> Path:
+    """Write `episodes` as one robomimic HDF5 file at `path`, atomically; return `path`."""
+    with RobomimicWriter(path, camera=camera, env_name=env_name) as writer:
+        for episode in episodes:
+            writer.add(episode)
+        return writer.commit()
+
+
+def verify_robomimic_hdf5(path: Path, *, num_episodes: int, num_frames: int) -> None:
+    """Read a written file back and check its structure against what was written."""
+    def fail(what: str) -> ValueError:
+        return ValueError(f"robomimic file {path} failed verification: {what}. Rerun the export.")
+
+    with h5py.File(path, "r") as f:
+        data = f["data"]
+        names = sorted(data.keys(), key=lambda name: int(name.removeprefix("demo_")))
+        if len(names) != num_episodes:
+            raise fail(f"{len(names)} demos, expected {num_episodes}")
+        lengths = [int(data[name].attrs["num_samples"]) for name in names]
+        if int(data.attrs["total"]) != num_frames or sum(lengths) != num_frames:
+            raise fail(f"total={data.attrs['total']}, demos sum to {sum(lengths)}, expected {num_frames}")
+        json.loads(data.attrs["env_args"])
+        for name, length in zip(names, lengths):
+            demo = data[name]
+            for group in ("obs", "next_obs"):
+                for key, dataset in demo[group].items():
+                    if dataset.shape[0] != length or dataset.dtype != np.uint8:
+                        raise fail(f"{name}/{group}/{key} is {dataset.dtype} {dataset.shape}, expected {length} frames")
+            for key in ("rewards", "dones", "actions", "states"):
+                if key in demo and demo[key].shape[0] != length:
+                    raise fail(f"{name}/{key} has {demo[key].shape[0]} rows, expected {length}")
+        masked = {name.decode() for split in f["mask"].values() for name in split[()]}
+        if not masked <= set(names):
+            raise fail(f"masks name unknown demos {sorted(masked - set(names))}")

@@ -1,0 +1,38 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cosmos_synth.config import DemoDataConfig
+from cosmos_synth.sources.procedural import write_demo_dataset
+
+
+# demo data fixtures ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small procedural dataset (GR1 layout), written once per session: 4 episodes of 33 frames at 64x96, 2 test
+    pairs. Read-only: copy it (shutil.copytree) before changing anything."""
+    root = tmp_path_factory.mktemp("demo") / "data"
+    return write_demo_dataset(DemoDataConfig(out_dir=root, num_episodes=4, num_test_pairs=2))
+
+
+# tiny model fixtures --------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny offline Cosmos-architecture model, built and saved once per session (read-only)."""
+    from cosmos_synth.models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture()
+def tiny_pipe(tiny_model: Path):
+    """A fresh float32 CPU pipeline loaded from the tiny model folder through the one loading path."""
+    from cosmos_synth.models import load_pipeline
+
+    return load_pipeline(tiny_model, dtype="float32", device="cpu")

@@ -1,0 +1,154 @@
+"""The procedural demo source: determinism, layout, ground truth, idempotence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from cosmos_synth.config import DemoDataConfig
+from cosmos_synth.sources.layout import METADATA_CSV, TEST_DIR, TRAJECTORIES_DIR, VIDEOS_DIR
+from cosmos_synth.sources.procedural import (
+    ACTION_NAMES, COLOURS, MARKER, STATE_NAMES, make_trajectory, write_demo_dataset,
+)
+from cosmos_synth.video import read_video, write_video
+
+SMALL = dict(num_episodes=3, num_test_pairs=2, num_frames=33, height=64, width=96, fps=16)
+
+
+def _write(root: Path, **overrides) -> Path:
+    return write_demo_dataset(DemoDataConfig(out_dir=root, **{**SMALL, **overrides}))
+
+
+def _load(root: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    frames, _ = read_video(root / VIDEOS_DIR / f"{name}.mp4")
+    with np.load(root / TRAJECTORIES_DIR / f"{name}.npz", allow_pickle=False) as data:
+        return frames, data["state"], data["action"]
+
+
+def test_same_config_gives_identical_data(tmp_path):
+    a, b = _write(tmp_path / "a"), _write(tmp_path / "b")
+    assert (a / METADATA_CSV).read_text() == (b / METADATA_CSV).read_text()
+    for i in range(SMALL["num_episodes"]):
+        for x, y in zip(_load(a, f"episode_{i:04d}"), _load(b, f"episode_{i:04d}")):
+            np.testing.assert_array_equal(x, y)
+    for k in range(SMALL["num_test_pairs"]):
+        np.testing.assert_array_equal(cv2.imread(str(a / TEST_DIR / f"pair_{k:04d}.png")),
+                                      cv2.imread(str(b / TEST_DIR / f"pair_{k:04d}.png")))
+
+
+def test_different_seeds_differ(tmp_path):
+    a, b = _write(tmp_path / "a", seed=0), _write(tmp_path / "b", seed=100)
+    frames_a, state_a, _ = _load(a, "episode_0000")
+    frames_b, state_b, _ = _load(b, "episode_0000")
+    assert not np.array_equal(state_a, state_b)
+    assert np.abs(frames_a.astype(int) - frames_b.astype(int)).mean() > 1.0
+
+
+def test_layout_shapes_and_prompts(tmp_path):
+    root = _write(tmp_path / "data")
+    lines = (root / METADATA_CSV).read_text().splitlines()
+    assert len(lines) == SMALL["num_episodes"]
+    for i, line in enumerate(lines):
+        video, _, prompt = line.partition(",")
+        assert video == f"{VIDEOS_DIR}/episode_{i:04d}.mp4"
+        assert prompt.startswith("The robot arm picks up the ") and prompt.endswith(".")
+        assert sum(colour in prompt for colour in COLOURS) == 2  # object colour + container colour
+        frames, state, action = _load(root, f"episode_{i:04d}")
+        assert frames.shape == (SMALL["num_frames"], SMALL["height"], SMALL["width"], 3)
+        assert state.shape == (SMALL["num_frames"], len(STATE_NAMES)) and state.dtype == np.float32
+        assert action.shape == (SMALL["num_frames"], len(ACTION_NAMES)) and action.dtype == np.float32
+        assert state.min() >= 0.0 and state.max() <= 1.0
+        assert np.abs(frames[1:].astype(int) - frames[:-1].astype(int)).max() > 50  # the scene moves
+        assert np.abs(frames[-1].astype(int) - frames[0].astype(int)).mean() > 1.0
+    assert json.loads((root / MARKER).read_text())["config"]["num_episodes"] == SMALL["num_episodes"]
+
+
+def test_test_pairs(tmp_path):
+    root = _write(tmp_path / "data")
+    for k in range(SMALL["num_test_pairs"]):
+        image = cv2.imread(str(root / TEST_DIR / f"pair_{k:04d}.png"))
+        assert image.shape == (SMALL["height"], SMALL["width"], 3)
+        prompt = (root / TEST_DIR / f"pair_{k:04d}.txt").read_text().strip()
+        assert prompt.startswith("The robot arm picks up the ")
+    assert len(list((root / TEST_DIR).iterdir())) == 2 * SMALL["num_test_pairs"]
+    # Pair k uses seed + num_episodes + k: it is the first frame of episode 0 of a dataset seeded num_episodes later.
+    shifted = _write(tmp_path / "shifted", seed=SMALL["num_episodes"])
+    first_frame, _, _ = _load(shifted, "episode_0000")
+    pair = cv2.imread(str(root / TEST_DIR / "pair_0000.png"))[:, :, ::-1]  # BGR -> RGB
+    assert np.abs(first_frame[0].astype(int) - pair.astype(int)).mean() < 3.0  # same scene, up to H.264 loss
+    assert (root / TEST_DIR / "pair_0000.txt").read_text().strip() == \
+        (shifted / METADATA_CSV).read_text().splitlines()[0].partition(",")[2]
+
+
+def test_action_matches_state(tmp_path):
+    root = _write(tmp_path / "data")
+    _, state, action = _load(root, "episode_0001")
+    np.testing.assert_array_equal(state[:-1, :2] + action[:-1, :2], state[1:, :2])  # delta_x, delta_y
+    np.testing.assert_array_equal(action[-1, :2], 0.0)
+    opening_change = np.diff(state[:, 2])
+    command = action[:-1, 2]
+    assert set(np.unique(action[:, 2])) == {-1.0, 1.0}
+    assert np.all(opening_change[command == 1.0] <= 0)   # +1 close: the gripper never opens
+    assert np.all(opening_change[command == -1.0] >= 0)  # -1 open: the gripper never closes
+    assert state[0, 2] == 1.0 and state[-1, 2] == 1.0 and state[:, 2].min() == 0.0
+    carried = state[:, 2] == 0.0  # closed: the object moves with the gripper
+    np.testing.assert_allclose(state[carried, 3:5], state[carried, 0:2])
+
+
+def test_trajectory_key_points():
+    state, action = make_trajectory((0.1, 0.1), (0.3, 0.5), (0.8, 0.6), (0.5, 0.2), num_frames=101)
+    np.testing.assert_allclose(state[0, :2], (0.1, 0.1), atol=1e-6)
+    np.testing.assert_allclose(state[30, :2], (0.3, 0.5), atol=1e-6)  # at the object when closing starts
+    np.testing.assert_allclose(state[75, :2], (0.8, 0.6), atol=1e-6)  # at the container when opening starts
+    np.testing.assert_allclose(state[-1, :2], (0.5, 0.2), atol=1e-6)
+    np.testing.assert_allclose(state[-1, 3:5], (0.8, 0.6), atol=1e-6)  # the object stays in the container
+
+
+def test_rerun_reuses_complete_dataset(tmp_path):
+    root = _write(tmp_path / "data")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    before = {p: p.stat().st_mtime_ns for p in files}
+    assert _write(tmp_path / "data") == root
+    assert {p: p.stat().st_mtime_ns for p in files} == before
+    assert sorted(p for p in root.rglob("*") if p.is_file()) == files
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # no temporary folder left behind
+
+
+def test_empty_folder_is_filled(tmp_path):
+    (tmp_path / "data").mkdir()
+    root = _write(tmp_path / "data")
+    assert (root / MARKER).is_file() and (root / METADATA_CSV).is_file()
+
+
+def test_other_folder_is_refused(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"data already exists but is not a complete demo dataset .*delete it"):
+        _write(tmp_path / "data")
+    assert (tmp_path / "data" / "notes.txt").read_text() == "mine"
+
+
+def test_other_config_is_refused(tmp_path):
+    _write(tmp_path / "data", seed=0)
+    with pytest.raises(ValueError, match=r"data holds a demo dataset made with different settings .*'seed': 1"):
+        _write(tmp_path / "data", seed=1)
+
+
+def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
+    import cosmos_synth.sources.procedural as procedural
+
+    def fail_on_third_episode(frames, path, **kwargs):
+        if path.name == "episode_0002.mp4":
+            raise OSError("disk full")
+        return write_video(frames, path, **kwargs)
+
+    monkeypatch.setattr(procedural, "write_video", fail_on_third_episode)
+    with pytest.raises(OSError, match="disk full"):
+        _write(tmp_path / "data")
+    assert list(tmp_path.iterdir()) == []  # neither a half-written dataset nor the temporary folder
+    monkeypatch.undo()
+    assert (_write(tmp_path / "data") / MARKER).is_file()

@@ -61,6 +61,8 @@ class IngestConfig:
     out_dir: Path                       # where manifest.jsonl and ingest_config.json go
     min_frames: int = 93                # every video must have at least this many frames (the training window)
     caption_prefix: str = ""            # prepended to every caption, e.g. "The robot arm is performing a task. "
+    videos_dir: str | None = None       # folder under dataset_dir holding the videos when metadata.csv names them by
+                                        # file name only (GR1-100: "gr1"); None: paths are relative to dataset_dir
 
     def __post_init__(self) -> None:
         _require(self.min_frames >= 1, f"min_frames={self.min_frames} must be >= 1.")
@@ -161,7 +163,7 @@ class ExportConfig:
     manifest: Path                            # generate's manifest.jsonl
     out_dir: Path                             # robomimic/<name>.hdf5 and lerobot/
     repo_id: str = "cosmos-synth/demo"        # LeRobot repo id written into the dataset
-    camera: str = "front"                     # camera name: obs/<camera>, observation.images.<camera>
+    camera: str = "front"                     # camera name: obs/<camera>_image, observation.images.<camera>
     fps: int = 16
     robot_type: str = "unknown"
 

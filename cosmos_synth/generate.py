@@ -100,9 +100,9 @@ def load_image(path: Path) -> Image.Image:
         raise ValueError(f"Image {path} cannot be read ({exc}); save it as an 8-bit RGB PNG.") from exc
 
 
-def prepare_pipeline(cfg: GenerateConfig):
-    """Load the model, then load and fuse the adapter (if any) into the DiT."""
-    pipe = load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device=cfg.device, guardrail=cfg.guardrail)
+def prepare_pipeline(cfg: GenerateConfig, base=None):
+    """Load the model (or take `base`, an already-built pipeline), then load and fuse the adapter into the DiT."""
+    pipe = base or load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device=cfg.device, guardrail=cfg.guardrail)
     if cfg.adapter is not None:
         adapter_file = Path(cfg.adapter) / ADAPTER_FILE
         if not adapter_file.is_file():
@@ -124,6 +124,8 @@ def generate_video(pipe, cfg: GenerateConfig, pair: Pair) -> np.ndarray:
 def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
     """Generate one video per pair in cfg.pairs_dir; skip pairs whose outputs already verify.
 
+    `pipe` (optional) is a base pipeline to use instead of loading cfg.model; cfg.adapter is fused into it.
+
     A pair counts as done when the manifest already holds the identical row (same seed, prompt, image, adapter
     contents, model and settings) and its video decodes to num_frames frames. The manifest is rewritten after
     every video, so a killed run loses at most the video in flight.
@@ -137,8 +139,8 @@ def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
     done = {sid: row for sid, row in wanted.items()
             if previous.get(sid) == row and video_is_complete(Path(row["video"]), cfg.num_frames)}
     pending = [p for p in pairs if p.sample_id not in done]
-    if pending and pipe is None:
-        pipe = prepare_pipeline(cfg)
+    if pending:
+        pipe = prepare_pipeline(cfg, base=pipe)
     for number, pair in enumerate(pending, start=1):
         frames = generate_video(pipe, cfg, pair)
         write_video(frames, videos_dir / f"{pair.sample_id}.mp4", fps=cfg.fps)

@@ -91,16 +91,17 @@ def read_metadata(path: Path) -> list[MetadataRow]:
     return rows
 
 
-def _check_rows(csv: Path, root: Path, rows: list[MetadataRow]) -> list[Path]:
+def _check_rows(csv: Path, root: Path, rows: list[MetadataRow], videos_dir: str | None) -> list[Path]:
     """Cheap checks over every row before any decoding: captions, paths, existence, unique sample ids."""
     videos, first_line = [], {}
     for row in rows:
         if not row.caption:
             raise ValueError(f"{csv} line {row.line}: the caption of {row.video} is empty; "
                              f"write a caption after the first comma.")
-        video = inside(root, row.video, what=f"{csv} line {row.line}")
+        relative = f"{videos_dir}/{Path(row.video).name}" if videos_dir else row.video
+        video = inside(root, relative, what=f"{csv} line {row.line}")
         if not video.is_file():
-            raise ValueError(f"{csv} line {row.line}: video {row.video} does not exist under {root}; "
+            raise ValueError(f"{csv} line {row.line}: video {relative} does not exist under {root}; "
                              f"fix the path or drop the line.")
         stem = video.stem
         if stem in first_line:
@@ -152,7 +153,7 @@ def ingest_dataset(cfg: IngestConfig) -> IngestResult:
     """Validate every sample listed in cfg.dataset_dir/metadata.csv and write cfg.out_dir/manifest.jsonl."""
     csv = cfg.dataset_dir / METADATA_CSV
     rows = read_metadata(csv)
-    videos = _check_rows(csv, cfg.dataset_dir, rows)
+    videos = _check_rows(csv, cfg.dataset_dir, rows, cfg.videos_dir)
     samples = []
     for index, (row, video) in enumerate(zip(rows, videos), start=1):
         sample = _ingest_sample(cfg, csv, row, video)

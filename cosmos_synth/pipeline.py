@@ -28,9 +28,15 @@ class PipelineConfig:
     """Everything one run of finetune-and-generate needs; expands to one config per stage."""
 
     run_dir: Path = Path("runs/demo")             # all outputs: data/, ingest/, preprocess/, train/, generate/, export/
-    source: Literal["procedural", "local"] = "procedural"  # where episodes come from
+    source: Literal["procedural", "local", "hub"] = "procedural"  # where episodes come from
     dataset_dir: Path | None = None                # source=local: dataset root (GR1 layout)
+    dataset_repo: str = "nvidia/GR1-100"           # source=hub: Hub dataset repo (or a local folder laid out alike)
+    dataset_revision: str | None = "main"          # source=hub: branch, tag or commit of dataset_repo
+    videos_dir: str | None = None                  # folder of the videos when metadata.csv names files ("gr1")
     pairs_dir: Path | None = None                  # (image, prompt) pairs to generate from; default <dataset>/test
+    pairs_repo: str | None = None                  # Hub repo (or local folder) holding the pairs, e.g. nvidia/EVAL-175
+    pairs_revision: str | None = "main"            # revision of pairs_repo
+    pairs_subdir: str = "gr1_object"               # folder of pairs inside pairs_repo
     caption_prefix: str = ""                       # prepended to every training caption
     model: str = NVIDIA_MODEL                      # Hub id, local folder, or "tiny"
     revision: str | None = NVIDIA_REVISION         # Hub revision (ignored for local folders and "tiny")
@@ -51,13 +57,31 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.source == "local" and self.dataset_dir is None:
             raise ValueError("source='local' needs dataset_dir: the folder holding metadata.csv and the videos.")
-        if self.source not in ("procedural", "local"):
-            raise ValueError(f"source={self.source!r}: use 'procedural' or 'local'.")
+        if self.source not in ("procedural", "local", "hub"):
+            raise ValueError(f"source={self.source!r}: use 'procedural', 'local' or 'hub'.")
 
     # -- paths, written once ------------------------------------------------------------------------------------
     @property
     def data_dir(self) -> Path:
-        return self.dataset_dir if self.source == "local" else self.run_dir / "data"
+        """The dataset root ingest reads."""
+        if self.source == "local":
+            return self.dataset_dir
+        if self.source == "hub":
+            return self._hub_dir(self.dataset_repo)
+        return self.run_dir / "data"
+
+    @property
+    def resolved_pairs_dir(self) -> Path:
+        """The (image, prompt) folder generation reads."""
+        if self.pairs_dir is not None:
+            return self.pairs_dir
+        if self.pairs_repo is not None:
+            return self._hub_dir(self.pairs_repo) / self.pairs_subdir
+        return self.data_dir / "test"
+
+    def _hub_dir(self, repo: str) -> Path:
+        """A local folder as it is; a Hub repo id downloads under cache_dir/datasets/."""
+        return Path(repo) if Path(repo).is_dir() else self.cache_dir / "datasets" / repo.replace("/", "--")
 
     @property
     def resolved_model(self) -> str:
@@ -74,7 +98,7 @@ class PipelineConfig:
 
     def ingest_config(self) -> IngestConfig:
         return IngestConfig(dataset_dir=self.data_dir, out_dir=self.stage_dir("ingest"), min_frames=self.num_frames,
-                            caption_prefix=self.caption_prefix)
+                            caption_prefix=self.caption_prefix, videos_dir=self.videos_dir)
 
     def preprocess_config(self) -> PreprocessConfig:
         return PreprocessConfig(manifest=self.stage_dir("ingest") / "manifest.jsonl",
@@ -88,7 +112,7 @@ class PipelineConfig:
 
     def generate_config(self, adapter: Path | None) -> GenerateConfig:
         base = dict(model=self.resolved_model, revision=self.revision, adapter=adapter,
-                    pairs_dir=self.pairs_dir or self.data_dir / "test", out_dir=self.stage_dir("generate"),
+                    pairs_dir=self.resolved_pairs_dir, out_dir=self.stage_dir("generate"),
                     height=self.height, width=self.width, num_frames=self.num_frames, fps=self.fps, seed=self.seed,
                     dtype=self.dtype, device=self.device, guardrail=self.guardrail)
         return config_from_dict(GenerateConfig, {**base, **self.generate}, where="generate")

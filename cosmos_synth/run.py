@@ -20,11 +20,20 @@ def prepare_model(cfg: PipelineConfig) -> str:
 
 
 def prepare_source(cfg: PipelineConfig) -> Path:
-    """Write the procedural demo dataset when the recipe asks for it; return the dataset root."""
+    """Write the procedural demo dataset, or download the Hub datasets, as the recipe asks; return the root."""
     if cfg.source == "procedural":
         from cosmos_synth.sources.procedural import write_demo_dataset
 
         write_demo_dataset(cfg.demo_config())
+    elif cfg.source == "hub":
+        from cosmos_synth.sources.hub import fetch_gr1
+
+        fetch_gr1(cfg.dataset_repo, revision=cfg.dataset_revision, local_dir=cfg.data_dir)
+    if cfg.pairs_dir is None and cfg.pairs_repo is not None:
+        from cosmos_synth.sources.hub import fetch_eval_pairs
+
+        fetch_eval_pairs(cfg.pairs_repo, revision=cfg.pairs_revision, subdir=cfg.pairs_subdir,
+                         local_dir=cfg.resolved_pairs_dir.parent)
     return cfg.data_dir
 
 

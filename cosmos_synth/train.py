@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -100,19 +101,29 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Run the loop; return (and write) the result record. Rank 0 writes every file."""
+def train(cfg: TrainConfig, pipe=None) -> dict:
+    """Run the loop; return (and write) the result record. Rank 0 writes every file.
+
+    `pipe` (optional) is an already-built pipeline to train instead of loading cfg.model (benchmarks build
+    full-size architectures in memory this way); its transformer gets the adapter.
+    """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from diffusers.optimization import get_linear_schedule_with_warmup
 
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
     mixed = "bf16" if cfg.dtype == "bfloat16" and not cfg.cpu else "no"
     accelerator = Accelerator(mixed_precision=mixed, cpu=cfg.cpu, project_dir=str(cfg.out_dir))
     set_seed(cfg.seed)
     clips = read_jsonl(cfg.data_dir / "manifest.jsonl")
-    pipe = load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device=str(accelerator.device), guardrail=False)
+    torch.backends.cuda.matmul.allow_tf32 = True  # as the reference: tf32 for any float32 matmul on GPU
+    if pipe is None:
+        pipe = load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device=str(accelerator.device), guardrail=False)
     embeds = encode_prompts(pipe, [c["caption"] for c in clips], accelerator.device)
     pipe.text_encoder = None  # released: training never needs it again
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()  # peak_gib below is the loop's, not the prompt encoding's
     transformer = pipe.transformer
     params = add_adapter(transformer, cfg)
     if cfg.gradient_checkpointing:
@@ -140,7 +151,7 @@ def train(cfg: TrainConfig) -> dict:
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1009 + accelerator.process_index)
         order = torch.randperm(len(clips), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
         for index in order[accelerator.process_index::accelerator.num_processes]:
-            clip = clips[index]
+            clip, started = clips[index], time.perf_counter()
             with accelerator.accumulate(transformer):
                 loss = training_step(pipe, transformer, cfg, frames_cache[clip["sample_id"]],
                                      embeds[clip["caption"]].to(accelerator.device), generator)
@@ -153,16 +164,17 @@ def train(cfg: TrainConfig) -> dict:
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             step += 1
-            loss_value = loss.item()  # a CPU-GPU sync point; cheap next to a DiT step
+            loss_value = loss.item()  # a CPU-GPU sync point; cheap next to a DiT step, and it makes step_s honest
             if accelerator.is_main_process:
                 with (cfg.out_dir / LOSS_LOG).open("a") as fh:
-                    fh.write(json.dumps({"epoch": epoch, "step": step, "loss": loss_value,
-                                         "lr": scheduler.get_last_lr()[0]}) + "\n")
+                    fh.write(json.dumps({"epoch": epoch, "step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0],
+                                         "step_s": round(time.perf_counter() - started, 4)}) + "\n")
         logger.info("epoch %d/%d step %d loss %.5f", epoch + 1, cfg.num_epochs, step, loss_value)
         if (epoch + 1) % cfg.checkpoint_every_epochs == 0 or epoch + 1 == cfg.num_epochs:
             save_checkpoint(accelerator, cfg.out_dir, epoch + 1, step)
 
-    result = {"num_steps": step, "final_loss": loss_value, "adapter_dir": str(cfg.out_dir.resolve())}
+    result = {"num_steps": step, "final_loss": loss_value, "adapter_dir": str(cfg.out_dir.resolve()),
+              "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None}
     if accelerator.is_main_process:
         save_adapter(accelerator.unwrap_model(transformer), cfg.out_dir)
         write_text_atomic(cfg.out_dir / RESULT_FILE, json.dumps(result, indent=2))

@@ -1,0 +1,63 @@
+"""A training run restarted on the same folder continues from its latest checkpoint and ends where an
+uninterrupted run ends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cosmos_synth.config import IngestConfig, PreprocessConfig, TrainConfig
+from cosmos_synth.files import read_jsonl
+from cosmos_synth.ingest import ingest_dataset
+from cosmos_synth.launch import launch_training
+from cosmos_synth.preprocess import preprocess_dataset
+from cosmos_synth.train import ADAPTER_FILE, LOSS_LOG, latest_checkpoint, train
+
+
+@pytest.fixture(scope="module")
+def clips(demo_dataset: Path, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("clips")
+    ingest = ingest_dataset(IngestConfig(dataset_dir=demo_dataset, out_dir=root / "ingest", min_frames=9))
+    return preprocess_dataset(PreprocessConfig(manifest=ingest.manifest, out_dir=root / "pre", height=32,
+                                               width=48)).out_dir
+
+
+def _config(tiny_model: Path, clips: Path, out: Path, num_epochs: int) -> TrainConfig:
+    return TrainConfig(model=str(tiny_model), revision=None, data_dir=clips, out_dir=out, rank=4, alpha=4,
+                       num_frames=9, num_epochs=num_epochs, learning_rate=1e-3, num_warmup_steps=2,
+                       num_training_steps=50, checkpoint_every_epochs=2, dtype="float32",
+                       gradient_checkpointing=False, cpu=True)
+
+
+def test_resumed_run_ends_with_the_same_adapter(tiny_model, clips, tmp_path):
+    straight = train(_config(tiny_model, clips, tmp_path / "straight", num_epochs=4))
+
+    first = train(_config(tiny_model, clips, tmp_path / "resumed", num_epochs=2))  # "interrupted" after epoch 2
+    assert latest_checkpoint(tmp_path / "resumed").name == "epoch_000002"
+    resumed = train(_config(tiny_model, clips, tmp_path / "resumed", num_epochs=4))
+
+    assert first["num_steps"] == 8 and resumed["num_steps"] == straight["num_steps"] == 16
+    log = read_jsonl(tmp_path / "resumed" / LOSS_LOG)
+    assert [r["step"] for r in log] == list(range(1, 17))  # continued at step 9, nothing repeated
+    expected = [r["loss"] for r in read_jsonl(tmp_path / "straight" / LOSS_LOG)]
+    assert [r["loss"] for r in log] == pytest.approx(expected, rel=1e-4, abs=1e-6)
+    a = load_file(str(tmp_path / "straight" / ADAPTER_FILE))
+    b = load_file(str(tmp_path / "resumed" / ADAPTER_FILE))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-6)
+    assert any(a[k].abs().max() > 0 for k in a if "lora_B" in k)  # the adapter did train
+
+
+def test_finished_run_is_not_repeated(tiny_model, clips, tmp_path):
+    cfg = _config(tiny_model, clips, tmp_path / "run", num_epochs=1)
+    result = launch_training(cfg)
+    assert result.num_steps == 4 and result.adapter_file.is_file()
+    assert json.loads((tmp_path / "run" / "train_config.json").read_text())["num_epochs"] == 1
+    stamp = result.adapter_file.stat().st_mtime_ns
+    again = launch_training(cfg)  # same config, finished: reuse it
+    assert again.adapter_file.stat().st_mtime_ns == stamp and again.num_steps == 4

@@ -82,6 +82,25 @@ class PreprocessConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CacheConfig:
+    """Encode prompts and video windows once (see cosmos_synth.cache) so training holds only the DiT."""
+
+    model: str = NVIDIA_MODEL                 # Hub id or local folder
+    revision: str | None = NVIDIA_REVISION    # Hub revision (ignored for local folders)
+    data_dir: Path                            # preprocess output (clips/ + manifest.jsonl)
+    out_dir: Path                             # prompts/, latents/, manifest.jsonl
+    num_frames: int = 93                      # frames per window (4k+1)
+    num_windows: int = 4                      # cached windows per video; training picks one per epoch
+    seed: int = 0                             # window starts are drawn from (seed, sample id)
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    device: str = "cuda"
+
+    def __post_init__(self) -> None:
+        _check_frames(self.num_frames)
+        _require(self.num_windows >= 1, f"num_windows={self.num_windows} must be >= 1.")
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """LoRA/DoRA fine-tuning of the Cosmos DiT with the reference flow-matching loss."""
 
@@ -111,6 +130,12 @@ class TrainConfig:
     gradient_checkpointing: bool = True
     num_processes: int = 1                             # processes for `accelerate launch` (one per GPU)
     cpu: bool = False                                  # force CPU (tests, the demo)
+    latent_cache: Path | None = None                   # cache stage output: train on cached latents + prompt
+                                                       # embeddings (only the DiT on the GPU); None: encode per step
+    checkpoint_layers: int | None = None               # with gradient_checkpointing: how many of the DiT blocks to
+                                                       # recompute (None: all; fewer is faster, needs more memory)
+    compile: bool = False                              # torch.compile each DiT block (regional; first step compiles)
+    attention_backend: str | None = None               # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
 
     def __post_init__(self) -> None:
         # JSON (Prefect parameters, --param) delivers dict keys as strings: normalise them once, here.
@@ -127,6 +152,8 @@ class TrainConfig:
         _require(0 <= self.f_min <= self.f_max <= 1, f"need 0 <= f_min ({self.f_min}) <= f_max ({self.f_max}) <= 1.")
         _require(self.checkpoint_every_epochs >= 1, "checkpoint_every_epochs must be >= 1.")
         _require(self.num_processes >= 1, f"num_processes={self.num_processes} must be >= 1.")
+        _require(self.checkpoint_layers is None or self.checkpoint_layers >= 0,
+                 f"checkpoint_layers={self.checkpoint_layers} must be >= 0 (or None for every block).")
 
 
 @dataclass(frozen=True, kw_only=True)

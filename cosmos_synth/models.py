@@ -9,6 +9,7 @@ loaded through exactly the same call.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -159,10 +160,11 @@ def _safety_checker_for(model: str | Path, guardrail: bool):
 
 
 def load_pipeline(model: str | Path, revision: str | None = None, *, dtype: str = "bfloat16",
-                  device: str = "cpu", guardrail: bool = True):
+                  device: str = "cpu", guardrail: bool = True, skip: tuple[str, ...] = ()):
     """Load a Cosmos Predict 2.5 pipeline: a Hub id (with `revision`) or a local folder, the same call for both.
 
-    `dtype` is one of float32, bfloat16, float16. Local folders ignore `revision`.
+    `dtype` is one of float32, bfloat16, float16. Local folders ignore `revision`. Components named in `skip`
+    (e.g. "text_encoder", "tokenizer" when prompt embeddings are cached) are not loaded at all.
     """
     from diffusers import Cosmos2_5_PredictBasePipeline
 
@@ -175,11 +177,20 @@ def load_pipeline(model: str | Path, revision: str | None = None, *, dtype: str 
         dtype=DTYPES[dtype],
         use_safetensors=True,  # never unpickle weights
         safety_checker=_safety_checker_for(model, guardrail),
+        **{name: None for name in skip},
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
 
 def model_fingerprint(model: str | Path, revision: str | None) -> str:
-    """A short string naming what weights a result came from (model id or folder, and revision)."""
-    return f"{model}@{revision}" if revision and not Path(model).is_dir() else str(model)
+    """A string naming what weights a result came from: `<hub id>@<revision>`, or for a local folder its path plus
+    a digest of its files' names, sizes and modification times (so rebuilding the folder changes it)."""
+    folder = Path(model)
+    if not folder.is_dir():
+        return f"{model}@{revision}" if revision else str(model)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return f"{folder.resolve()}#{digest.hexdigest()[:16]}"

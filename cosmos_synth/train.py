@@ -23,7 +23,9 @@ from cosmos_synth.config import TrainConfig, load_config
 from cosmos_synth.files import read_jsonl, write_text_atomic
 from cosmos_synth.loss import build_flow_inputs, masked_velocity_loss, predict_velocity, sample_sigma
 from cosmos_synth.models import load_pipeline
+from cosmos_synth.cache import load_cached, pick_window
 from cosmos_synth.preprocess import load_clip, sample_window
+from cosmos_synth.speed import checkpoint_blocks, compile_blocks, set_attention_backend
 
 logger = logging.getLogger(__name__)
 
@@ -79,26 +81,72 @@ def draw_num_cond_frames(probs: dict[int, float], generator: torch.Generator) ->
     return keys[index]
 
 
-def training_step(pipe, transformer, cfg: TrainConfig, frames: torch.Tensor, prompt_embeds: torch.Tensor,
-                  generator: torch.Generator) -> torch.Tensor:
-    """The loss for one clip: window → latents → noised inputs → DiT → masked velocity MSE."""
+def draw_flow_noise(cfg: TrainConfig, clean_shape, generator: torch.Generator):
+    """(noise, sigma, num_cond_latent_frames, drop_prompt) for one sample, from the loop's generator."""
+    drop_prompt = torch.rand((), generator=generator).item() < cfg.cfg_dropout_prob
+    noise = torch.randn(clean_shape, generator=generator)
+    sigma = sample_sigma(1, generator=generator)
+    return noise, sigma, draw_num_cond_frames(cfg.cond_frame_probs, generator), drop_prompt
+
+
+def flow_loss(transformer, cfg: TrainConfig, clean: torch.Tensor, prompt_embeds: torch.Tensor, noise, sigma,
+              num_cond: int, drop_prompt: bool, *, dtype: torch.dtype) -> torch.Tensor:
+    """The reference loss for clean latents: CFG dropout, noised inputs, DiT, masked velocity MSE."""
     device = prompt_embeds.device
-    video = sample_window(frames, cfg.num_frames, generator).unsqueeze(0)
-    clean = encode_video(pipe, video).to(device)
-    if torch.rand((), generator=generator).item() < cfg.cfg_dropout_prob:
+    if drop_prompt:
         prompt_embeds = torch.zeros_like(prompt_embeds)  # classifier-free guidance dropout
-    noise = torch.randn(clean.shape, generator=generator).to(device)
-    sigma = sample_sigma(1, generator=generator).to(device)
-    k = draw_num_cond_frames(cfg.cond_frame_probs, generator)
-    inputs = build_flow_inputs(clean, noise, sigma, [k], cond_timestep=cfg.cond_frame_timestep)
-    pred = predict_velocity(transformer, inputs, prompt_embeds, dtype=pipe.transformer.dtype)
-    return masked_velocity_loss(pred, inputs)
+    inputs = build_flow_inputs(clean.to(device), noise.to(device), sigma.to(device), [num_cond],
+                               cond_timestep=cfg.cond_frame_timestep)
+    return masked_velocity_loss(predict_velocity(transformer, inputs, prompt_embeds, dtype=dtype), inputs)
+
+
+def training_step(pipe, transformer, cfg: TrainConfig, sample: dict, generator: torch.Generator,
+                  device) -> torch.Tensor:
+    """The loss for one clip: clean latents (cached window, or window → VAE) → flow loss."""
+    if "latents" in sample:  # latent cache: a cached window, chosen at random per epoch
+        clean = pick_window(sample["latents"], generator).float()
+    else:
+        clean = encode_video(pipe, sample_window(sample["frames"], cfg.num_frames, generator).unsqueeze(0))
+    noise, sigma, num_cond, drop = draw_flow_noise(cfg, clean.shape, generator)
+    return flow_loss(transformer, cfg, clean, sample["prompt_embeds"].to(device), noise, sigma, num_cond, drop,
+                     dtype=pipe.transformer.dtype)
+
+
+def load_samples(cfg: TrainConfig, pipe, device) -> list[dict]:
+    """Every clip with what a step needs: cached latents + embeddings, or frames + embeddings encoded now."""
+    if cfg.latent_cache is not None:
+        rows = read_jsonl(cfg.latent_cache / "manifest.jsonl")
+        return [dict(zip(("latents", "prompt_embeds"), load_cached(r)), sample_id=r["sample_id"]) for r in rows]
+    clips = read_jsonl(cfg.data_dir / "manifest.jsonl")
+    embeds = encode_prompts(pipe, [c["caption"] for c in clips], device)
+    return [{"sample_id": c["sample_id"], "frames": load_clip(Path(c["clip"])), "prompt_embeds": embeds[c["caption"]]}
+            for c in clips]
 
 
 def latest_checkpoint(out_dir: Path) -> Path | None:
     checkpoints = sorted((out_dir / CHECKPOINTS_DIR).glob("epoch_*"))
     complete = [c for c in checkpoints if (c / "DONE").is_file()]
     return complete[-1] if complete else None
+
+
+def prepare_model(cfg: TrainConfig, pipe, device):
+    """The pipeline (loaded unless given), its samples, and the DiT with adapter and speed settings applied."""
+    if pipe is None:
+        skip = ("text_encoder", "tokenizer") if cfg.latent_cache is not None else ()
+        pipe = load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device=str(device), guardrail=False, skip=skip)
+    samples = load_samples(cfg, pipe, device)
+    pipe.text_encoder = None  # released: training never needs it again
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()  # peak_gib below is the loop's, not the prompt encoding's
+    transformer = pipe.transformer
+    params = add_adapter(transformer, cfg)
+    set_attention_backend(transformer, cfg.attention_backend)
+    if cfg.gradient_checkpointing:
+        checkpoint_blocks(transformer, cfg.checkpoint_layers)
+    if cfg.compile:
+        compile_blocks(transformer)
+    return pipe, transformer, params, samples
 
 
 def train(cfg: TrainConfig, pipe=None) -> dict:
@@ -115,49 +163,27 @@ def train(cfg: TrainConfig, pipe=None) -> dict:
     mixed = "bf16" if cfg.dtype == "bfloat16" and not cfg.cpu else "no"
     accelerator = Accelerator(mixed_precision=mixed, cpu=cfg.cpu, project_dir=str(cfg.out_dir))
     set_seed(cfg.seed)
-    clips = read_jsonl(cfg.data_dir / "manifest.jsonl")
     torch.backends.cuda.matmul.allow_tf32 = True  # as the reference: tf32 for any float32 matmul on GPU
-    if pipe is None:
-        pipe = load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device=str(accelerator.device), guardrail=False)
-    embeds = encode_prompts(pipe, [c["caption"] for c in clips], accelerator.device)
-    pipe.text_encoder = None  # released: training never needs it again
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()  # peak_gib below is the loop's, not the prompt encoding's
-    transformer = pipe.transformer
-    params = add_adapter(transformer, cfg)
-    if cfg.gradient_checkpointing:
-        transformer.enable_gradient_checkpointing()
-    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    pipe, transformer, params, samples = prepare_model(cfg, pipe, accelerator.device)
+    fused = accelerator.device.type == "cuda"  # one kernel for the whole AdamW update
+    optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.num_warmup_steps, cfg.num_training_steps,
                                                 f_min=cfg.f_min, f_max=cfg.f_max)
     transformer, optimizer, scheduler = accelerator.prepare(transformer, optimizer, scheduler)
+    start_epoch, step = resume_if_possible(accelerator, cfg.out_dir)
 
-    # Each process takes every world_size-th clip of the epoch's shuffled order (DDP: one clip per GPU per step).
-    start_epoch, step = 0, 0
-    resume = latest_checkpoint(cfg.out_dir)
-    if resume is None and accelerator.is_main_process:
-        (cfg.out_dir / LOSS_LOG).unlink(missing_ok=True)  # a fresh start: no stale log lines
-    if resume is not None:
-        accelerator.load_state(str(resume))
-        state = json.loads((resume / "DONE").read_text())
-        start_epoch, step = state["epoch"], state["step"]
-        _truncate_loss_log(cfg.out_dir / LOSS_LOG, step)
-        logger.info("resumed from %s (epoch %d, step %d)", resume, start_epoch, step)
-
-    frames_cache = {c["sample_id"]: load_clip(Path(c["clip"])) for c in clips}
     loss_value = math.nan
     for epoch in range(start_epoch, cfg.num_epochs):
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1009 + accelerator.process_index)
-        order = torch.randperm(len(clips), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+        order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
+        # Each process takes every world_size-th clip of the epoch's shuffled order (DDP: one clip per GPU per step).
         for index in order[accelerator.process_index::accelerator.num_processes]:
-            clip, started = clips[index], time.perf_counter()
+            sample, started = samples[index], time.perf_counter()
             with accelerator.accumulate(transformer):
-                loss = training_step(pipe, transformer, cfg, frames_cache[clip["sample_id"]],
-                                     embeds[clip["caption"]].to(accelerator.device), generator)
+                loss = training_step(pipe, transformer, cfg, sample, generator, accelerator.device)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}, clip "
-                                             f"{clip['sample_id']}; lower learning_rate or check the data.")
+                                             f"{sample['sample_id']}; lower learning_rate or check the data.")
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
@@ -166,9 +192,7 @@ def train(cfg: TrainConfig, pipe=None) -> dict:
             step += 1
             loss_value = loss.item()  # a CPU-GPU sync point; cheap next to a DiT step, and it makes step_s honest
             if accelerator.is_main_process:
-                with (cfg.out_dir / LOSS_LOG).open("a") as fh:
-                    fh.write(json.dumps({"epoch": epoch, "step": step, "loss": loss_value, "lr": scheduler.get_last_lr()[0],
-                                         "step_s": round(time.perf_counter() - started, 4)}) + "\n")
+                log_step(cfg.out_dir, epoch, step, loss_value, scheduler.get_last_lr()[0], time.perf_counter() - started)
         logger.info("epoch %d/%d step %d loss %.5f", epoch + 1, cfg.num_epochs, step, loss_value)
         if (epoch + 1) % cfg.checkpoint_every_epochs == 0 or epoch + 1 == cfg.num_epochs:
             save_checkpoint(accelerator, cfg.out_dir, epoch + 1, step)
@@ -181,6 +205,25 @@ def train(cfg: TrainConfig, pipe=None) -> dict:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return result
+
+
+def log_step(out_dir: Path, epoch: int, step: int, loss: float, lr: float, seconds: float) -> None:
+    with (out_dir / LOSS_LOG).open("a") as fh:
+        fh.write(json.dumps({"epoch": epoch, "step": step, "loss": loss, "lr": lr, "step_s": round(seconds, 4)}) + "\n")
+
+
+def resume_if_possible(accelerator, out_dir: Path) -> tuple[int, int]:
+    """(start epoch, step): from the latest complete checkpoint (optimizer, scheduler, RNG, adapter), else (0, 0)."""
+    resume = latest_checkpoint(out_dir)
+    if resume is None:
+        if accelerator.is_main_process:
+            (out_dir / LOSS_LOG).unlink(missing_ok=True)  # a fresh start: no stale log lines
+        return 0, 0
+    accelerator.load_state(str(resume))
+    state = json.loads((resume / "DONE").read_text())
+    _truncate_loss_log(out_dir / LOSS_LOG, state["step"])
+    logger.info("resumed from %s (epoch %d, step %d)", resume, state["epoch"], state["step"])
+    return state["epoch"], state["step"]
 
 
 def _truncate_loss_log(path: Path, step: int) -> None:

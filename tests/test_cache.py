@@ -1,0 +1,118 @@
+"""The latent cache (hits, misses, invalidation) and the training fast path that uses it."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from cosmos_synth.cache import cache_key, encode_latent_cache, load_cached, window_starts
+from cosmos_synth.config import CacheConfig, IngestConfig, PreprocessConfig, TrainConfig
+from cosmos_synth.files import read_jsonl
+from cosmos_synth.ingest import ingest_dataset
+from cosmos_synth.models import load_pipeline
+from cosmos_synth.preprocess import load_clip, preprocess_dataset
+from cosmos_synth.speed import checkpoint_blocks
+from cosmos_synth.train import LOSS_LOG, add_adapter, encode_video, train
+
+
+@pytest.fixture(scope="module")
+def clips(demo_dataset: Path, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cache-clips")
+    ingest = ingest_dataset(IngestConfig(dataset_dir=demo_dataset, out_dir=root / "ingest", min_frames=9))
+    return preprocess_dataset(PreprocessConfig(manifest=ingest.manifest, out_dir=root / "pre", height=32,
+                                               width=48)).out_dir
+
+
+def _cfg(model: Path, clips: Path, out: Path, **kw) -> CacheConfig:
+    return CacheConfig(**{**dict(model=str(model), revision=None, data_dir=clips, out_dir=out, num_frames=9,
+                                 num_windows=3, dtype="float32", device="cpu"), **kw})
+
+
+def test_cache_holds_what_encoding_gives_and_hits_on_rerun(tiny_model, clips, tmp_path):
+    cfg = _cfg(tiny_model, clips, tmp_path / "cache")
+    first = encode_latent_cache(cfg)
+    assert (first.num_clips, first.num_encoded, first.num_prompts) == (4, 4, 4)
+    row = read_jsonl(first.manifest)[0]
+    latents, embeds = load_cached(row)
+    assert latents.shape == (3, 16, 3, 4, 6) and embeds.shape == (1, 512, 32)
+    assert len(set(row["starts"])) == 3 and all(0 <= s <= 33 - 9 for s in row["starts"])
+
+    pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
+    frames = load_clip(Path(read_jsonl(clips / "manifest.jsonl")[0]["clip"]))
+    start = row["starts"][1]
+    window = frames[start:start + 9].permute(3, 0, 1, 2).float() / 127.5 - 1.0
+    torch.testing.assert_close(latents[1:2], encode_video(pipe, window.unsqueeze(0)))
+    with torch.no_grad():
+        torch.testing.assert_close(embeds, pipe._get_prompt_embeds(row["caption"]))
+
+    again = encode_latent_cache(cfg)
+    assert again.num_encoded == 0 and read_jsonl(again.manifest) == read_jsonl(first.manifest)
+
+
+def test_cache_misses_when_what_determines_it_changes(tiny_model, clips, tmp_path):
+    cfg = _cfg(tiny_model, clips, tmp_path / "cache")
+    encode_latent_cache(cfg)
+    assert encode_latent_cache(dataclasses.replace(cfg, num_frames=5)).num_encoded == 4
+    assert encode_latent_cache(dataclasses.replace(cfg, seed=1)).num_encoded == 4  # other windows
+
+    other = shutil.copytree(tiny_model, tmp_path / "other-model")  # same weights, another folder: another model
+    assert encode_latent_cache(dataclasses.replace(cfg, model=str(other))).num_encoded == 4
+
+
+def test_cache_key_follows_the_hub_revision():
+    cfg = _cfg(Path("unused"), Path("unused"), Path("unused"))
+    a = cache_key(cfg, "nvidia/Cosmos-Predict2.5-2B@diffusers/base/post-trained", "abc", 432, 768)
+    b = cache_key(cfg, "nvidia/Cosmos-Predict2.5-2B@diffusers/base/pre-trained", "abc", 432, 768)
+    assert a != b and a == cache_key(cfg, "nvidia/Cosmos-Predict2.5-2B@diffusers/base/post-trained", "abc", 432, 768)
+    assert cache_key(cfg, "m@r", "abc", 432, 768) != cache_key(cfg, "m@r", "abd", 432, 768)  # source bytes
+
+
+def test_window_starts_are_seeded_and_bounded():
+    cfg = _cfg(Path("m"), Path("d"), Path("o"), num_windows=4)
+    assert window_starts(40, cfg, "clip") == window_starts(40, cfg, "clip")
+    assert window_starts(40, cfg, "clip") != window_starts(40, cfg, "other")
+    assert window_starts(10, cfg, "clip") == [0, 1]  # only two 9-frame windows fit in 10 frames
+    with pytest.raises(ValueError, match="clip has 8 frames; num_frames=9"):
+        window_starts(8, cfg, "clip")
+
+
+def test_training_on_the_cache_needs_no_text_encoder(tiny_model, clips, tmp_path):
+    cache = encode_latent_cache(_cfg(tiny_model, clips, tmp_path / "cache")).out_dir
+    cfg = TrainConfig(model=str(tiny_model), revision=None, data_dir=clips, out_dir=tmp_path / "train", rank=4,
+                      alpha=4, num_frames=9, num_epochs=3, learning_rate=1e-3, num_warmup_steps=1,
+                      checkpoint_every_epochs=3, dtype="float32", cpu=True, latent_cache=cache,
+                      gradient_checkpointing=True, checkpoint_layers=1)
+    result = train(cfg)
+    losses = [r["loss"] for r in read_jsonl(tmp_path / "train" / LOSS_LOG)]
+    assert result["num_steps"] == 12 and len(losses) == 12 and all(map(torch.isfinite, torch.tensor(losses)))
+
+
+def test_selective_checkpointing_keeps_values_and_gradients(tiny_model, tmp_path):
+    def run(num_layers):
+        pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
+        cfg = TrainConfig(data_dir=tmp_path, out_dir=tmp_path, rank=4, alpha=4, num_frames=9)
+        params = add_adapter(pipe.transformer, cfg)
+        torch.manual_seed(0)
+        for p in params:
+            torch.nn.init.normal_(p, std=0.05)
+        if num_layers is not None:
+            assert checkpoint_blocks(pipe.transformer, num_layers) == num_layers
+        g = torch.Generator().manual_seed(1)
+        x = torch.randn(1, 16, 3, 4, 6, generator=g)
+        out = pipe.transformer(hidden_states=x, timestep=torch.full((1, 1, 3, 1, 1), 0.5),
+                               encoder_hidden_states=torch.randn(1, 8, 32, generator=g),
+                               condition_mask=torch.zeros(1, 1, 3, 4, 6), padding_mask=torch.zeros(1, 1, 32, 48),
+                               return_dict=False)[0]
+        out.square().mean().backward()
+        return out.detach(), [p.grad.clone() for p in params]
+
+    plain_out, plain_grads = run(None)
+    for layers in (1, 2):
+        out, grads = run(layers)
+        torch.testing.assert_close(out, plain_out)
+        for a, b in zip(grads, plain_grads):
+            torch.testing.assert_close(a, b)

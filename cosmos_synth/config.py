@@ -175,6 +175,10 @@ class GenerateConfig:
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
     device: str = "cuda"                      # "cuda", "cuda:1", "cpu"
     guardrail: bool = True                    # NVIDIA's guardrail for NVIDIA weights (the tiny model has none)
+    stream_text_encoder: bool = True          # CUDA: keep the text encoder in host memory, stream its layers while
+                                              # encoding, so it never shares the GPU with the DiT
+    compile: bool = False                     # torch.compile the DiT blocks once per worker (first video compiles)
+    attention_backend: str | None = None      # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
 
     def __post_init__(self) -> None:
         _check_size(self.height, self.width)

@@ -7,6 +7,7 @@ video already exists and decodes, so an interrupted run resumes instead of start
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from PIL import Image
 from cosmos_synth.config import GenerateConfig, write_config
 from cosmos_synth.files import read_jsonl, write_jsonl
 from cosmos_synth.models import load_pipeline, model_fingerprint
+from cosmos_synth.speed import compile_blocks, set_attention_backend
 from cosmos_synth.train import ADAPTER_FILE
 from cosmos_synth.video import read_video, to_uint8, write_video
 
@@ -101,23 +103,68 @@ def load_image(path: Path) -> Image.Image:
 
 
 def prepare_pipeline(cfg: GenerateConfig, base=None):
-    """Load the model (or take `base`, an already-built pipeline), then load and fuse the adapter into the DiT."""
-    pipe = base or load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device=cfg.device, guardrail=cfg.guardrail)
+    """Load the model (or take `base`, an already-built pipeline), fuse the adapter into the DiT, apply speed knobs.
+
+    On CUDA with `stream_text_encoder`, the 8B text encoder stays in host memory and its layers are streamed to the
+    GPU while prompts are encoded, so it never sits on the GPU next to the DiT.
+    """
+    streaming = cfg.stream_text_encoder and cfg.device.startswith("cuda")
+    pipe = base or load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device="cpu" if streaming else cfg.device,
+                                 guardrail=cfg.guardrail)
+    if streaming:
+        from accelerate import cpu_offload
+
+        for name in ("transformer", "vae", "safety_checker"):
+            getattr(pipe, name).to(cfg.device)
+        pipe.text_encoder.to("cpu")
+        cpu_offload(pipe.text_encoder, execution_device=torch.device(cfg.device))
     if cfg.adapter is not None:
         adapter_file = Path(cfg.adapter) / ADAPTER_FILE
         if not adapter_file.is_file():
             raise ValueError(f"adapter {cfg.adapter} holds no {ADAPTER_FILE}; point adapter at a training out_dir.")
         pipe.load_lora_weights(str(cfg.adapter), weight_name=ADAPTER_FILE)
         pipe.fuse_lora(lora_scale=1.0)
+    set_attention_backend(pipe.transformer, cfg.attention_backend)
     return pipe
 
 
-def generate_video(pipe, cfg: GenerateConfig, pair: Pair) -> np.ndarray:
-    """uint8 (T, H, W, 3) frames for one pair."""
+@torch.no_grad()
+def encode_prompts(pipe, cfg: GenerateConfig, pairs: list[Pair]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+    """Every pair's prompt embedding and the (shared) negative prompt's, computed once, as the pipeline would.
+
+    The guardrail's text check runs here, since the pipeline only checks prompts it encodes itself.
+    """
+    device = torch.device(cfg.device)
+    for pair in pairs:
+        if not pipe.safety_checker.check_text_safety(pair.prompt):
+            raise ValueError(f"The guardrail rejected the prompt in {pair.image.with_suffix('.txt')}; "
+                             "rewrite it within the NVIDIA Open Model License.")
+    cfg_on = cfg.guidance_scale > 1.0
+    positive, negative = {}, None
+    for pair in pairs:
+        embeds, neg = pipe.encode_prompt(prompt=pair.prompt, do_classifier_free_guidance=cfg_on and negative is None,
+                                         device=device)
+        positive[pair.sample_id] = embeds
+        negative = neg if negative is None else negative
+    return positive, negative
+
+
+def release_text_encoder(pipe) -> None:
+    """Drop the text encoder before denoising: generation never needs it again."""
+    pipe.text_encoder = None
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def generate_video(pipe, cfg: GenerateConfig, pair: Pair, prompt_embeds=None, negative_embeds=None) -> np.ndarray:
+    """uint8 (T, H, W, 3) frames for one pair (from precomputed embeddings when given, else from the prompt)."""
     latents = numpy_latents(latent_shape(cfg), cfg.seed + pair.index)
-    output = pipe(image=load_image(pair.image), prompt=pair.prompt, height=cfg.height, width=cfg.width,
-                  num_frames=cfg.num_frames, num_inference_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale,
-                  latents=latents, output_type="np")
+    text = {"prompt": pair.prompt} if prompt_embeds is None else {
+        "prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_embeds}
+    output = pipe(image=load_image(pair.image), height=cfg.height, width=cfg.width, num_frames=cfg.num_frames,
+                  num_inference_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale, latents=latents,
+                  output_type="np", **text)
     return to_uint8(output.frames[0])
 
 
@@ -141,8 +188,12 @@ def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
     pending = [p for p in pairs if p.sample_id not in done]
     if pending:
         pipe = prepare_pipeline(cfg, base=pipe)
+        embeds, negative = encode_prompts(pipe, cfg, pending)
+        release_text_encoder(pipe)
+        if cfg.compile:
+            compile_blocks(pipe.transformer)  # once per worker: every later video reuses the compiled blocks
     for number, pair in enumerate(pending, start=1):
-        frames = generate_video(pipe, cfg, pair)
+        frames = generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative)
         write_video(frames, videos_dir / f"{pair.sample_id}.mp4", fps=cfg.fps)
         done[pair.sample_id] = wanted[pair.sample_id]
         write_jsonl(manifest, [done[p.sample_id] for p in pairs if p.sample_id in done])

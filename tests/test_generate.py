@@ -107,3 +107,18 @@ def test_missing_adapter_is_reported(tiny_model, tmp_path):
     cfg = _config(tiny_model, _pairs(tmp_path / "pairs"), tmp_path / "out", adapter=tmp_path / "no-adapter")
     with pytest.raises(ValueError, match="adapter file .*pytorch_lora_weights.safetensors does not exist"):
         generate_videos(cfg)
+
+
+def test_precomputed_embeddings_give_the_pipeline_call_frames(tiny_model, tmp_path):
+    from cosmos_synth.generate import encode_prompts, release_text_encoder
+    from cosmos_synth.models import load_pipeline
+
+    cfg = _config(tiny_model, _pairs(tmp_path / "pairs", 2), tmp_path / "out")
+    pairs = list_pairs(cfg.pairs_dir)
+    pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
+    reference = [generate_video(pipe, cfg, p) for p in pairs]  # the plain pipeline call, prompt text in
+    embeds, negative = encode_prompts(pipe, cfg, pairs)
+    release_text_encoder(pipe)
+    assert pipe.text_encoder is None and negative.shape == embeds["p0"].shape == (1, 512, 32)
+    for pair, frames in zip(pairs, reference):
+        assert np.array_equal(generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative), frames)

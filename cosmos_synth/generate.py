@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from diffusers.pipelines.cosmos.pipeline_cosmos2_5_predict import DEFAULT_NEGATIVE_PROMPT
 from PIL import Image
 
 from cosmos_synth.config import GenerateConfig, write_config
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 
 VIDEOS_DIR = "videos"
 LATENT_CHANNELS = 16
+PROMPT_BATCH = 16  # prompts per text-encoder pass when encoding a shard's prompts up front
 
 
 @dataclass(frozen=True)
@@ -132,20 +134,23 @@ def prepare_pipeline(cfg: GenerateConfig, base=None):
 def encode_prompts(pipe, cfg: GenerateConfig, pairs: list[Pair]) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
     """Every pair's prompt embedding and the (shared) negative prompt's, computed once, as the pipeline would.
 
-    The guardrail's text check runs here, since the pipeline only checks prompts it encodes itself.
+    Prompts go through the text encoder PROMPT_BATCH at a time (with a streamed encoder, each batch is one pass of
+    its weights over PCIe). The guardrail's text check runs here, since the pipeline only checks prompts it encodes.
     """
     device = torch.device(cfg.device)
     for pair in pairs:
         if not pipe.safety_checker.check_text_safety(pair.prompt):
             raise ValueError(f"The guardrail rejected the prompt in {pair.image.with_suffix('.txt')}; "
                              "rewrite it within the NVIDIA Open Model License.")
-    cfg_on = cfg.guidance_scale > 1.0
-    positive, negative = {}, None
-    for pair in pairs:
-        embeds, neg = pipe.encode_prompt(prompt=pair.prompt, do_classifier_free_guidance=cfg_on and negative is None,
-                                         device=device)
-        positive[pair.sample_id] = embeds
-        negative = neg if negative is None else negative
+    positive = {}
+    for start in range(0, len(pairs), PROMPT_BATCH):
+        batch = pairs[start:start + PROMPT_BATCH]
+        embeds, _ = pipe.encode_prompt(prompt=[p.prompt for p in batch], do_classifier_free_guidance=False,
+                                       device=device)
+        positive.update({p.sample_id: embeds[i:i + 1] for i, p in enumerate(batch)})
+    negative = None
+    if cfg.guidance_scale > 1.0:  # the pipeline's built-in negative prompt, the same for every video
+        negative = pipe._get_prompt_embeds(DEFAULT_NEGATIVE_PROMPT, device=device)
     return positive, negative
 
 

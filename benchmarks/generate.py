@@ -1,0 +1,138 @@
+"""Generation: the reference eval's pipeline call against cosmos-synth's generation path, same process, same GPU.
+
+Reference (diffusers examples/cosmos eval): `pipe(image=..., prompt=..., latents=<NumPy noise>)` with the text
+encoder, DiT and VAE resident, 93 frames, 36 steps, guidance 7 at 432x768. Ours (`cosmos_synth.generate`): the text
+encoder streamed from host memory to encode every prompt once and then released, the DiT's blocks compiled once,
+the same latents and scheduler. Each side: one short warm-up call (2 steps; it pays for compilation and
+autotuning), then `--videos` timed videos with seeds 0..n-1; median seconds per video, peak GPU memory, and PSNR
+between the two sides' decoded frames for the same seed. Full-size random weights.
+
+    python benchmarks/generate.py --out benchmarks/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fullsize as fs  # noqa: E402
+
+from cosmos_synth.config import GenerateConfig  # noqa: E402
+from cosmos_synth.generate import (  # noqa: E402
+    Pair, encode_prompts, generate_video, list_pairs, prepare_pipeline, release_text_encoder,
+)
+from cosmos_synth.speed import compile_blocks  # noqa: E402
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def make_pairs(root: Path, count: int) -> list[Pair]:
+    root.mkdir(parents=True, exist_ok=True)
+    video = ((fs.test_video(1, seed=0)[0, :, 0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    for i in range(count):
+        Image.fromarray(np.roll(video, 37 * i, axis=1)).save(root / f"p{i}.png")
+        (root / f"p{i}.txt").write_text(fs.PROMPT)
+    return list_pairs(root)
+
+
+def timed(device: str, fn):
+    if device == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    out = fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - started
+
+
+def peak_gib(device: str) -> float:
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2) if device == "cuda" else float("nan")
+
+
+def reset_peak(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--videos", type=int, default=3)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/cosmos-synth-generate"))
+    parser.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run of the harness)")
+    args = parser.parse_args()
+    device, card = args.device, torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    pairs = make_pairs(args.work / "pairs", args.videos)
+    cfg = GenerateConfig(model="full-size-random-weights", revision=None, pairs_dir=args.work / "pairs",
+                         out_dir=args.work / "out", device=device, height=fs.HEIGHT, width=fs.WIDTH,
+                         num_frames=fs.FRAMES, compile=True)
+    warm = dataclasses.replace(cfg, num_steps=2)
+    pipe = fs.build_pipeline(fs.build_vae(device), device)  # everything resident, as the reference eval
+
+    reset_peak(device)
+    generate_video(pipe, warm, pairs[0])  # warm-up: cuDNN/cuBLAS autotuning
+    reference, ref_times = [], []
+    for pair in pairs:  # the pipeline call with the prompt text, as the reference eval does
+        frames, seconds = timed(device, lambda: generate_video(pipe, cfg, pair))
+        reference.append(frames)
+        ref_times.append(seconds)
+    ref_peak = peak_gib(device)
+
+    pipe.text_encoder.to("cpu")  # ours starts from host memory, as a worker loading the model does
+    reset_peak(device)
+    (embeds, negative), encode_s = timed(device, lambda: _encode_once(pipe, cfg, pairs))
+    compile_blocks(pipe.transformer)
+    generate_video(pipe, warm, pairs[0], embeds[pairs[0].sample_id], negative)  # warm-up: compiles the blocks
+    ours, our_times = [], []
+    for pair in pairs:
+        frames, seconds = timed(device, lambda: generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative))
+        ours.append(frames)
+        our_times.append(seconds)
+    our_peak = peak_gib(device)
+
+    scores = [psnr(a, b) for a, b in zip(reference, ours)]
+    ref_s, our_s = statistics.median(ref_times), statistics.median(our_times) + encode_s / len(pairs)
+    record = {"benchmark": "generate", "card": card, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+              "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}", "steps": cfg.num_steps, "guidance": cfg.guidance_scale,
+              "command": "python benchmarks/generate.py", "videos": len(pairs),
+              "reference": {"s_per_video": round(ref_s, 2), "times": [round(t, 2) for t in ref_times],
+                            "peak_gib": ref_peak},
+              "ours": {"s_per_video": round(our_s, 2), "times": [round(t, 2) for t in our_times],
+                       "prompt_encoding_s": round(encode_s, 2), "peak_gib": our_peak},
+              "speedup": round(ref_s / our_s, 2), "psnr_db": [round(s, 2) for s in scores]}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"generate-{card.replace(' ', '_')}.json"
+    path.write_text(json.dumps(record, indent=2))
+    print(f"\n{'side':<12}{'s/video':>9}{'peak GiB':>10}")
+    print(f"{'reference':<12}{round(ref_s, 2):>9}{ref_peak:>10}")
+    print(f"{'ours':<12}{round(our_s, 2):>9}{our_peak:>10}")
+    print(f"speedup {record['speedup']}x; PSNR dB {record['psnr_db']}; card: {card}; written {path}")
+
+
+def _encode_once(pipe, cfg: GenerateConfig, pairs: list[Pair]):
+    """Our path's start: the text encoder streamed in for every prompt once, then released."""
+    stream = dataclasses.replace(cfg, compile=False)
+    prepare_pipeline(stream, base=pipe)  # stream_text_encoder: hooks the host-resident encoder
+    out = encode_prompts(pipe, stream, pairs)
+    release_text_encoder(pipe)
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -72,6 +72,17 @@ def preprocess(recipe: Recipe = "demo", param: Params = None) -> None:
 
 
 @app.command()
+def cache(recipe: Recipe = "demo", param: Params = None) -> None:
+    """Encode prompts and video windows once, so training holds only the DiT (recipes with latent_cache=true)."""
+    from cosmos_synth.cache import encode_latent_cache
+    from cosmos_synth.run import prepare_model
+
+    cfg = _config(recipe, param)
+    prepare_model(cfg)
+    _show(encode_latent_cache(cfg.cache_config()))
+
+
+@app.command()
 def train(recipe: Recipe = "demo", param: Params = None) -> None:
     """Fine-tune a LoRA/DoRA adapter under `accelerate launch` (resumes from the latest checkpoint)."""
     from cosmos_synth.launch import launch_training

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cosmos_synth.config import (
-    DemoDataConfig, ExportConfig, GenerateConfig, IngestConfig, PreprocessConfig, TrainConfig, config_from_dict,
+    CacheConfig, DemoDataConfig, ExportConfig, GenerateConfig, IngestConfig, PreprocessConfig, TrainConfig, config_from_dict,
 )
 from cosmos_synth.models import NVIDIA_MODEL, NVIDIA_REVISION
 
@@ -49,7 +49,10 @@ class PipelineConfig:
     fps: int = 16
     seed: int = 0
     guardrail: bool = True                         # NVIDIA's guardrail for NVIDIA weights
+    latent_cache: bool = False                     # encode prompts + video windows once (cache stage) and train on
+                                                   # them with only the DiT on the GPU
     demo: dict[str, Any] = field(default_factory=dict)      # DemoDataConfig overrides (source=procedural)
+    cache: dict[str, Any] = field(default_factory=dict)     # CacheConfig overrides (latent_cache=true)
     train: dict[str, Any] = field(default_factory=dict)     # TrainConfig overrides
     generate: dict[str, Any] = field(default_factory=dict)  # GenerateConfig overrides
     export: dict[str, Any] = field(default_factory=dict)    # ExportConfig overrides
@@ -104,10 +107,17 @@ class PipelineConfig:
         return PreprocessConfig(manifest=self.stage_dir("ingest") / "manifest.jsonl",
                                 out_dir=self.stage_dir("preprocess"), height=self.height, width=self.width)
 
+    def cache_config(self) -> CacheConfig:
+        base = dict(model=self.resolved_model, revision=self.revision, data_dir=self.stage_dir("preprocess"),
+                    out_dir=self.stage_dir("cache"), num_frames=self.num_frames, seed=self.seed, dtype=self.dtype,
+                    device=self.device)
+        return config_from_dict(CacheConfig, {**base, **self.cache}, where="cache")
+
     def train_config(self) -> TrainConfig:
         base = dict(model=self.resolved_model, revision=self.revision, data_dir=self.stage_dir("preprocess"),
                     out_dir=self.stage_dir("train"), num_frames=self.num_frames, seed=self.seed, dtype=self.dtype,
-                    cpu=self.device == "cpu")
+                    cpu=self.device == "cpu",
+                    latent_cache=self.stage_dir("cache") if self.latent_cache else None)
         return config_from_dict(TrainConfig, {**base, **self.train}, where="train")
 
     def generate_config(self, adapter: Path | None) -> GenerateConfig:
@@ -171,7 +181,7 @@ def load_pipeline_config(recipe: str | Path = "demo", overrides: dict[str, Any] 
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(fields)}.")
-    for name in ("run_dir", "dataset_dir", "pairs_dir", "cache_dir"):
+    for name in ("run_dir", "dataset_dir", "pairs_dir", "cache_dir"):  # TOML and JSON carry paths as text
         if values.get(name) is not None:
             values[name] = Path(values[name])
     return PipelineConfig(**values)

@@ -46,7 +46,7 @@ def output_paths(cfg: PipelineConfig, results: dict) -> dict[str, str]:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
-    """source → ingest → preprocess → finetune → generate → export; returns each stage's result."""
+    """source → ingest → preprocess → (latent cache) → finetune → generate → export; returns each stage's result."""
     from cosmos_synth.export import export_episodes
     from cosmos_synth.generate import generate_videos
     from cosmos_synth.ingest import ingest_dataset
@@ -57,6 +57,10 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     prepare_source(cfg)
     results = {"ingest": ingest_dataset(cfg.ingest_config())}
     results["preprocess"] = preprocess_dataset(cfg.preprocess_config())
+    if cfg.latent_cache:
+        from cosmos_synth.cache import encode_latent_cache
+
+        results["cache"] = encode_latent_cache(cfg.cache_config())
     results["train"] = launch_training(cfg.train_config())
     results["generate"] = generate_videos(cfg.generate_config(results["train"].adapter_dir))
     results["export"] = export_episodes(cfg.export_config())

@@ -1,4 +1,4 @@
-"""finetune-and-generate: demo data or a local dataset -> ingest -> preprocess -> LoRA/DoRA -> generate -> export.
+"""finetune-and-generate: source -> ingest -> preprocess -> (latent cache) -> LoRA/DoRA -> generate -> export.
 
     prefect deployment run finetune-and-generate/demo --param overrides='{"train.num_epochs": 2}'
 
@@ -14,9 +14,10 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from cosmos_synth.generate import VIDEOS_DIR
-from cosmos_synth.pipeline import TINY, load_pipeline_config
+from cosmos_synth.pipeline import load_pipeline_config
 from tasks.stages import (
-    demo_data_task, export_task, generate_task, ingest_task, preprocess_task, prepare_model_task, train_task,
+    cache_task, export_task, generate_task, ingest_task, prepare_model_task, prepare_source_task, preprocess_task,
+    train_task,
 )
 
 OUTPUTS_ARTIFACT = "finetune-and-generate-outputs"  # flows/local_stack.py prints this artifact after `make demo`
@@ -26,11 +27,12 @@ OUTPUTS_ARTIFACT = "finetune-and-generate-outputs"  # flows/local_stack.py print
 def finetune_and_generate(recipe: str = "demo", overrides: dict[str, Any] | None = None) -> dict[str, str]:
     """Run every stage of `recipe` with dotted `overrides` ({"train.rank": 16}); return the output paths."""
     cfg = load_pipeline_config(recipe, overrides)
-    prepare_model_task(cfg.resolved_model, tiny=cfg.model == TINY)
-    if cfg.source == "procedural":
-        demo_data_task(cfg.demo_config())
+    prepare_model_task(cfg)
+    prepare_source_task(cfg)
     ingest_task(cfg.ingest_config())
     preprocess_task(cfg.preprocess_config())
+    if cfg.latent_cache:
+        cache_task(cfg.cache_config())
     trained = train_task(cfg.train_config())
     generated = generate_task(cfg.generate_config(adapter=trained.adapter_dir))
     exported = export_task(cfg.export_config())

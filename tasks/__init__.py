@@ -1,8 +1,9 @@
-"""Prefect @task wrappers around the cosmos_synth stage functions: call, attach an artifact, return paths."""
+"""Prefect tasks: thin wrappers around the cosmos_synth stage functions."""
 
 from tasks.stages import (
-    demo_data_task, export_task, generate_task, ingest_task, preprocess_task, prepare_model_task, train_task,
+    cache_task, export_task, generate_task, ingest_task, prepare_model_task, prepare_source_task, preprocess_task,
+    train_task,
 )
 
-__all__ = ["demo_data_task", "export_task", "generate_task", "ingest_task", "preprocess_task", "prepare_model_task",
-           "train_task"]
+__all__ = ["cache_task", "export_task", "generate_task", "ingest_task", "prepare_model_task", "prepare_source_task",
+           "preprocess_task", "train_task"]

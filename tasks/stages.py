@@ -11,29 +11,38 @@ from pathlib import Path
 from prefect import task
 from prefect.artifacts import create_table_artifact
 
-from cosmos_synth.config import (
-    DemoDataConfig, ExportConfig, GenerateConfig, IngestConfig, PreprocessConfig, TrainConfig,
-)
+from cosmos_synth.cache import CacheResult, encode_latent_cache
+from cosmos_synth.config import CacheConfig, ExportConfig, GenerateConfig, IngestConfig, PreprocessConfig, TrainConfig
 from cosmos_synth.export import ExportResult, export_episodes
 from cosmos_synth.generate import GenerateResult, generate_videos
 from cosmos_synth.ingest import IngestResult, ingest_dataset
 from cosmos_synth.launch import TrainResult, launch_training
-from cosmos_synth.models import build_tiny_model
 from cosmos_synth.preprocess import PreprocessResult, preprocess_dataset
-from cosmos_synth.sources.procedural import write_demo_dataset
+from cosmos_synth.pipeline import PipelineConfig
+from cosmos_synth.run import prepare_model, prepare_source
 
 HOUR_S = 3600
 
 
 @task(name="prepare-model")
-def prepare_model_task(model: str, tiny: bool) -> str:
-    """The model to load: `model` as it is, after building the tiny offline model there when `tiny`."""
-    return str(build_tiny_model(Path(model))) if tiny else model
+def prepare_model_task(cfg: PipelineConfig) -> str:
+    """The model to load, after building the tiny offline model when the recipe names it."""
+    return prepare_model(cfg)
 
 
-@task(name="demo-data")
-def demo_data_task(cfg: DemoDataConfig) -> Path:
-    return write_demo_dataset(cfg)
+@task(name="prepare-source")  # Hub downloads retry inside cosmos_synth.sources.hub, only on network errors
+def prepare_source_task(cfg: PipelineConfig) -> Path:
+    """The procedural demo episodes written, or the Hub datasets downloaded, as the recipe says."""
+    return prepare_source(cfg)
+
+
+@task(name="cache", timeout_seconds=6 * HOUR_S)
+def cache_task(cfg: CacheConfig) -> CacheResult:
+    result = encode_latent_cache(cfg)
+    create_table_artifact(key="latent-cache", table=result.summary_rows(),
+                          description=f"{result.num_clips} clips ({result.num_encoded} encoded now), "
+                                      f"{result.num_prompts} prompts -> {result.out_dir}")
+    return result
 
 
 @task(name="ingest")

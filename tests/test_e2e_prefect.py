@@ -55,7 +55,8 @@ def test_flow_run_completes_with_artifacts(demo_run):
     assert flow_run["state"]["type"] == "COMPLETED"
     assert flow_run["parameters"]["overrides"]["run_dir"] == str(cfg.run_dir)
     keys = {a["key"] for a in artifacts}
-    assert {"ingested-samples", "preprocessed-clips", "training-loss", "generated-videos", "exported-episodes",
+    assert {"ingested-samples", "preprocessed-clips", "latent-cache", "training-loss", "generated-videos",
+            "exported-episodes",
             OUTPUTS_ARTIFACT} <= keys
     outputs = next(a for a in artifacts if a["key"] == OUTPUTS_ARTIFACT)["data"]
     assert str(cfg.stage_dir("train").resolve()) in outputs

@@ -46,10 +46,12 @@ def accelerate_command(cfg: TrainConfig, config_path: Path) -> list[str]:
     command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.num_processes),
                "--num_machines", "1", "--dynamo_backend", "no",
                "--mixed_precision", "bf16" if cfg.dtype == "bfloat16" and not cfg.cpu else "no"]
-    if cfg.cpu:
-        command.append("--cpu")
     if cfg.num_processes > 1:
-        command.append("--multi_gpu")  # torchrun-style launcher; with --cpu the processes talk over gloo
+        # The torchrun-style launcher (accelerate allows only one of --cpu/--multi_gpu); with cfg.cpu the training
+        # script's Accelerator(cpu=True) makes the processes talk over gloo instead of NCCL.
+        command.append("--multi_gpu")
+    elif cfg.cpu:
+        command.append("--cpu")
     return command + ["-m", "cosmos_synth.train", str(config_path)]
 
 

@@ -164,6 +164,7 @@ def train(cfg: TrainConfig, pipe=None) -> dict:
     accelerator = Accelerator(mixed_precision=mixed, cpu=cfg.cpu, project_dir=str(cfg.out_dir))
     set_seed(cfg.seed)
     torch.backends.cuda.matmul.allow_tf32 = True  # as the reference: tf32 for any float32 matmul on GPU
+    logger.info("%s", str(accelerator.state).replace("\n", "; "))  # distributed type, processes, backend
     pipe, transformer, params, samples = prepare_model(cfg, pipe, accelerator.device)
     fused = accelerator.device.type == "cuda"  # one kernel for the whole AdamW update
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused)
@@ -175,9 +176,7 @@ def train(cfg: TrainConfig, pipe=None) -> dict:
     loss_value = math.nan
     for epoch in range(start_epoch, cfg.num_epochs):
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1009 + accelerator.process_index)
-        order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(cfg.seed + epoch)).tolist()
-        # Each process takes every world_size-th clip of the epoch's shuffled order (DDP: one clip per GPU per step).
-        for index in order[accelerator.process_index::accelerator.num_processes]:
+        for index in epoch_order(len(samples), cfg.seed + epoch, accelerator.process_index, accelerator.num_processes):
             sample, started = samples[index], time.perf_counter()
             with accelerator.accumulate(transformer):
                 loss = training_step(pipe, transformer, cfg, sample, generator, accelerator.device)
@@ -205,6 +204,14 @@ def train(cfg: TrainConfig, pipe=None) -> dict:
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return result
+
+
+def epoch_order(num_samples: int, seed: int, rank: int, world: int) -> list[int]:
+    """This process's clips for one epoch: every world-th clip of a seeded shuffle, the shuffle padded with its own
+    first clips so every process takes the same number of steps (DDP all-reduces each step; unequal counts hang)."""
+    order = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed)).tolist()
+    order += order[:(-len(order)) % world]
+    return order[rank::world]
 
 
 def log_step(out_dir: Path, epoch: int, step: int, loss: float, lr: float, seconds: float) -> None:

@@ -257,3 +257,52 @@ def config_from_dict(cls: type, values: dict[str, Any], *, where: str = "config"
 def load_config(cls: type, path: Path) -> Any:
     """Read a config written by :func:`write_config`."""
     return config_from_dict(cls, json.loads(Path(path).read_text()), where=str(path))
+
+
+@dataclass(frozen=True, kw_only=True)
+class IDMTrainConfig:
+    """Train the inverse-dynamics model (cosmos_synth.idm) on the ingested episodes that have trajectories."""
+
+    manifest: Path                            # ingest's manifest.jsonl; rows whose "trajectory" .npz holds `action`
+    out_dir: Path                             # idm.safetensors, idm_config.json, idm_metrics.json, this config
+    action_names: tuple[str, ...] | None = None  # one name per action dim, e.g. ("delta_x", "delta_y",
+                                              # "gripper_command"); None: action_0, action_1, ...
+    clip_frames: int = 3                      # k consecutive frames in, the actions of their k - 1 transitions out
+    image_size: tuple[int, int] = (64, 96)    # (height, width) in pixels the frames are resized to
+    num_epochs: int = 30                      # passes over every training window (one window per start frame)
+    batch_size: int = 64                      # windows per optimizer step
+    learning_rate: float = 1e-3               # AdamW peak learning rate (linear warm-up, cosine decay to 0)
+    holdout_fraction: float = 0.25            # fraction of EPISODES (not frames) held out for evaluation, >= 1 episode
+    seed: int = 0                             # weights, shuffling and the held-out episodes
+    device: str = "cpu"                       # "cpu", "cuda", "cuda:1"
+
+    def __post_init__(self) -> None:
+        if self.action_names is not None:
+            object.__setattr__(self, "action_names", tuple(str(name) for name in self.action_names))
+            _require(len(set(self.action_names)) == len(self.action_names) and all(self.action_names),
+                     f"action_names={self.action_names}: names must be non-empty and distinct.")
+        size_message = f"image_size={self.image_size}: give (height, width), each at least 16 pixels (e.g. (64, 96))."
+        _require(isinstance(self.image_size, (tuple, list)) and len(self.image_size) == 2, size_message)
+        object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
+        _require(min(self.image_size) >= 16, size_message)
+        _require(2 <= self.clip_frames <= 16, f"clip_frames={self.clip_frames}: use 2 to 16 frames (e.g. 3).")
+        _require(self.num_epochs >= 1, f"num_epochs={self.num_epochs} must be >= 1.")
+        _require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1.")
+        _require(self.learning_rate > 0, f"learning_rate={self.learning_rate} must be > 0 (e.g. 1e-3).")
+        _require(0 < self.holdout_fraction < 1,
+                 f"holdout_fraction={self.holdout_fraction}: use a fraction in (0, 1), e.g. 0.25.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelConfig:
+    """Label every generated video with per-frame actions predicted by a trained IDM."""
+
+    manifest: Path                            # generate's manifest.jsonl
+    idm: Path                                 # folder holding idm.safetensors + idm_config.json (train_idm's out_dir,
+                                              # or your own IDM saved the same way)
+    out_dir: Path                             # actions/<sample_id>.npz, manifest.jsonl, label_config.json
+    batch_size: int = 64                      # clips per IDM forward pass
+    device: str = "cpu"                       # "cpu", "cuda", "cuda:1"
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1.")

@@ -3,7 +3,8 @@
 Episodes stream through both writers one video at a time (memory stays flat in the number of episodes). Each
 format is built under a temporary name, read back, and only then renamed over the previous export.
 No actions are invented here: `Episode.actions` / `Episode.states` are written when a later labelling stage
-provides them.
+provides them (a label manifest row's `actions` .npz). robomimic gets them min-max normalised to [-1, 1] with the
+range stored beside them; LeRobot gets them in their original units, named by the row's `action_names`.
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ def export_episodes(cfg: ExportConfig) -> ExportResult:
                        retimed, cfg.fps)
     hdf5_path, lerobot_dir = export_paths(cfg)
     num_frames = 0
-    with (RobomimicWriter(hdf5_path, camera=cfg.camera, env_name=cfg.repo_id.split("/")[-1]) as hdf5,
+    with (RobomimicWriter(hdf5_path, camera=cfg.camera, env_name=cfg.repo_id.split("/")[-1],
+                          action_normalization="min_max") as hdf5,
           LeRobotWriter(lerobot_dir, repo_id=cfg.repo_id, fps=cfg.fps, camera=cfg.camera,
                         robot_type=cfg.robot_type) as lerobot):
         for i, row in enumerate(rows):

@@ -1,8 +1,13 @@
-"""Episodes as the export writers see them, and the generate manifest read one video at a time."""
+"""Episodes as the export writers see them, and the generate manifest read one video at a time.
+
+A manifest row with `actions` (the label stage's manifest) names a .npz whose `action` array, (T, A) with one row
+per video frame, becomes `Episode.actions`; its `action_names`, when present, become `Episode.action_names`.
+"""
 
 from __future__ import annotations
 
 import logging
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Literal
@@ -15,6 +20,7 @@ from cosmos_synth.video import read_video
 logger = logging.getLogger(__name__)
 
 REQUIRED_KEYS = ("sample_id", "prompt", "video")
+ACTION_KEY = "action"               # the array inside a row's `actions` .npz (the label stage writes it)
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
@@ -27,6 +33,7 @@ class Episode:
     source: Literal["generated", "real"] = "generated"
     actions: np.ndarray | None = None               # (N, A) float, one action per frame (from the label stage)
     states: np.ndarray | None = None                # (N, D) float, one state per frame
+    action_names: tuple[str, ...] | None = None     # one per action column, e.g. ("delta_x", "delta_y", ...)
 
     def __post_init__(self) -> None:
         frames = self.frames
@@ -45,6 +52,13 @@ class Episode:
                 raise ValueError(f"Episode {self.sample_id}: {name} must be ({self.num_frames}, dim), one row per "
                                  f"frame, got shape {values.shape}.")
             object.__setattr__(self, name, values)
+        if self.action_names is not None:
+            names = tuple(str(name) for name in self.action_names)
+            if self.actions is None or len(names) != self.actions.shape[1]:
+                raise ValueError(f"Episode {self.sample_id}: {len(names)} action_names for "
+                                 f"{None if self.actions is None else self.actions.shape[1]} action columns; give "
+                                 "one name per column (or none).")
+            object.__setattr__(self, "action_names", names)
 
     @property
     def num_frames(self) -> int:
@@ -75,18 +89,39 @@ def read_manifest_rows(manifest: Path) -> list[dict[str, Any]]:
             raise ValueError(f"Manifest {manifest} line {number} names video {video}, which does not exist; "
                              "regenerate it or remove the row.")
         resolved.append({**row, "video": video})
+        if row.get("actions"):
+            actions = (manifest.parent / row["actions"]).resolve()
+            if not actions.is_file():
+                raise ValueError(f"Manifest {manifest} line {number} names actions {actions}, which does not exist; "
+                                 "rerun the label stage.")
+            resolved[-1]["actions"] = actions
     return resolved
 
 
+def read_actions(path: Path) -> np.ndarray:
+    """The (T, A) `action` array of a label .npz, naming the file when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return np.asarray(data[ACTION_KEY], dtype=np.float32)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"Actions file {path} cannot be read ({exc}); rerun the label stage.") from exc
+
+
 def load_episode(row: dict[str, Any]) -> Episode:
-    """Decode one manifest row's video into an Episode (no actions: labelling is a later stage)."""
+    """Decode one manifest row's video into an Episode, with the row's `actions` (a .npz) when it has them."""
     frames, _ = read_video(row["video"])
     expected = row.get("num_frames")
     if expected is not None and frames.shape[0] != int(expected):
         raise ValueError(f"Video {row['video']} has {frames.shape[0]} frames; the manifest says {expected}. "
                          "Regenerate the video or fix the manifest.")
+    actions = read_actions(row["actions"]) if row.get("actions") else None
+    if actions is not None and (actions.ndim != 2 or len(actions) != len(frames)):
+        raise ValueError(f"Actions file {row['actions']} has shape {actions.shape}; video {row['video']} has "
+                         f"{len(frames)} frames and needs one action row per frame. Rerun the label stage.")
+    names = row.get("action_names") if actions is not None else None
     return Episode(sample_id=str(row["sample_id"]), frames=frames, task=str(row["prompt"]),
-                   source=row.get("source", "generated"))
+                   source=row.get("source", "generated"), actions=actions,
+                   action_names=tuple(names) if names else None)
 
 
 def iter_episodes(manifest: Path) -> Iterator[Episode]:

@@ -2,6 +2,7 @@
 
 Layout (paths are the constants below; every episode goes into file 000 of chunk 000):
     meta/info.json                 codebase_version, fps, features, totals, path templates, robot_type, splits
+                                   (features.action.names: the episodes' action_names when given)
     meta/stats.json                per feature: min, max, mean, std, count, q01, q10, q50, q90, q99
     meta/tasks.parquet             pandas frame indexed by the task string, column task_index
     meta/episodes/chunk-000/file-000.parquet   one row per episode: indices, video offsets, stats/<feature>/<stat>,
@@ -9,8 +10,9 @@ Layout (paths are the constants below; every episode goes into file 000 of chunk
     data/chunk-000/file-000.parquet            one row per frame: index, episode_index, frame_index, timestamp,
                                                task_index (+ action, observation.state when present)
     videos/observation.images.<camera>/chunk-000/file-000.mp4
-                                   every episode's frames in ONE H.264 stream; frame k of the file has pts k/fps
-                                   exactly, so frame `frame_index` of an episode sits at from_timestamp + timestamp
+                                   every episode's frames in ONE stream (H.264 by default, AV1 with codec="av1");
+                                   frame k of the file has pts k/fps exactly, so frame `frame_index` of an episode
+                                   sits at from_timestamp + timestamp
 One encoder runs over all episodes and frames are appended episode by episode; only the per-frame index columns
 (a few integers a frame) and the statistics are kept until the end.
 """
@@ -23,7 +25,7 @@ import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import av
 import numpy as np
@@ -47,8 +49,12 @@ EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.par
 INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
 TASKS_PATH = "meta/tasks.parquet"
-VIDEO_CODEC = "libx264"             # H.264: every loader reads it (GR00T's cannot read AV1)
-VIDEO_OPTIONS = {"crf": "18", "g": "2"}  # g=2: a keyframe every 2 frames, so random access decodes little (as lerobot)
+VideoCodec = Literal["h264", "av1"]
+DEFAULT_VIDEO_CODEC: VideoCodec = "h264"  # every loader reads H.264 (GR00T's cannot read AV1); AV1 is lerobot's own default
+VIDEO_ENCODERS = {                  # codec -> (PyAV encoder, options); g=2: a keyframe every 2 frames, so random access
+    "h264": ("libx264", {"crf": "18", "g": "2"}),               # decodes little (as lerobot)
+    "av1": ("libsvtav1", {"crf": "30", "g": "2", "preset": "12"}),  # lerobot's own AV1 settings (encode_video_frames)
+}
 ARRAYS = {"actions": "action", "states": "observation.state"}  # Episode field -> LeRobot feature
 INDEX_FEATURES = {                  # lerobot's DEFAULT_FEATURES, in its order
     "timestamp": "float32", "frame_index": "int64", "episode_index": "int64", "index": "int64", "task_index": "int64",
@@ -66,7 +72,9 @@ class LeRobotWriter:
     either the previous complete dataset or the new complete one.
     """
 
-    def __init__(self, root: Path, *, repo_id: str, fps: int, camera: str, robot_type: str) -> None:
+    def __init__(self, root: Path, *, repo_id: str, fps: int, camera: str, robot_type: str,
+                 codec: VideoCodec = DEFAULT_VIDEO_CODEC) -> None:
+        self.encoder, self.encoder_options = video_encoder(codec)
         self.root = Path(root)
         self.repo_id, self.fps, self.robot_type = repo_id, fps, robot_type
         self.key = video_key(camera)
@@ -81,6 +89,7 @@ class LeRobotWriter:
         self.stats: dict[str, FeatureStats] = {}
         self.shape: tuple[int, int] | None = None  # (height, width) of every frame
         self.dims: dict[str, int | None] = {}      # feature -> width of action/observation.state (None: absent)
+        self.action_names: tuple[str, ...] | None = None  # the first episode's names for the `action` columns
         self.num_frames = 0
         self.finished = False
 
@@ -118,6 +127,7 @@ class LeRobotWriter:
             self.shape = (height, width)
             self.dims = {feature: None if getattr(episode, field) is None else getattr(episode, field).shape[1]
                          for field, feature in ARRAYS.items()}
+            self.action_names = episode.action_names
         if (height, width) != self.shape:
             raise ValueError(f"Episode {episode.sample_id} is {height}x{width} but earlier episodes are "
                              f"{self.shape[0]}x{self.shape[1]}; one LeRobot video feature has one size. "
@@ -135,7 +145,7 @@ class LeRobotWriter:
             self.video_file.parent.mkdir(parents=True)
             # faststart: the index goes first, so a reader (or the Hub viewer) can seek before the file is fetched
             self.container = av.open(str(self.video_file), mode="w", options={"movflags": "faststart"})
-            self.stream = self.container.add_stream(VIDEO_CODEC, rate=self.fps, options=VIDEO_OPTIONS)
+            self.stream = self.container.add_stream(self.encoder, rate=self.fps, options=self.encoder_options)
             self.stream.height, self.stream.width = frames.shape[1:3]
             self.stream.pix_fmt = "yuv420p"
         for offset, frame in enumerate(frames):
@@ -190,6 +200,8 @@ class LeRobotWriter:
     def _write_meta(self) -> None:
         features = {feature: {"dtype": "float32", "shape": [dim], "names": [f"{feature}_{i}" for i in range(dim)]}
                     for feature, dim in self.dims.items() if dim is not None}
+        if self.action_names is not None:          # the label stage's names (e.g. delta_x), not action_0, ...
+            features["action"]["names"] = list(self.action_names)
         features[self.key] = {"dtype": "video", "shape": [*self.shape, 3], "names": ["height", "width", "channels"],
                               "info": video_info(self.video_file)}
         features.update({name: {"dtype": dtype, "shape": [1], "names": None} for name, dtype in INDEX_FEATURES.items()})
@@ -225,12 +237,26 @@ class LeRobotWriter:
 
 
 def write_lerobot_dataset(episodes: Iterable[Episode], root: Path, *, repo_id: str, fps: int, camera: str,
-                          robot_type: str) -> Path:
-    """Write `episodes` as a LeRobot v3.0 dataset at `root` (replacing it atomically); return `root`."""
-    with LeRobotWriter(root, repo_id=repo_id, fps=fps, camera=camera, robot_type=robot_type) as writer:
+                          robot_type: str, codec: VideoCodec = DEFAULT_VIDEO_CODEC) -> Path:
+    """Write `episodes` as a LeRobot v3.0 dataset at `root` (replacing it atomically); return `root`.
+
+    codec: "h264" (default; what every loader reads) or "av1" (smaller files; lerobot >= 0.4 and torchcodec read it).
+    """
+    with LeRobotWriter(root, repo_id=repo_id, fps=fps, camera=camera, robot_type=robot_type, codec=codec) as writer:
         for episode in episodes:
             writer.add(episode)
         return writer.commit()
+
+
+def video_encoder(codec: str) -> tuple[str, dict[str, str]]:
+    """The PyAV encoder and its options for a codec name, failing early when this PyAV build lacks the encoder."""
+    if codec not in VIDEO_ENCODERS:
+        raise ValueError(f"codec={codec!r}: use one of {sorted(VIDEO_ENCODERS)} (h264 is read everywhere).")
+    encoder, options = VIDEO_ENCODERS[codec]
+    if encoder not in av.codecs_available:
+        raise ValueError(f"codec={codec!r} needs the {encoder} encoder, which this PyAV build lacks; install a PyAV "
+                         "wheel from PyPI (it bundles libx264 and libsvtav1) or use codec='h264'.")
+    return encoder, dict(options)
 
 
 def frame_table(columns: list[dict[str, np.ndarray]]) -> pa.Table:

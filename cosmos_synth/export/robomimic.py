@@ -1,13 +1,19 @@
 """robomimic HDF5: one file, one `data/demo_<i>` group per episode, written to a temporary name and renamed.
 
 Layout (what `robomimic.utils.dataset.SequenceDataset` and `get_dataset_info` read):
-    data                      attrs: total (sum of num_samples), env_args (JSON: env_name, env_type, env_kwargs)
+    data                      attrs: total (sum of num_samples), env_args (JSON: env_name, env_type, env_kwargs);
+                              with actions also action_normalization ("min_max" or "none"), action_names (when
+                              the episodes name them) and, for "min_max", action_min / action_max (A,) float32
     data/demo_<i>             attrs: num_samples, sample_id, task, source
         obs/<camera>_image        (N, H, W, 3) uint8, chunked one frame per chunk, gzip
         next_obs/<camera>_image   obs shifted by one frame; the last frame is repeated
         rewards (N,) float64      all zero: a generated video carries no reward signal
         dones   (N,) int64        1 on the last frame only
-        actions (N, A) float32    only when the episode has actions (label stage); robomimic expects [-1, 1]
+        actions (N, A) float32    only when the episode has actions (label stage); robomimic expects [-1, 1]:
+                                  "min_max" (what export_episodes writes) maps each column's range over ALL demos
+                                  to [-1, 1], a = 2 (raw - action_min) / (action_max - action_min) - 1, and a
+                                  constant column to 0; undo with raw = (a + 1) / 2 (max - min) + min.
+                                  "none" writes them as given (for actions already in [-1, 1])
         states  (N, D) float32    only when the episode has states
     mask/train, mask/valid    demo names as bytes: every 10th demo (demo_9, demo_19, ...) is valid; with fewer
                               than 10 demos the last one is; with a single demo both masks hold it
@@ -20,7 +26,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Literal
 
 import h5py
 import numpy as np
@@ -53,7 +59,13 @@ class RobomimicWriter:
     so `path` is either the previous complete file or the new complete one.
     """
 
-    def __init__(self, path: Path, *, camera: str, env_name: str) -> None:
+    def __init__(self, path: Path, *, camera: str, env_name: str,
+                 action_normalization: Literal["min_max", "none"] = "none") -> None:
+        if action_normalization not in ("min_max", "none"):
+            raise ValueError(f"action_normalization={action_normalization!r}: use 'min_max' or 'none'.")
+        self.action_normalization = action_normalization
+        self.action_range: tuple[np.ndarray, np.ndarray] | None = None   # per-column (min, max) over all demos
+        self.action_names: tuple[str, ...] | None = None                 # the first episode's
         self.path = Path(path)
         self.key = obs_key(camera)
         self.env_name = env_name
@@ -85,7 +97,9 @@ class RobomimicWriter:
             self._check_presence(episode, array, values is not None)
             if values is not None:
                 demo.create_dataset(array, data=values.astype(np.float32))
-        if episode.actions is not None and np.abs(episode.actions).max() > 1:
+        if episode.actions is not None:
+            self._track_actions(episode)
+        if self.action_normalization == "none" and episode.actions is not None and np.abs(episode.actions).max() > 1:
             logger.warning("episode %s: actions span [%.3g, %.3g]; robomimic expects them normalised to [-1, 1].",
                            episode.sample_id, episode.actions.min(), episode.actions.max())
         self.names.append(name)
@@ -104,6 +118,8 @@ class RobomimicWriter:
         })
         for split, names in split_demos(self.names).items():
             self.file.create_dataset(f"mask/{split}", data=np.array(names, dtype="S"))
+        if self.action_range is not None:
+            self._normalise_actions()
         self.file.close()
         self.file = None
         verify_robomimic_hdf5(self.tmp, num_episodes=len(self.names), num_frames=self.num_frames)
@@ -114,6 +130,28 @@ class RobomimicWriter:
         self.tmp.replace(self.path)
         logger.info("robomimic: %d demos, %d frames -> %s", len(self.names), self.num_frames, self.path)
         return self.path
+
+    def _track_actions(self, episode: Episode) -> None:
+        low, high = episode.actions.min(axis=0), episode.actions.max(axis=0)
+        if self.action_range is None:
+            self.action_range, self.action_names = (low, high), episode.action_names
+        else:
+            self.action_range = (np.minimum(self.action_range[0], low), np.maximum(self.action_range[1], high))
+
+    def _normalise_actions(self) -> None:
+        """Record how `actions` are scaled; for "min_max", rescale every demo's actions in place to [-1, 1]."""
+        self.data.attrs["action_normalization"] = self.action_normalization
+        if self.action_names is not None:
+            self.data.attrs["action_names"] = list(self.action_names)
+        if self.action_normalization == "none":
+            return
+        low, high = (np.asarray(v, dtype=np.float32) for v in self.action_range)
+        self.data.attrs["action_min"], self.data.attrs["action_max"] = low, high
+        span = np.where(high > low, high - low, 1.0)
+        for name in self.names:
+            actions = self.data[name]["actions"]
+            scaled = np.where(high > low, 2.0 * (actions[()] - low) / span - 1.0, 0.0)
+            actions[...] = np.clip(scaled, -1.0, 1.0).astype(np.float32)   # clip: float rounding at the ends only
 
     def _check_presence(self, episode: Episode, array: str, present: bool) -> None:
         if self.has[array] is None:
@@ -133,9 +171,13 @@ class RobomimicWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-def write_robomimic_hdf5(episodes: Iterable[Episode], path: Path, *, camera: str, env_name: str) -> Path:
-    """Write `episodes` as one robomimic HDF5 file at `path`, atomically; return `path`."""
-    with RobomimicWriter(path, camera=camera, env_name=env_name) as writer:
+def write_robomimic_hdf5(episodes: Iterable[Episode], path: Path, *, camera: str, env_name: str,
+                         action_normalization: Literal["min_max", "none"] = "none") -> Path:
+    """Write `episodes` as one robomimic HDF5 file at `path`, atomically; return `path`.
+
+    action_normalization: "min_max" rescales actions to [-1, 1] and records the range; "none" writes them as given.
+    """
+    with RobomimicWriter(path, camera=camera, env_name=env_name, action_normalization=action_normalization) as writer:
         for episode in episodes:
             writer.add(episode)
         return writer.commit()

@@ -1,0 +1,132 @@
+"""Label: turn generated clips into trajectories with an inverse-dynamics model (IDM), as DreamGen does.
+
+For every row of the generate manifest the video is decoded and the IDM (cosmos_synth.idm) predicts one action per
+frame: a clip of `clip_frames` frames slides over every start frame, overlapping predictions of a frame's action
+are averaged, and the last frame repeats the action before it (it has no next frame to infer from).
+
+Outputs under cfg.out_dir:
+    actions/<sample_id>.npz     key `action`: (T, A) float32, one row per video frame, written atomically
+    manifest.jsonl              the generate manifest's rows, each with `video` made absolute and extended with
+                                `actions` (absolute path of the .npz), `action_names`, `idm_sha256` (weights +
+                                config) and `video_sha256`; the export stage reads `actions` from here
+    label_config.json
+A rerun skips every sample whose manifest row is unchanged (same video, same IDM) and whose .npz still verifies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cosmos_synth.config import LabelConfig, write_config
+from cosmos_synth.export.episodes import ACTION_KEY, read_actions, read_manifest_rows
+from cosmos_synth.files import read_jsonl, write_jsonl
+from cosmos_synth.idm import InverseDynamicsModel, idm_files, load_idm, predict_actions
+from cosmos_synth.video import read_video
+
+logger = logging.getLogger(__name__)
+
+ACTIONS_DIR = "actions"             # <out_dir>/actions/<sample_id>.npz
+MANIFEST = "manifest.jsonl"
+
+
+@dataclass(frozen=True, kw_only=True)
+class LabelResult:
+    out_dir: Path                   # cfg.out_dir
+    manifest: Path                  # out_dir / manifest.jsonl: the generate rows + actions, action_names
+    num_labelled: int               # samples labelled by this run
+    num_skipped: int                # samples whose labels already existed and matched
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One row per sample for a table artifact: id, frames, the actions file, each action's mean."""
+        rows = []
+        for row in read_jsonl(self.manifest):
+            actions = read_actions(Path(row["actions"]))
+            means = {f"mean {name}": round(float(v), 4) for name, v in zip(row["action_names"], actions.mean(axis=0))}
+            rows.append({"sample_id": row["sample_id"], "frames": len(actions), "actions": Path(row["actions"]).name,
+                         **means})
+        return rows
+
+
+def file_sha256(*paths: Path) -> str:
+    """sha256 over the contents of `paths`, in order (identifies an IDM or a video by content, not by name)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with Path(path).open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def write_actions(path: Path, actions: np.ndarray) -> Path:
+    """np.savez `action` to `path` through a temporary name in the same folder, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with tmp.open("wb") as fh:       # a file object: np.savez would append .npz to a temporary name
+            np.savez(fh, **{ACTION_KEY: actions})
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def labels_are_current(row: dict[str, Any], previous: dict[str, Any] | None) -> bool:
+    """True when an earlier run wrote this exact row and its .npz still holds one action row per frame."""
+    if previous != row or not Path(row["actions"]).is_file():
+        return False
+    try:
+        actions = read_actions(Path(row["actions"]))
+    except ValueError:
+        return False
+    frames = row.get("num_frames")
+    return (actions.ndim == 2 and actions.shape[1] == len(row["action_names"])
+            and (frames is None or len(actions) == int(frames)))
+
+
+def label_videos(cfg: LabelConfig) -> LabelResult:
+    """Label every video of cfg.manifest with per-frame IDM actions; skip samples whose labels are current.
+
+    The output manifest is rewritten after every sample, so an interrupted run loses at most the one in flight.
+    """
+    rows = read_manifest_rows(cfg.manifest)      # every video present before any work
+    model = load_idm(cfg.idm, device=cfg.device)
+    idm_digest = file_sha256(*idm_files(cfg.idm))
+    names = list(model.spec.action_names)
+    manifest = cfg.out_dir / MANIFEST
+    previous = {r["sample_id"]: r for r in read_jsonl(manifest)} if manifest.is_file() else {}
+    write_config(cfg, cfg.out_dir, "label")
+    done: list[dict[str, Any]] = []
+    num_skipped = 0
+    for number, source in enumerate(rows, start=1):
+        video = Path(source["video"])
+        row = {**source, "video": str(video), "actions": str((cfg.out_dir / ACTIONS_DIR).resolve()
+                                                             / f"{source['sample_id']}.npz"),
+               "action_names": names, "idm_sha256": idm_digest, "video_sha256": file_sha256(video)}
+        if labels_are_current(row, previous.get(row["sample_id"])):
+            num_skipped += 1
+            logger.info("labels %d/%d %s are current; skipped", number, len(rows), row["sample_id"])
+        else:
+            label_one(model, row, cfg.batch_size)
+            logger.info("labelled %d/%d %s", number, len(rows), row["sample_id"])
+        done.append(row)
+        write_jsonl(manifest, done)
+    return LabelResult(out_dir=cfg.out_dir, manifest=manifest, num_labelled=len(rows) - num_skipped,
+                       num_skipped=num_skipped)
+
+
+def label_one(model: InverseDynamicsModel, row: dict[str, Any], batch_size: int) -> None:
+    """Decode one video, predict its (T, A) actions, write them to row['actions']."""
+    frames, _ = read_video(Path(row["video"]))
+    expected = row.get("num_frames")
+    if expected is not None and len(frames) != int(expected):
+        raise ValueError(f"Video {row['video']} has {len(frames)} frames; the manifest says {expected}. "
+                         "Regenerate the video or fix the manifest.")
+    actions = predict_actions(model, frames, batch_size=batch_size, name=f"Video {row['video']}")
+    write_actions(Path(row["actions"]), actions)

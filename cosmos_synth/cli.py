@@ -109,6 +109,23 @@ def generate(recipe: Recipe = "demo", param: Params = None,
     _show(generate_videos(cfg.generate_config(adapter)))
 
 
+@app.command("train-idm")
+def train_idm_command(recipe: Recipe = "demo", param: Params = None) -> None:
+    """Train the inverse dynamics model on the ingested episodes that carry actions; report held-out error."""
+    from cosmos_synth.idm import train_idm
+
+    result = train_idm(_config(recipe, param).idm_train_config())
+    typer.echo(json.dumps(result.summary_rows(), indent=2))
+
+
+@app.command()
+def label(recipe: Recipe = "demo", param: Params = None) -> None:
+    """Label generated videos with per-frame actions predicted by the IDM (the recipe's idm, or the trained one)."""
+    from cosmos_synth.label import label_videos
+
+    _show(label_videos(_config(recipe, param).label_config()))
+
+
 @app.command()
 def export(recipe: Recipe = "demo", param: Params = None) -> None:
     """Export generated episodes as robomimic HDF5 and a LeRobot v3.0 dataset."""
@@ -119,7 +136,7 @@ def export(recipe: Recipe = "demo", param: Params = None) -> None:
 
 @app.command()
 def run(recipe: Recipe = "demo", param: Params = None) -> None:
-    """The whole pipeline: source, ingest, preprocess, finetune, generate, export."""
+    """The whole pipeline: source, ingest, preprocess, (cache), finetune, generate, (IDM, label), export."""
     from cosmos_synth.run import output_paths, run_pipeline
 
     cfg = _config(recipe, param)

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cosmos_synth.config import (
-    CacheConfig, DemoDataConfig, ExportConfig, GenerateConfig, IngestConfig, PreprocessConfig, TrainConfig, config_from_dict,
+    CacheConfig, DemoDataConfig, ExportConfig, GenerateConfig, IDMTrainConfig, IngestConfig, LabelConfig,
+    PreprocessConfig, TrainConfig, config_from_dict,
 )
 from cosmos_synth.models import NVIDIA_MODEL, NVIDIA_REVISION
 
@@ -51,7 +52,11 @@ class PipelineConfig:
     guardrail: bool = True                         # NVIDIA's guardrail for NVIDIA weights
     latent_cache: bool = False                     # encode prompts + video windows once (cache stage) and train on
                                                    # them with only the DiT on the GPU
+    label: bool = True                             # label generated videos with actions (inverse dynamics model)
+    idm: Path | None = None                        # a trained IDM folder (idm.safetensors + idm_config.json); None:
+                                                   # train one on the dataset's episodes that carry actions
     demo: dict[str, Any] = field(default_factory=dict)      # DemoDataConfig overrides (source=procedural)
+    idm_train: dict[str, Any] = field(default_factory=dict)  # IDMTrainConfig overrides (idm unset)
     cache: dict[str, Any] = field(default_factory=dict)     # CacheConfig overrides (latent_cache=true)
     train: dict[str, Any] = field(default_factory=dict)     # TrainConfig overrides
     generate: dict[str, Any] = field(default_factory=dict)  # GenerateConfig overrides
@@ -127,9 +132,23 @@ class PipelineConfig:
                     dtype=self.dtype, device=self.device, guardrail=self.guardrail)
         return config_from_dict(GenerateConfig, {**base, **self.generate}, where="generate")
 
+    def idm_train_config(self) -> IDMTrainConfig:
+        base = dict(manifest=self.stage_dir("ingest") / "manifest.jsonl", out_dir=self.stage_dir("idm"),
+                    seed=self.seed, device=self.device)
+        return config_from_dict(IDMTrainConfig, {**base, **self.idm_train}, where="idm_train")
+
+    @property
+    def idm_dir(self) -> Path:
+        """The IDM that labels generated videos: the one given, else the one this run trains."""
+        return self.idm if self.idm is not None else self.stage_dir("idm")
+
+    def label_config(self) -> LabelConfig:
+        return LabelConfig(manifest=self.stage_dir("generate") / "manifest.jsonl", idm=self.idm_dir,
+                           out_dir=self.stage_dir("label"), device=self.device)
+
     def export_config(self) -> ExportConfig:
-        base = dict(manifest=self.stage_dir("generate") / "manifest.jsonl", out_dir=self.stage_dir("export"),
-                    fps=self.fps)
+        source = self.stage_dir("label" if self.label else "generate")
+        base = dict(manifest=source / "manifest.jsonl", out_dir=self.stage_dir("export"), fps=self.fps)
         return config_from_dict(ExportConfig, {**base, **self.export}, where="export")
 
 
@@ -181,7 +200,7 @@ def load_pipeline_config(recipe: str | Path = "demo", overrides: dict[str, Any] 
     unknown = sorted(set(values) - fields)
     if unknown:
         raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(fields)}.")
-    for name in ("run_dir", "dataset_dir", "pairs_dir", "cache_dir"):  # TOML and JSON carry paths as text
+    for name in ("run_dir", "dataset_dir", "pairs_dir", "cache_dir", "idm"):  # TOML and JSON carry paths as text
         if values.get(name) is not None:
             values[name] = Path(values[name])
     return PipelineConfig(**values)

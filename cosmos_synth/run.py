@@ -46,7 +46,9 @@ def output_paths(cfg: PipelineConfig, results: dict) -> dict[str, str]:
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
-    """source → ingest → preprocess → (latent cache) → finetune → generate → export; returns each stage's result."""
+    """source → ingest → preprocess → (latent cache) → finetune → generate → (IDM, label) → export.
+
+    Returns each stage's result by stage name."""
     from cosmos_synth.export import export_episodes
     from cosmos_synth.generate import generate_videos
     from cosmos_synth.ingest import ingest_dataset
@@ -63,6 +65,13 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
         results["cache"] = encode_latent_cache(cfg.cache_config())
     results["train"] = launch_training(cfg.train_config())
     results["generate"] = generate_videos(cfg.generate_config(results["train"].adapter_dir))
+    if cfg.label:
+        from cosmos_synth.idm import train_idm
+        from cosmos_synth.label import label_videos
+
+        if cfg.idm is None:
+            results["idm"] = train_idm(cfg.idm_train_config())
+        results["label"] = label_videos(cfg.label_config())
     results["export"] = export_episodes(cfg.export_config())
     logger.info("run finished: %s", output_paths(cfg, results))
     return results

@@ -1,4 +1,5 @@
-"""finetune-and-generate: source -> ingest -> preprocess -> (latent cache) -> LoRA/DoRA -> generate -> export.
+"""finetune-and-generate: source -> ingest -> preprocess -> (latent cache) -> LoRA/DoRA -> generate -> (IDM ->
+label) -> export.
 
     prefect deployment run finetune-and-generate/demo --param overrides='{"train.num_epochs": 2}'
 
@@ -16,8 +17,8 @@ from prefect.artifacts import create_markdown_artifact
 from cosmos_synth.generate import VIDEOS_DIR
 from cosmos_synth.pipeline import load_pipeline_config
 from tasks.stages import (
-    cache_task, export_task, generate_task, ingest_task, prepare_model_task, prepare_source_task, preprocess_task,
-    train_task,
+    cache_task, export_task, generate_task, ingest_task, label_task, prepare_model_task, prepare_source_task,
+    preprocess_task, train_idm_task, train_task,
 )
 
 OUTPUTS_ARTIFACT = "finetune-and-generate-outputs"  # flows/local_stack.py prints this artifact after `make demo`
@@ -35,6 +36,10 @@ def finetune_and_generate(recipe: str = "demo", overrides: dict[str, Any] | None
         cache_task(cfg.cache_config())
     trained = train_task(cfg.train_config())
     generated = generate_task(cfg.generate_config(adapter=trained.adapter_dir))
+    if cfg.label:
+        if cfg.idm is None:
+            train_idm_task(cfg.idm_train_config())
+        label_task(cfg.label_config())
     exported = export_task(cfg.export_config())
 
     outputs = {name: str(path.resolve()) for name, path in [

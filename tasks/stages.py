@@ -12,10 +12,14 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from cosmos_synth.cache import CacheResult, encode_latent_cache
-from cosmos_synth.config import CacheConfig, ExportConfig, GenerateConfig, IngestConfig, PreprocessConfig, TrainConfig
+from cosmos_synth.config import (
+    CacheConfig, ExportConfig, GenerateConfig, IDMTrainConfig, IngestConfig, LabelConfig, PreprocessConfig, TrainConfig,
+)
 from cosmos_synth.export import ExportResult, export_episodes
 from cosmos_synth.generate import GenerateResult, generate_videos
+from cosmos_synth.idm import IDMResult, train_idm
 from cosmos_synth.ingest import IngestResult, ingest_dataset
+from cosmos_synth.label import LabelResult, label_videos
 from cosmos_synth.launch import TrainResult, launch_training
 from cosmos_synth.preprocess import PreprocessResult, preprocess_dataset
 from cosmos_synth.pipeline import PipelineConfig
@@ -76,6 +80,24 @@ def generate_task(cfg: GenerateConfig) -> GenerateResult:
     create_table_artifact(key="generated-videos", table=result.summary_rows(),
                           description=f"{result.num_videos} videos ({result.num_skipped} already there) -> "
                                       f"{result.out_dir}")
+    return result
+
+
+@task(name="train-idm", timeout_seconds=6 * HOUR_S)
+def train_idm_task(cfg: IDMTrainConfig) -> IDMResult:
+    result = train_idm(cfg)
+    create_table_artifact(key="idm-heldout-error", table=result.summary_rows(),
+                          description="Inverse dynamics model: per-dimension MSE and R2 on held-out real episodes, "
+                                      f"against predicting the mean action -> {result.model_path}")
+    return result
+
+
+@task(name="label", timeout_seconds=6 * HOUR_S)
+def label_task(cfg: LabelConfig) -> LabelResult:
+    result = label_videos(cfg)
+    create_table_artifact(key="action-labels", table=result.summary_rows(),
+                          description=f"{result.num_labelled} videos labelled ({result.num_skipped} already) -> "
+                                      f"{result.manifest}")
     return result
 
 

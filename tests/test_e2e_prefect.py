@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import VIDEOS_DIR
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.pipeline import load_pipeline_config
@@ -56,8 +57,7 @@ def test_flow_run_completes_with_artifacts(demo_run):
     assert flow_run["parameters"]["overrides"]["run_dir"] == str(cfg.run_dir)
     keys = {a["key"] for a in artifacts}
     assert {"ingested-samples", "preprocessed-clips", "latent-cache", "training-loss", "generated-videos",
-            "exported-episodes",
-            OUTPUTS_ARTIFACT} <= keys
+            "idm-heldout-error", "action-labels", "exported-episodes", OUTPUTS_ARTIFACT} <= keys
     outputs = next(a for a in artifacts if a["key"] == OUTPUTS_ARTIFACT)["data"]
     assert str(cfg.stage_dir("train").resolve()) in outputs
 
@@ -136,7 +136,7 @@ def test_hdf5_and_lerobot_hold_the_same_episodes(demo_run):
     camera = cfg.export_config().camera
     hdf5_files = sorted(cfg.stage_dir("export").rglob("*.hdf5"))
     assert len(hdf5_files) == 1
-    lerobot_roots = [p.parent.parent for p in cfg.stage_dir("export").rglob("meta/info.json")]
+    lerobot_roots = [p.parent.parent for p in (cfg.stage_dir("export") / "lerobot").rglob("meta/info.json")]
     assert len(lerobot_roots) == 1
     lerobot = _lerobot_episodes(lerobot_roots[0], camera)
     with h5py.File(hdf5_files[0], "r") as f:
@@ -157,6 +157,26 @@ def test_hdf5_and_lerobot_hold_the_same_episodes(demo_run):
             shifted = np.abs(ours[1:] - theirs[:-1]).mean(axis=(1, 2, 3))
             assert diff.max() < CODEC_TOLERANCE, f"{name} vs episode {i}: per-frame mean |diff| {diff.round(2)}"
             assert diff[1:].mean() < shifted.mean(), f"{name}: misaligned ({diff.round(2)} vs {shifted.round(2)})"
+
+
+@pytest.mark.e2e
+def test_exports_are_action_labelled_trajectories(demo_run):
+    cfg, _, artifacts = demo_run
+    idm = next(a for a in artifacts if a["key"] == "idm-heldout-error")["data"]
+    assert "delta_x" in idm and "baseline_mse" in idm
+    metrics = json.loads((cfg.stage_dir("idm") / "idm_metrics.json").read_text())["per_action"]
+    for name, m in metrics.items():  # the IDM beats predicting the mean action on held-out real episodes
+        assert m["mse"] < 0.5 * m["baseline_mse"], (name, m)
+    labels = read_jsonl(cfg.stage_dir("label") / "manifest.jsonl")
+    assert len(labels) >= 4 and all(r["action_names"] == ["delta_x", "delta_y", "gripper_command"] for r in labels)
+    with h5py.File(next((cfg.stage_dir("export") / "robomimic").glob("*.hdf5")), "r") as f:
+        for i, row in enumerate(labels):
+            actions = f[f"data/demo_{i}/actions"][:]
+            assert actions.shape == (row["num_frames"], 3) and -1.0 <= actions.min() and actions.max() <= 1.0
+        assert list(f["data"].attrs["action_names"]) == ["delta_x", "delta_y", "gripper_command"]
+    data = pq.read_table(cfg.stage_dir("export") / "lerobot" / "data" / "chunk-000" / "file-000.parquet")
+    raw = np.concatenate([np.load(r["actions"])["action"] for r in labels])
+    np.testing.assert_allclose(np.stack(data.column("action").to_pylist()), raw, rtol=1e-6)
 
 
 def test_library_never_imports_prefect():

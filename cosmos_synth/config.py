@@ -6,8 +6,11 @@ the stage's outputs (``<stage>_config.json``) so any output can be reproduced.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,9 +66,13 @@ class IngestConfig:
     caption_prefix: str = ""            # prepended to every caption, e.g. "The robot arm is performing a task. "
     videos_dir: str | None = None       # folder under dataset_dir holding the videos when metadata.csv names them by
                                         # file name only (GR1-100: "gr1"); None: paths are relative to dataset_dir
+    mode: Literal["strict", "lenient"] = "strict"  # bad samples: "strict" stops at the first; "lenient" skips each
+                                        # and records it in out_dir/quarantine.jsonl (see cosmos_synth.validate)
 
     def __post_init__(self) -> None:
         _require(self.min_frames >= 1, f"min_frames={self.min_frames} must be >= 1.")
+        _require(self.mode in ("strict", "lenient"), f"mode={self.mode!r}: use 'strict' (stop at the first bad "
+                 f"sample) or 'lenient' (skip bad samples, recording each in quarantine.jsonl).")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -179,12 +186,23 @@ class GenerateConfig:
                                               # encoding, so it never shares the GPU with the DiT
     compile: bool = False                     # torch.compile the DiT blocks once per worker (first video compiles)
     attention_backend: str | None = None      # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
+    shard: str | None = None                  # this run is one shard of a fanned-out generation: its manifest is
+                                              # shards/<shard>.jsonl, merged by the parent (generate.merge_shards)
+    sample_ids: tuple[str, ...] | None = None  # with shard: the pair ids this shard generates (None: every pair)
+    mode: Literal["strict", "lenient"] = "strict"  # bad pairs: "strict" stops at the first; "lenient" skips each
+                                              # and records it in quarantine.jsonl (see cosmos_synth.validate)
 
     def __post_init__(self) -> None:
+        if self.sample_ids is not None:
+            object.__setattr__(self, "sample_ids", tuple(self.sample_ids))
+        _require(self.shard is None or (self.shard.replace("-", "").replace("_", "").isalnum()),
+                 f"shard={self.shard!r}: use letters, digits, '-' and '_' (e.g. 'shard-003').")
         _check_size(self.height, self.width)
         _check_frames(self.num_frames)
         _require(self.num_steps >= 1, f"num_steps={self.num_steps} must be >= 1.")
         _require(self.fps >= 1, f"fps={self.fps} must be >= 1.")
+        _require(self.mode in ("strict", "lenient"), f"mode={self.mode!r}: use 'strict' (stop at the first bad "
+                 f"pair) or 'lenient' (skip bad pairs, recording each in quarantine.jsonl).")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,30 +246,73 @@ def write_config(cfg: Any, out_dir: Path, stage: str) -> Path:
     return path
 
 
-def _coerce(value: Any, annotation: Any, name: str) -> Any:
-    """Turn a JSON/CLI value into the field's type (Path, tuple); other types pass as they are."""
-    if value is None:
-        return None
-    text = str(annotation)
-    if "Path" in text:
+_KINDS = {int: ("a whole number", "32"), float: ("a number", "0.5"), bool: ("true or false", "true"),
+          str: ("text", '"cuda"'), Path: ("a path", '"runs/demo"')}  # what a field takes, and an example
+
+
+def _coerce_scalar(value: Any, kind: type, name: str, where: str, example: str | None) -> Any:
+    """`value` as int, float, bool, str or Path; text such as "16" or "true" (CLI, --param) is parsed."""
+    if kind is Path and isinstance(value, (str, Path)):
         return Path(value)
-    if text.startswith("tuple"):
-        return tuple(value)
-    if text in ("int", "<class 'int'>") and isinstance(value, str):
-        return int(value)
-    if text in ("float", "<class 'float'>") and isinstance(value, (str, int)):
+    if kind is bool and isinstance(value, bool) or kind is str and isinstance(value, str):
+        return value
+    if kind is bool and isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if kind in (int, float) and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = kind(value.strip())
+    if kind is int and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
+    what, generic = _KINDS[kind]
+    example = example or generic
+    raise ValueError(f"{where}: {name}={value!r} is not {what}" + (" (it must be finite)" if kind is float and
+                     isinstance(value, float) else "") + f"; give {what}, e.g. {name}={example}.")
+
+
+def _coerce(value: Any, annotation: Any, name: str, where: str = "config", example: str | None = None) -> Any:
+    """Turn a JSON/CLI value into the field's type (Path, tuple, int from "16", ...), or raise a ValueError naming
+    the field, the value and what it takes. Prefect parameters and --param overrides arrive as JSON or text."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in args if a is not type(None)]
+        if value is None and len(options) < len(args):
+            return None
+        return _coerce(value, options[0], name, where, example) if len(options) == 1 else value
+    if value is None:
+        raise ValueError(f"{where}: {name} is null but has no 'none' setting; give a value or leave it out.")
+    if origin is Literal:
+        if value in args:
+            return value
+        raise ValueError(f"{where}: {name}={value!r} is not one of {list(args)}; pick one of them.")
+    if origin is tuple or annotation is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: {name}={value!r} is not a list; give a list, e.g. {name}=[...].")
+        kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args or [Any] * len(value))
+        if len(kinds) != len(value):
+            raise ValueError(f"{where}: {name}={value!r} has {len(value)} items; it takes {len(kinds)}.")
+        return tuple(_coerce(v, k, f"{name}[{i}]", where) for i, (v, k) in enumerate(zip(value, kinds)))
+    if (origin is dict or annotation is dict) and not isinstance(value, dict):
+        raise ValueError(f"{where}: {name}={value!r} is not a table; give one, e.g. {name}={{...}}.")
+    if annotation in _KINDS:
+        return _coerce_scalar(value, annotation, name, where, example)
     return value
 
 
 def config_from_dict(cls: type, values: dict[str, Any], *, where: str = "config") -> Any:
-    """Build `cls` from a dict (JSON, a recipe, CLI overrides), naming any unknown field."""
+    """Build `cls` from a dict (JSON, a recipe, CLI overrides, Prefect parameters), naming any unknown field and any
+    value of the wrong type (`train: rank='abc' is not a whole number; ...`)."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {unknown} for {cls.__name__}; known fields: {sorted(names)}.")
-    return cls(**{k: _coerce(v, hints[k], k) for k, v in values.items()})
+    examples = {f.name: json.dumps(str(f.default) if isinstance(f.default, Path) else f.default)
+                for f in dataclasses.fields(cls) if isinstance(f.default, (int, float, str, Path))}
+    return cls(**{k: _coerce(v, hints[k], k, where, examples.get(k)) for k, v in values.items()})
 
 
 def load_config(cls: type, path: Path) -> Any:

@@ -7,6 +7,7 @@ video already exists and decodes, so an interrupted run resumes instead of start
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import logging
@@ -23,11 +24,13 @@ from cosmos_synth.files import read_jsonl, write_jsonl
 from cosmos_synth.models import load_pipeline, model_fingerprint
 from cosmos_synth.speed import compile_blocks, set_attention_backend
 from cosmos_synth.train import ADAPTER_FILE
+from cosmos_synth.validate import Mode, Quarantine, check_pairs, read_png_rgb
 from cosmos_synth.video import read_video, to_uint8, write_video
 
 logger = logging.getLogger(__name__)
 
 VIDEOS_DIR = "videos"
+SHARDS_DIR = "shards"  # per-shard manifests of a fanned-out generation
 LATENT_CHANNELS = 16
 PROMPT_BATCH = 16  # prompts per text-encoder pass when encoding a shard's prompts up front
 
@@ -53,27 +56,21 @@ class GenerateResult:
 
 
 def list_pairs(pairs_dir: Path) -> list[Pair]:
-    """Every `<id>.png` with its `<id>.txt`, sorted by id; errors name the file and the fix."""
-    pairs_dir = Path(pairs_dir)
-    if not pairs_dir.is_dir():
-        raise ValueError(f"pairs_dir {pairs_dir} does not exist; point it at a folder of <id>.png + <id>.txt pairs.")
-    images = {p.stem: p for p in pairs_dir.glob("*.png")}
-    prompts = {p.stem: p for p in pairs_dir.glob("*.txt")}
-    for stem in sorted(set(images) ^ set(prompts)):
-        have, missing = (images[stem], f"{stem}.txt") if stem in images else (prompts[stem], f"{stem}.png")
-        raise ValueError(f"{have} has no partner {missing} in {pairs_dir}; add it or remove {have.name}.")
-    if not images:
-        raise ValueError(f"pairs_dir {pairs_dir} holds no <id>.png + <id>.txt pairs.")
-    pairs = []
-    for index, stem in enumerate(sorted(images)):
-        try:
-            prompt = prompts[stem].read_text(encoding="utf-8").strip()
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"Prompt {prompts[stem]} is not UTF-8 text ({exc}); save it as UTF-8.") from exc
-        if not prompt:
-            raise ValueError(f"Prompt {prompts[stem]} is empty; write the task description into it.")
-        pairs.append(Pair(index=index, sample_id=stem, image=images[stem], prompt=prompt))
-    return pairs
+    """Every `<id>.png` with its `<id>.txt`, sorted by id; the first bad pair raises, naming the file and the fix."""
+    return list_pairs_checked(pairs_dir, "strict")[0]
+
+
+def list_pairs_checked(pairs_dir: Path, mode: Mode = "strict") -> tuple[list[Pair], list[dict]]:
+    """(good pairs sorted by id, quarantined pairs) of `pairs_dir`; see cosmos_synth.validate.check_pairs.
+
+    strict: the first bad pair raises a ValueError naming the file and the fix (the list is then always empty).
+    lenient: each bad pair is skipped and listed as {"sample_id", "file", "reason"}; write them with
+    `Quarantine(mode, entries).write(out_dir)`. A pair's index (its seed offset) counts the skipped ones too.
+    """
+    quarantine = Quarantine(mode)
+    pairs = [Pair(index=index, sample_id=stem, image=image, prompt=prompt)
+             for index, stem, image, prompt in check_pairs(pairs_dir, quarantine)]
+    return pairs, quarantine.entries
 
 
 def latent_shape(cfg: GenerateConfig) -> tuple[int, int, int, int, int]:
@@ -97,11 +94,8 @@ def video_is_complete(path: Path, num_frames: int) -> bool:
 
 
 def load_image(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"Image {path} cannot be read ({exc}); save it as an 8-bit RGB PNG.") from exc
+    """The pair's PNG as 8-bit RGB (RGBA, greyscale, 16-bit converted); a bad file raises naming it and the fix."""
+    return read_png_rgb(path)[0]
 
 
 def prepare_pipeline(cfg: GenerateConfig, base=None):
@@ -183,8 +177,13 @@ def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
     every video, so a killed run loses at most the video in flight.
     """
     pairs = list_pairs(cfg.pairs_dir)
-    videos_dir, manifest = cfg.out_dir / VIDEOS_DIR, cfg.out_dir / "manifest.jsonl"
-    write_config(cfg, cfg.out_dir, "generate")
+    if cfg.sample_ids is not None:
+        unknown = sorted(set(cfg.sample_ids) - {p.sample_id for p in pairs})
+        if unknown:
+            raise ValueError(f"sample_ids {unknown[:5]} are not pairs in {cfg.pairs_dir}; shard from list_pairs().")
+        pairs = [p for p in pairs if p.sample_id in set(cfg.sample_ids)]  # seeds keep their global index
+    videos_dir, manifest = cfg.out_dir / VIDEOS_DIR, manifest_path(cfg)
+    write_config(cfg, cfg.out_dir, f"generate-{cfg.shard}" if cfg.shard else "generate")
     adapter_digest = file_digest(Path(cfg.adapter) / ADAPTER_FILE) if cfg.adapter else None
     wanted = {p.sample_id: manifest_row(cfg, p, videos_dir, adapter_digest) for p in pairs}
     previous = {r["sample_id"]: r for r in read_jsonl(manifest)} if manifest.is_file() else {}
@@ -206,6 +205,44 @@ def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
     write_jsonl(manifest, [done[p.sample_id] for p in pairs])
     return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs),
                           num_skipped=len(pairs) - len(pending))
+
+
+def manifest_path(cfg: GenerateConfig) -> Path:
+    """manifest.jsonl, or shards/<shard>.jsonl for one shard of a fanned-out run."""
+    return cfg.out_dir / SHARDS_DIR / f"{cfg.shard}.jsonl" if cfg.shard else cfg.out_dir / "manifest.jsonl"
+
+
+def split_shards(sample_ids: list[str], num_shards: int) -> dict[str, list[str]]:
+    """Contiguous, near-equal shards named shard-000, shard-001, ... (empty shards are dropped)."""
+    if num_shards < 1:
+        raise ValueError(f"num_shards={num_shards} must be >= 1.")
+    size = -(-len(sample_ids) // num_shards)
+    chunks = [sample_ids[i:i + size] for i in range(0, len(sample_ids), size)] if sample_ids else []
+    return {f"shard-{i:03d}": chunk for i, chunk in enumerate(chunks)}
+
+
+def merge_shards(cfg: GenerateConfig, shards: dict[str, list[str]]) -> GenerateResult:
+    """Merge the shards' manifests into manifest.jsonl, checking every pair was generated exactly once."""
+    pairs = list_pairs(cfg.pairs_dir)
+    rows: dict[str, dict] = {}
+    for shard, ids in shards.items():
+        path = manifest_path(dataclasses.replace(cfg, shard=shard))
+        shard_rows = read_jsonl(path)
+        got = [r["sample_id"] for r in shard_rows]
+        if sorted(got) != sorted(ids):
+            raise ValueError(f"shard {shard} ({path}) holds {sorted(got)[:5]}..., expected {sorted(ids)[:5]}...; "
+                             "rerun the shard.")
+        for row in shard_rows:
+            if row["sample_id"] in rows:
+                raise ValueError(f"sample {row['sample_id']} appears in two shards; shards must not overlap.")
+            if not video_is_complete(Path(row["video"]), cfg.num_frames):
+                raise ValueError(f"video {row['video']} of shard {shard} does not verify; rerun the shard.")
+            rows[row["sample_id"]] = row
+    missing = [p.sample_id for p in pairs if p.sample_id not in rows]
+    if missing:
+        raise ValueError(f"pairs {missing[:5]} are in no shard; split every pair of {cfg.pairs_dir} into shards.")
+    manifest = write_jsonl(cfg.out_dir / "manifest.jsonl", [rows[p.sample_id] for p in pairs])
+    return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs), num_skipped=0)
 
 
 def file_digest(path: Path) -> str:

@@ -52,6 +52,9 @@ class PipelineConfig:
     guardrail: bool = True                         # NVIDIA's guardrail for NVIDIA weights
     latent_cache: bool = False                     # encode prompts + video windows once (cache stage) and train on
                                                    # them with only the DiT on the GPU
+    generate_shards: int = 1                       # > 1: fan generation out as child flow runs of shard_deployment
+                                                   # (Prefect only; the CLI generates in-process)
+    shard_deployment: str = "generate-shard/gpu"   # <flow>/<deployment> that runs one shard on a worker of its pool
     label: bool = True                             # label generated videos with actions (inverse dynamics model)
     idm: Path | None = None                        # a trained IDM folder (idm.safetensors + idm_config.json); None:
                                                    # train one on the dataset's episodes that carry actions
@@ -65,6 +68,8 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.source == "local" and self.dataset_dir is None:
             raise ValueError("source='local' needs dataset_dir: the folder holding metadata.csv and the videos.")
+        if self.generate_shards < 1:
+            raise ValueError(f"generate_shards={self.generate_shards} must be >= 1 (1: generate in the flow itself).")
         if self.source not in ("procedural", "local", "hub"):
             raise ValueError(f"source={self.source!r}: use 'procedural', 'local' or 'hub'.")
 

@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from cosmos_synth.generate import VIDEOS_DIR
 from cosmos_synth.pipeline import load_pipeline_config
 from tasks.stages import (
-    cache_task, export_task, generate_task, ingest_task, label_task, prepare_model_task, prepare_source_task,
+    cache_task, export_task, fan_out_task, generate_task, ingest_task, label_task, prepare_model_task, prepare_source_task,
     preprocess_task, train_idm_task, train_task,
 )
 
@@ -35,7 +35,11 @@ def finetune_and_generate(recipe: str = "demo", overrides: dict[str, Any] | None
     if cfg.latent_cache:
         cache_task(cfg.cache_config())
     trained = train_task(cfg.train_config())
-    generated = generate_task(cfg.generate_config(adapter=trained.adapter_dir))
+    if cfg.generate_shards > 1:
+        generated = fan_out_task(cfg.generate_config(adapter=trained.adapter_dir), cfg.generate_shards,
+                                 cfg.shard_deployment)
+    else:
+        generated = generate_task(cfg.generate_config(adapter=trained.adapter_dir))
     if cfg.label:
         if cfg.idm is None:
             train_idm_task(cfg.idm_train_config())

@@ -116,10 +116,10 @@ class LocalStack:
         self._logs: list[Any] = []
 
     # -- processes ------------------------------------------------------------------------------------------------
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
+    def _spawn(self, args: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.stack_dir / log_name, "wb")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
-        return subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=REPO_ROOT, env=self.env,
+        return subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=REPO_ROOT, env=env or self.env,
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
 
@@ -141,9 +141,16 @@ class LocalStack:
         raise RuntimeError(f"Prefect server not healthy at {self.api_url} after {SERVER_START_TIMEOUT_S} s; "
                            f"see {self.stack_dir / 'server.log'}:\n{_tail(self.stack_dir / 'server.log')}")
 
-    def start_worker(self, pool: str) -> subprocess.Popen:
-        worker = self._spawn(["worker", "start", "--pool", pool, "--name", f"local-{pool}-{len(self._workers)}",
-                              "--install-policy", "never"], f"worker-{pool}.log")
+    def start_worker(self, pool: str, *, name: str | None = None, limit: int | None = None,
+                     env: dict[str, str] | None = None) -> subprocess.Popen:
+        """A process worker on `pool`; `limit` caps its concurrent flow runs (one per GPU: 1), `env` is added to its
+        environment (and so to its flow runs'), e.g. {"CUDA_VISIBLE_DEVICES": "1"}."""
+        name = name or f"local-{pool}-{len(self._workers)}"
+        args = ["worker", "start", "--pool", pool, "--name", name, "--install-policy", "never"]
+        if limit is not None:
+            args += ["--limit", str(limit)]
+        worker = self._spawn(args, f"worker-{name}.log" if name != f"local-{pool}-0" else f"worker-{pool}.log",
+                             env={**self.env, **(env or {})})
         self._workers.append(worker)
         return worker
 

@@ -83,6 +83,19 @@ def generate_task(cfg: GenerateConfig) -> GenerateResult:
     return result
 
 
+@task(name="generate-fan-out", timeout_seconds=24 * HOUR_S)
+def fan_out_task(cfg: GenerateConfig, num_shards: int, deployment: str) -> GenerateResult:
+    """One `generate-shard` child flow run per shard on the deployment's pool; failed shards are run again."""
+    from flows.fanout import fan_out_generation
+
+    result, shards = fan_out_generation(cfg, num_shards=num_shards, deployment=deployment)
+    create_table_artifact(key="generation-shards", table=shards,
+                          description=f"{result.num_videos} videos in {len(shards)} shards -> {result.manifest}")
+    create_table_artifact(key="generated-videos", table=result.summary_rows(),
+                          description=f"{result.num_videos} videos -> {result.out_dir}")
+    return result
+
+
 @task(name="train-idm", timeout_seconds=6 * HOUR_S)
 def train_idm_task(cfg: IDMTrainConfig) -> IDMResult:
     result = train_idm(cfg)

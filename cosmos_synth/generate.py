@@ -190,6 +190,9 @@ def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
     done = {sid: row for sid, row in wanted.items()
             if previous.get(sid) == row and video_is_complete(Path(row["video"]), cfg.num_frames)}
     pending = [p for p in pairs if p.sample_id not in done]
+    for pair in pending:  # temporary files of a killed earlier run; only this run's samples (shards share the folder)
+        for stale in videos_dir.glob(f".{pair.sample_id}.mp4.tmp*"):
+            stale.unlink()
     if pending:
         pipe = prepare_pipeline(cfg, base=pipe)
         embeds, negative = encode_prompts(pipe, cfg, pending)

@@ -142,6 +142,8 @@ class TrainConfig:
     checkpoint_layers: int | None = None               # with gradient_checkpointing: how many of the DiT blocks to
                                                        # recompute (None: all; fewer is faster, needs more memory)
     compile: bool = False                              # torch.compile each DiT block (regional; first step compiles)
+    activation_memory_budget: float | None = None      # with compile: fraction (0-1) of activations to keep; the
+                                                       # compiler recomputes cheap ops for the rest (None: default)
     attention_backend: str | None = None               # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
 
     def __post_init__(self) -> None:
@@ -159,6 +161,8 @@ class TrainConfig:
         _require(0 <= self.f_min <= self.f_max <= 1, f"need 0 <= f_min ({self.f_min}) <= f_max ({self.f_max}) <= 1.")
         _require(self.checkpoint_every_epochs >= 1, "checkpoint_every_epochs must be >= 1.")
         _require(self.num_processes >= 1, f"num_processes={self.num_processes} must be >= 1.")
+        _require(self.activation_memory_budget is None or 0 < self.activation_memory_budget <= 1,
+                 f"activation_memory_budget={self.activation_memory_budget} must be in (0, 1], e.g. 0.5.")
         _require(self.checkpoint_layers is None or self.checkpoint_layers >= 0,
                  f"checkpoint_layers={self.checkpoint_layers} must be >= 0 (or None for every block).")
 

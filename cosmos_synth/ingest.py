@@ -1,8 +1,9 @@
 """Ingest: read a dataset folder in the GR1 layout, validate every sample, write a manifest.
 
-Every check runs before the manifest is written and the first bad sample stops the stage with an error that names
-the file (and the metadata.csv line) and the fix. Cheap checks (captions, paths, duplicates) run over the whole CSV
-before any video is decoded.
+Every check runs before the manifest is written. In strict mode (the default) the first bad sample stops the stage
+with an error that names the file (and the metadata.csv line) and the fix; in lenient mode each bad sample is skipped
+and recorded in quarantine.jsonl (see cosmos_synth.validate). Cheap checks (encoding, captions, paths, duplicate ids)
+run over the whole CSV before any video is decoded; sizes are compared once every video is decoded.
 
 manifest.jsonl holds one row per sample:
 ``{"sample_id", "video", "caption", "num_frames", "height", "width", "fps", "trajectory"}`` where ``video`` and
@@ -11,6 +12,7 @@ manifest.jsonl holds one row per sample:
 
 from __future__ import annotations
 
+import codecs
 import logging
 import zipfile
 from dataclasses import dataclass
@@ -20,8 +22,11 @@ from typing import Any
 import numpy as np
 
 from cosmos_synth.config import IngestConfig, write_config
-from cosmos_synth.files import inside, read_jsonl, write_jsonl
+from cosmos_synth.files import read_jsonl, write_jsonl
 from cosmos_synth.sources.layout import METADATA_CSV, TRAJECTORIES_DIR, TRAJECTORY_SUFFIX, VIDEO_SUFFIX
+from cosmos_synth.validate import (
+    QUARANTINE_FILE, Quarantine, check_aspect_ratio, check_not_empty, common_size, resolve_inside, writing,
+)
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
@@ -44,6 +49,8 @@ class IngestResult:
     out_dir: Path               # cfg.out_dir
     manifest: Path              # out_dir / manifest.jsonl
     num_samples: int            # rows in the manifest
+    num_quarantined: int = 0    # bad samples skipped in lenient mode (always 0 in strict mode)
+    quarantine: Path | None = None  # out_dir / quarantine.jsonl: one {"file", "line", "reason"} row per skipped sample
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """One row per sample for a table artifact: sample_id, frames, size, caption (shortened)."""
@@ -65,52 +72,82 @@ def _unquote(text: str) -> str:
     return text
 
 
-def read_metadata(path: Path) -> list[MetadataRow]:
+def _decode_lines(path: Path, quarantine: Quarantine) -> list[tuple[int, str]]:
+    """(line number, text) of each non-blank line; a byte-order mark and CRLF endings are fine, non-UTF-8 lines not."""
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ValueError(f"{path} is UTF-16 text; save it as UTF-8.")
+    lines = []
+    for number, data in enumerate(raw.removeprefix(codecs.BOM_UTF8).splitlines(), start=1):
+        try:
+            line = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            quarantine.reject(path, ValueError(f"{path} line {number} is not UTF-8 text ({exc}); save {path.name} "
+                                               f"as UTF-8."), line=number)
+            continue
+        if line.strip():
+            lines.append((number, line))
+    return lines
+
+
+def read_metadata(path: Path, quarantine: Quarantine | None = None) -> list[MetadataRow]:
     """Parse metadata.csv: `<video>,<caption>` per line, split on the first comma; a first line whose first field
-    does not end in .mp4 is a header. Blank lines are skipped."""
+    does not end in .mp4 is a header. Blank lines are skipped. Bad lines raise, or go to `quarantine` (lenient)."""
     if not path.is_file():
         raise ValueError(f"{path} does not exist; a dataset root needs a {METADATA_CSV} with one "
                          f"'<video path>,<caption>' line per video.")
+    quarantine = quarantine or Quarantine("strict")
     rows: list[MetadataRow] = []
-    seen_first = False
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        if not line.strip():
-            continue
+    lines = _decode_lines(path, quarantine)
+    for index, (number, line) in enumerate(lines):
         video, sep, caption = line.partition(",")
         video = _unquote(video)
-        if not seen_first and not video.lower().endswith(VIDEO_SUFFIX):
-            seen_first = True
+        if index == 0 and not video.lower().endswith(VIDEO_SUFFIX):
             continue  # header line, e.g. "file_name,text"
-        seen_first = True
         if not sep:
-            raise ValueError(f"{path} line {number}: expected '<video path>,<caption>', got {line!r}; "
-                             f"add a comma and a caption.")
+            quarantine.reject(video, ValueError(f"{path} line {number}: expected '<video path>,<caption>', got "
+                                                f"{line!r}; add a comma and a caption."), line=number)
+            continue
         rows.append(MetadataRow(line=number, video=video, caption=_unquote(caption)))
-    if not rows:
+    if not rows and not quarantine.entries:
         raise ValueError(f"{path} lists no videos; add one '<video path>,<caption>' line per video.")
     return rows
 
 
-def _check_rows(csv: Path, root: Path, rows: list[MetadataRow], videos_dir: str | None) -> list[Path]:
+def _check_row(csv: Path, root: Path, row: MetadataRow, relative: str, first_line: dict) -> Path:
+    """One row's caption, path and sample id; `first_line` maps casefolded ids seen so far to their row."""
+    if not row.caption:
+        raise ValueError(f"{csv} line {row.line}: the caption of {row.video} is empty; "
+                         f"write a caption after the first comma.")
+    video = resolve_inside(root, relative, what=f"{csv} line {row.line}")
+    if not video.is_file():
+        raise ValueError(f"{csv} line {row.line}: video {relative} does not exist under {root}; "
+                         f"fix the path or drop the line.")
+    other = first_line.get(video.stem.casefold())
+    if other is not None and Path(other.video).stem == video.stem:
+        raise ValueError(f"{csv} lines {other.line} and {row.line} both give sample id {video.stem!r} "
+                         f"({other.video}, {row.video}); sample ids are video file stems: rename one video.")
+    if other is not None:
+        raise ValueError(f"{csv} lines {other.line} and {row.line} give sample ids {Path(other.video).stem!r} and "
+                         f"{video.stem!r}, which differ only in letter case; outputs named <id>.mp4 would overwrite "
+                         f"each other on case-insensitive file systems: rename one video.")
+    return video
+
+
+def _check_rows(csv: Path, root: Path, rows: list[MetadataRow], videos_dir: str | None,
+                quarantine: Quarantine) -> list[tuple[MetadataRow, Path]]:
     """Cheap checks over every row before any decoding: captions, paths, existence, unique sample ids."""
-    videos, first_line = [], {}
+    checked, first_line = [], {}
     for row in rows:
-        if not row.caption:
-            raise ValueError(f"{csv} line {row.line}: the caption of {row.video} is empty; "
-                             f"write a caption after the first comma.")
         relative = f"{videos_dir}/{Path(row.video).name}" if videos_dir else row.video
-        video = inside(root, relative, what=f"{csv} line {row.line}")
-        if not video.is_file():
-            raise ValueError(f"{csv} line {row.line}: video {relative} does not exist under {root}; "
-                             f"fix the path or drop the line.")
-        stem = video.stem
-        if stem in first_line:
-            other = first_line[stem]
-            raise ValueError(f"{csv} lines {other.line} and {row.line} both give sample id {stem!r} "
-                             f"({other.video}, {row.video}); sample ids are video file stems: rename one video.")
-        first_line[stem] = row
-        videos.append(video)
-    return videos
+        try:
+            video = _check_row(csv, root, row, relative, first_line)
+        except ValueError as exc:
+            quarantine.reject(relative, exc, line=row.line)
+            continue
+        first_line[video.stem.casefold()] = row
+        checked.append((row, video))
+    return checked
 
 
 def check_trajectory(path: Path, num_frames: int) -> None:
@@ -133,6 +170,7 @@ def check_trajectory(path: Path, num_frames: int) -> None:
 def _ingest_sample(cfg: IngestConfig, csv: Path, row: MetadataRow, video: Path) -> dict[str, Any]:
     """Decode one video (once), check its length and trajectory, return its manifest row."""
     try:
+        check_not_empty(video, "Video")
         frames, fps = read_video(video)
     except ValueError as exc:
         raise ValueError(f"{csv} line {row.line}: {exc}") from exc
@@ -149,18 +187,59 @@ def _ingest_sample(cfg: IngestConfig, csv: Path, row: MetadataRow, video: Path) 
             "trajectory": str(trajectory) if trajectory.is_file() else None}
 
 
+def _check_sizes(samples: list[tuple[MetadataRow, dict]], quarantine: Quarantine) -> list[tuple[MetadataRow, dict]]:
+    """Sizes may differ (preprocess resizes every clip); aspect ratios far from the most common size may not."""
+    sizes = [(s["height"], s["width"]) for _, s in samples]
+    if len(set(sizes)) > 1:
+        logger.warning("videos come in %d sizes (%s); preprocess resizes each to the training size",
+                       len(set(sizes)), ", ".join(f"{w}x{h}" for h, w in sorted(set(sizes))))
+    reference, kept = common_size(sizes), []
+    for row, sample in samples:
+        try:
+            check_aspect_ratio(f"Video {row.video}", (sample["height"], sample["width"]), reference)
+        except ValueError as exc:
+            quarantine.reject(sample["video"], exc, line=row.line)
+            continue
+        kept.append((row, sample))
+    return kept
+
+
+def _write_outputs(cfg: IngestConfig, samples: list[dict], quarantine: Quarantine) -> tuple[Path, Path]:
+    """quarantine.jsonl, manifest.jsonl, ingest_config.json, each atomically; a failed write names its file."""
+    with writing(cfg.out_dir / QUARANTINE_FILE):
+        quarantined = quarantine.write(cfg.out_dir)
+    with writing(cfg.out_dir / MANIFEST):
+        manifest = write_jsonl(cfg.out_dir / MANIFEST, samples)
+    with writing(cfg.out_dir / "ingest_config.json"):
+        write_config(cfg, cfg.out_dir, "ingest")
+    return manifest, quarantined
+
+
 def ingest_dataset(cfg: IngestConfig) -> IngestResult:
-    """Validate every sample listed in cfg.dataset_dir/metadata.csv and write cfg.out_dir/manifest.jsonl."""
+    """Validate every sample listed in cfg.dataset_dir/metadata.csv and write cfg.out_dir/manifest.jsonl.
+
+    cfg.mode="lenient" skips bad samples and records them in cfg.out_dir/quarantine.jsonl instead of stopping.
+    """
     csv = cfg.dataset_dir / METADATA_CSV
-    rows = read_metadata(csv)
-    videos = _check_rows(csv, cfg.dataset_dir, rows, cfg.videos_dir)
+    quarantine = Quarantine(cfg.mode)
+    rows = read_metadata(csv, quarantine)
+    checked = _check_rows(csv, cfg.dataset_dir, rows, cfg.videos_dir, quarantine)
     samples = []
-    for index, (row, video) in enumerate(zip(rows, videos), start=1):
-        sample = _ingest_sample(cfg, csv, row, video)
-        samples.append(sample)
-        logger.info("sample %d/%d %s: %d frames %dx%d%s", index, len(rows), sample["sample_id"],
+    for index, (row, video) in enumerate(checked, start=1):
+        try:
+            sample = _ingest_sample(cfg, csv, row, video)
+        except ValueError as exc:
+            quarantine.reject(video, exc, line=row.line)
+            continue
+        samples.append((row, sample))
+        logger.info("sample %d/%d %s: %d frames %dx%d%s", index, len(checked), sample["sample_id"],
                     sample["num_frames"], sample["height"], sample["width"],
                     " + trajectory" if sample["trajectory"] else "")
-    manifest = write_jsonl(cfg.out_dir / MANIFEST, samples)
-    write_config(cfg, cfg.out_dir, "ingest")
-    return IngestResult(out_dir=cfg.out_dir, manifest=manifest, num_samples=len(samples))
+    samples = _check_sizes(samples, quarantine) if samples else []
+    if not samples:
+        path = quarantine.write(cfg.out_dir)
+        raise ValueError(f"{csv}: no good sample is left; all {len(quarantine.entries)} were quarantined (reasons "
+                         f"in {path}). Fix them and rerun ingest.")
+    manifest, quarantined = _write_outputs(cfg, [s for _, s in samples], quarantine)
+    return IngestResult(out_dir=cfg.out_dir, manifest=manifest, num_samples=len(samples),
+                        num_quarantined=len(quarantine.entries), quarantine=quarantined)

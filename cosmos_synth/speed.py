@@ -42,9 +42,17 @@ def checkpoint_blocks(transformer, num_layers: int | None) -> int:
     return len(chosen)
 
 
-def compile_blocks(transformer) -> None:
+def compile_blocks(transformer, *, activation_memory_budget: float | None = None) -> None:
     """torch.compile each DiT block in place (regional compilation: the blocks share one compiled graph, so the
-    first call compiles once and later calls at the same shapes reuse it)."""
+    first call compiles once and later calls at the same shapes reuse it).
+
+    `activation_memory_budget` (0-1, process-wide) lets the compiler recompute cheap operations in the backward pass
+    instead of saving their outputs, keeping saved activations near that fraction of the default.
+    """
+    if activation_memory_budget is not None:
+        import torch._functorch.config as functorch_config
+
+        functorch_config.activation_memory_budget = activation_memory_budget
     for block in transformer.transformer_blocks:
         block.compile()
     logger.info("compiled %d DiT blocks", len(transformer.transformer_blocks))

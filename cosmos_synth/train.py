@@ -145,7 +145,7 @@ def prepare_model(cfg: TrainConfig, pipe, device):
     if cfg.gradient_checkpointing:
         checkpoint_blocks(transformer, cfg.checkpoint_layers)
     if cfg.compile:
-        compile_blocks(transformer)
+        compile_blocks(transformer, activation_memory_budget=cfg.activation_memory_budget)
     return pipe, transformer, params, samples
 
 

@@ -1,0 +1,1 @@
+"""Generated bad-input corpus for tests/test_bad_inputs.py (see corpus.py)."""

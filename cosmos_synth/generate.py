@@ -24,7 +24,7 @@ from cosmos_synth.files import read_jsonl, write_jsonl
 from cosmos_synth.models import load_pipeline, model_fingerprint
 from cosmos_synth.speed import compile_blocks, set_attention_backend
 from cosmos_synth.train import ADAPTER_FILE
-from cosmos_synth.validate import Mode, Quarantine, check_pairs, read_png_rgb
+from cosmos_synth.validate import Mode, Quarantine, check_pairs, read_png_rgb, validate_adapter_file, writing
 from cosmos_synth.video import read_video, to_uint8, write_video
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ class GenerateResult:
     manifest: Path
     num_videos: int
     num_skipped: int  # pairs whose video already existed and verified
+    quarantined: tuple[dict, ...] = ()  # lenient mode: the bad pairs left out, {"sample_id", "file", "reason"}
 
     def summary_rows(self) -> list[dict]:
         return [{"sample_id": r["sample_id"], "seed": r["seed"], "video": Path(r["video"]).name,
@@ -118,6 +119,7 @@ def prepare_pipeline(cfg: GenerateConfig, base=None):
         adapter_file = Path(cfg.adapter) / ADAPTER_FILE
         if not adapter_file.is_file():
             raise ValueError(f"adapter {cfg.adapter} holds no {ADAPTER_FILE}; point adapter at a training out_dir.")
+        validate_adapter_file(adapter_file, pipe.transformer)  # safetensors, this architecture, consistent rank
         pipe.load_lora_weights(str(cfg.adapter), weight_name=ADAPTER_FILE)
         pipe.fuse_lora(lora_scale=1.0)
     set_attention_backend(pipe.transformer, cfg.attention_backend)
@@ -176,7 +178,8 @@ def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
     contents, model and settings) and its video decodes to num_frames frames. The manifest is rewritten after
     every video, so a killed run loses at most the video in flight.
     """
-    pairs = list_pairs(cfg.pairs_dir)
+    pairs, rejected = list_pairs_checked(cfg.pairs_dir, cfg.mode)
+    Quarantine(cfg.mode, rejected).write(cfg.out_dir)  # lenient: the bad pairs, each with its reason
     if cfg.sample_ids is not None:
         unknown = sorted(set(cfg.sample_ids) - {p.sample_id for p in pairs})
         if unknown:
@@ -201,13 +204,14 @@ def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
             compile_blocks(pipe.transformer)  # once per worker: every later video reuses the compiled blocks
     for number, pair in enumerate(pending, start=1):
         frames = generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative)
-        write_video(frames, videos_dir / f"{pair.sample_id}.mp4", fps=cfg.fps)
+        with writing(videos_dir / f"{pair.sample_id}.mp4"):  # disk full: an error naming the file, nothing partial
+            write_video(frames, videos_dir / f"{pair.sample_id}.mp4", fps=cfg.fps)
         done[pair.sample_id] = wanted[pair.sample_id]
         write_jsonl(manifest, [done[p.sample_id] for p in pairs if p.sample_id in done])
         logger.info("video %d/%d -> %s (seed %d)", number, len(pending), pair.sample_id, cfg.seed + pair.index)
     write_jsonl(manifest, [done[p.sample_id] for p in pairs])
     return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs),
-                          num_skipped=len(pairs) - len(pending))
+                          num_skipped=len(pairs) - len(pending), quarantined=tuple(rejected))
 
 
 def manifest_path(cfg: GenerateConfig) -> Path:

@@ -55,6 +55,8 @@ class PipelineConfig:
     generate_shards: int = 1                       # > 1: fan generation out as child flow runs of shard_deployment
                                                    # (Prefect only; the CLI generates in-process)
     shard_deployment: str = "generate-shard/gpu"   # <flow>/<deployment> that runs one shard on a worker of its pool
+    mode: Literal["strict", "lenient"] = "strict"  # bad samples: stop at the first (strict) or skip and list them
+                                                   # in <stage>/quarantine.jsonl (lenient)
     label: bool = True                             # label generated videos with actions (inverse dynamics model)
     idm: Path | None = None                        # a trained IDM folder (idm.safetensors + idm_config.json); None:
                                                    # train one on the dataset's episodes that carry actions
@@ -111,7 +113,7 @@ class PipelineConfig:
 
     def ingest_config(self) -> IngestConfig:
         return IngestConfig(dataset_dir=self.data_dir, out_dir=self.stage_dir("ingest"), min_frames=self.num_frames,
-                            caption_prefix=self.caption_prefix, videos_dir=self.videos_dir)
+                            caption_prefix=self.caption_prefix, videos_dir=self.videos_dir, mode=self.mode)
 
     def preprocess_config(self) -> PreprocessConfig:
         return PreprocessConfig(manifest=self.stage_dir("ingest") / "manifest.jsonl",
@@ -134,7 +136,7 @@ class PipelineConfig:
         base = dict(model=self.resolved_model, revision=self.revision, adapter=adapter,
                     pairs_dir=self.resolved_pairs_dir, out_dir=self.stage_dir("generate"),
                     height=self.height, width=self.width, num_frames=self.num_frames, fps=self.fps, seed=self.seed,
-                    dtype=self.dtype, device=self.device, guardrail=self.guardrail)
+                    dtype=self.dtype, device=self.device, guardrail=self.guardrail, mode=self.mode)
         return config_from_dict(GenerateConfig, {**base, **self.generate}, where="generate")
 
     def idm_train_config(self) -> IDMTrainConfig:

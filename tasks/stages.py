@@ -16,6 +16,7 @@ from cosmos_synth.config import (
     CacheConfig, ExportConfig, GenerateConfig, IDMTrainConfig, IngestConfig, LabelConfig, PreprocessConfig, TrainConfig,
 )
 from cosmos_synth.export import ExportResult, export_episodes
+from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import GenerateResult, generate_videos
 from cosmos_synth.idm import IDMResult, train_idm
 from cosmos_synth.ingest import IngestResult, ingest_dataset
@@ -52,6 +53,9 @@ def cache_task(cfg: CacheConfig) -> CacheResult:
 @task(name="ingest")
 def ingest_task(cfg: IngestConfig) -> IngestResult:
     result = ingest_dataset(cfg)
+    if result.num_quarantined:
+        create_table_artifact(key="quarantined-samples", table=read_jsonl(result.quarantine),
+                              description=f"{result.num_quarantined} bad samples left out (lenient mode)")
     create_table_artifact(key="ingested-samples", table=result.summary_rows(),
                           description=f"{result.num_samples} samples -> {result.manifest}")
     return result
@@ -77,6 +81,9 @@ def train_task(cfg: TrainConfig) -> TrainResult:
 @task(name="generate", timeout_seconds=24 * HOUR_S)
 def generate_task(cfg: GenerateConfig) -> GenerateResult:
     result = generate_videos(cfg)
+    if result.quarantined:
+        create_table_artifact(key="quarantined-pairs", table=list(result.quarantined),
+                              description=f"{len(result.quarantined)} bad pairs left out (lenient mode)")
     create_table_artifact(key="generated-videos", table=result.summary_rows(),
                           description=f"{result.num_videos} videos ({result.num_skipped} already there) -> "
                                       f"{result.out_dir}")

@@ -36,3 +36,16 @@ def tiny_pipe(tiny_model: Path):
     from cosmos_synth.models import load_pipeline
 
     return load_pipeline(tiny_model, dtype="float32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def clips(demo_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo dataset ingested (9-frame minimum) and preprocessed to 32x48 clips, once per session (read-only)."""
+    from cosmos_synth.config import IngestConfig, PreprocessConfig
+    from cosmos_synth.ingest import ingest_dataset
+    from cosmos_synth.preprocess import preprocess_dataset
+
+    root = tmp_path_factory.mktemp("clips")
+    ingest = ingest_dataset(IngestConfig(dataset_dir=demo_dataset, out_dir=root / "ingest", min_frames=9))
+    return preprocess_dataset(PreprocessConfig(manifest=ingest.manifest, out_dir=root / "pre", height=32,
+                                               width=48)).out_dir

@@ -10,21 +10,12 @@ import pytest
 import torch
 
 from cosmos_synth.cache import cache_key, encode_latent_cache, load_cached, window_starts
-from cosmos_synth.config import CacheConfig, IngestConfig, PreprocessConfig, TrainConfig
+from cosmos_synth.config import CacheConfig, TrainConfig
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.ingest import ingest_dataset
 from cosmos_synth.models import load_pipeline
-from cosmos_synth.preprocess import load_clip, preprocess_dataset
+from cosmos_synth.preprocess import load_clip
 from cosmos_synth.speed import checkpoint_blocks
 from cosmos_synth.train import LOSS_LOG, add_adapter, encode_video, train
-
-
-@pytest.fixture(scope="module")
-def clips(demo_dataset: Path, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("cache-clips")
-    ingest = ingest_dataset(IngestConfig(dataset_dir=demo_dataset, out_dir=root / "ingest", min_frames=9))
-    return preprocess_dataset(PreprocessConfig(manifest=ingest.manifest, out_dir=root / "pre", height=32,
-                                               width=48)).out_dir
 
 
 def _cfg(model: Path, clips: Path, out: Path, **kw) -> CacheConfig:

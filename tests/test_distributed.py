@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import pytest
 from safetensors.torch import load_file
 
-from cosmos_synth.config import IngestConfig, PreprocessConfig, TrainConfig
+from cosmos_synth.config import TrainConfig
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.ingest import ingest_dataset
 from cosmos_synth.launch import LOG_FILE, accelerate_command, launch_training
-from cosmos_synth.preprocess import preprocess_dataset
 from cosmos_synth.train import LOSS_LOG, epoch_order
 
 
@@ -30,14 +26,6 @@ def test_launch_command_picks_the_launcher(tmp_path):
         one, tmp_path / "c.json")
     command = accelerate_command(two, tmp_path / "c.json")
     assert command[command.index("--num_processes") + 1] == "2" and "--multi_gpu" in command
-
-
-@pytest.fixture(scope="module")
-def clips(demo_dataset: Path, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ddp-clips")
-    ingest = ingest_dataset(IngestConfig(dataset_dir=demo_dataset, out_dir=root / "ingest", min_frames=9))
-    return preprocess_dataset(PreprocessConfig(manifest=ingest.manifest, out_dir=root / "pre", height=32,
-                                               width=48)).out_dir
 
 
 def test_two_process_training_over_gloo(tiny_model, clips, tmp_path):

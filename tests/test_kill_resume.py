@@ -12,14 +12,11 @@ import time
 from pathlib import Path
 
 import h5py
-import pytest
 
-from cosmos_synth.config import GenerateConfig, IngestConfig, PreprocessConfig, TrainConfig, config_to_dict
+from cosmos_synth.config import GenerateConfig, TrainConfig, config_to_dict
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import generate_videos, video_is_complete
-from cosmos_synth.ingest import ingest_dataset
 from cosmos_synth.launch import accelerate_command, launch_training
-from cosmos_synth.preprocess import preprocess_dataset
 from cosmos_synth.train import LOSS_LOG, latest_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,14 +40,6 @@ def _start(code: str) -> subprocess.Popen:
 def _kill(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-
-
-@pytest.fixture(scope="module")
-def clips(demo_dataset: Path, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("kill-clips")
-    ingest = ingest_dataset(IngestConfig(dataset_dir=demo_dataset, out_dir=root / "ingest", min_frames=9))
-    return preprocess_dataset(PreprocessConfig(manifest=ingest.manifest, out_dir=root / "pre", height=32,
-                                               width=48)).out_dir
 
 
 def test_training_killed_mid_run_resumes_from_its_checkpoint(tiny_model, clips, tmp_path):

@@ -10,20 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cosmos_synth.config import IngestConfig, PreprocessConfig, TrainConfig
+from cosmos_synth.config import TrainConfig
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.ingest import ingest_dataset
 from cosmos_synth.launch import launch_training
-from cosmos_synth.preprocess import preprocess_dataset
 from cosmos_synth.train import ADAPTER_FILE, LOSS_LOG, latest_checkpoint, train
-
-
-@pytest.fixture(scope="module")
-def clips(demo_dataset: Path, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("clips")
-    ingest = ingest_dataset(IngestConfig(dataset_dir=demo_dataset, out_dir=root / "ingest", min_frames=9))
-    return preprocess_dataset(PreprocessConfig(manifest=ingest.manifest, out_dir=root / "pre", height=32,
-                                               width=48)).out_dir
 
 
 def _config(tiny_model: Path, clips: Path, out: Path, num_epochs: int) -> TrainConfig:

@@ -1,31 +1,40 @@
-"""Export stage: the generate manifest's videos as a robomimic HDF5 file and a LeRobot v3.0 dataset.
+"""Export stage: the generate manifest's videos as a robomimic HDF5 file, a LeRobot v3.0 dataset and, for labelled
+episodes, a GR00T-flavour dataset (LeRobot v2.1 + meta/modality.json).
 
-Episodes stream through both writers one video at a time (memory stays flat in the number of episodes). Each
+Episodes stream through every writer one video at a time (memory stays flat in the number of episodes). Each
 format is built under a temporary name, read back, and only then renamed over the previous export.
 No actions are invented here: `Episode.actions` / `Episode.states` are written when a later labelling stage
 provides them (a label manifest row's `actions` .npz). robomimic gets them min-max normalised to [-1, 1] with the
-range stored beside them; LeRobot gets them in their original units, named by the row's `action_names`.
+range stored beside them; LeRobot and GR00T get them in their original units, named by the row's `action_names`.
+GR00T trains on (video, state, action): an unlabelled manifest skips that format (ExportResult.groot_skipped says
+why) rather than inventing actions.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cosmos_synth.config import ExportConfig, write_config
 from cosmos_synth.export.episodes import Episode, iter_episodes, load_episode, read_manifest_rows
-from cosmos_synth.export.lerobot import LeRobotWriter, write_lerobot_dataset
+from cosmos_synth.export.groot import GrootWriter, write_groot_dataset
+from cosmos_synth.export.lerobot import DEFAULT_VIDEO_CODEC, LeRobotWriter, write_lerobot_dataset
 from cosmos_synth.export.robomimic import RobomimicWriter, write_robomimic_hdf5
 
 __all__ = ["Episode", "ExportResult", "export_episodes", "export_paths", "iter_episodes",
-           "write_lerobot_dataset", "write_robomimic_hdf5"]
+           "write_groot_dataset", "write_lerobot_dataset", "write_robomimic_hdf5"]
 
 logger = logging.getLogger(__name__)
 
 ROBOMIMIC_DIR = "robomimic"         # <out_dir>/robomimic/<name>.hdf5, <name> = the repo id's name part
 LEROBOT_DIR = "lerobot"             # <out_dir>/lerobot/ is the LeRobot dataset root
+GROOT_DIR = "groot"                 # <out_dir>/groot/ is the GR00T-flavour dataset root (labelled episodes only)
+GROOT_UNLABELLED = ("the manifest's episodes have no actions; GR00T trains on (video, state, action), so run the "
+                    "label stage and export its manifest")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,11 +44,14 @@ class ExportResult:
     lerobot_dir: Path               # LeRobot dataset root
     num_episodes: int
     num_frames: int                 # frames over all episodes (robomimic `total`, LeRobot `total_frames`)
+    groot_dir: Path | None = None   # GR00T-flavour dataset root; None when skipped
+    groot_skipped: str | None = None  # why the GR00T export was skipped (unlabelled episodes), else None
 
     def summary_rows(self) -> list[dict[str, Any]]:
-        """One row per format, for a table artifact."""
+        """One row per format written, for a table artifact."""
+        formats = [("robomimic", self.hdf5_path), ("lerobot", self.lerobot_dir), ("groot", self.groot_dir)]
         return [{"format": name, "path": str(path), "episodes": self.num_episodes, "frames": self.num_frames}
-                for name, path in (("robomimic", self.hdf5_path), ("lerobot", self.lerobot_dir))]
+                for name, path in formats if path is not None]
 
 
 def export_paths(cfg: ExportConfig) -> tuple[Path, Path]:
@@ -49,28 +61,42 @@ def export_paths(cfg: ExportConfig) -> tuple[Path, Path]:
 
 
 def export_episodes(cfg: ExportConfig) -> ExportResult:
-    """Write every episode of `cfg.manifest` in both formats; verify both before replacing the previous export."""
+    """Write every episode of `cfg.manifest` in each format; verify all before replacing the previous export."""
     rows = read_manifest_rows(cfg.manifest)   # fails on a missing video before anything is written
     retimed = sorted({row["fps"] for row in rows if row.get("fps") not in (None, cfg.fps)})
     if retimed:
         logger.warning("manifest videos have fps %s; the export writes them at fps=%d (ExportConfig.fps).",
                        retimed, cfg.fps)
     hdf5_path, lerobot_dir = export_paths(cfg)
+    groot_dir = cfg.out_dir / GROOT_DIR
+    groot_skipped = None if all(row.get("actions") for row in rows) else GROOT_UNLABELLED
+    if groot_skipped:
+        logger.warning("groot export skipped: %s.", groot_skipped)
     num_frames = 0
-    with (RobomimicWriter(hdf5_path, camera=cfg.camera, env_name=cfg.repo_id.split("/")[-1],
-                          action_normalization="min_max") as hdf5,
-          LeRobotWriter(lerobot_dir, repo_id=cfg.repo_id, fps=cfg.fps, camera=cfg.camera,
-                        robot_type=cfg.robot_type) as lerobot):
+    with ExitStack() as stack:
+        writers = [
+            stack.enter_context(RobomimicWriter(hdf5_path, camera=cfg.camera, env_name=cfg.repo_id.split("/")[-1],
+                                                action_normalization="min_max")),
+            stack.enter_context(LeRobotWriter(lerobot_dir, repo_id=cfg.repo_id, fps=cfg.fps, camera=cfg.camera,
+                                              robot_type=cfg.robot_type, codec=DEFAULT_VIDEO_CODEC)),
+        ]
+        if not groot_skipped:
+            writers.append(stack.enter_context(GrootWriter(groot_dir, fps=cfg.fps, camera=cfg.camera,
+                                                           robot_type=cfg.robot_type)))
         for i, row in enumerate(rows):
             episode = load_episode(row)        # one decoded video in memory at a time
-            hdf5.add(episode)
-            lerobot.add(episode)
+            for writer in writers:
+                writer.add(episode)
             num_frames += episode.num_frames
             logger.info("episode %d/%d -> %s (%d frames)", i + 1, len(rows), episode.sample_id, episode.num_frames)
-        hdf5.finish()                          # both read back before either replaces the previous export
-        lerobot.finish()
-        hdf5.commit()
-        lerobot.commit()
+        for writer in writers:                 # every format read back before any replaces the previous export
+            writer.finish()
+        for writer in writers:
+            writer.commit()
+    if groot_skipped and groot_dir.exists():   # an earlier labelled export's GR00T folder no longer matches
+        shutil.rmtree(groot_dir)
+        logger.warning("removed the previous GR00T export %s: it held other episodes.", groot_dir)
     write_config(cfg, cfg.out_dir, "export")
     return ExportResult(out_dir=cfg.out_dir, hdf5_path=hdf5_path, lerobot_dir=lerobot_dir,
-                        num_episodes=len(rows), num_frames=num_frames)
+                        num_episodes=len(rows), num_frames=num_frames,
+                        groot_dir=None if groot_skipped else groot_dir, groot_skipped=groot_skipped)

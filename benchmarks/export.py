@@ -5,8 +5,8 @@ background and a square that moves every frame, with random actions (7) and stat
 Every episode goes through the three writers in turn, as export_episodes feeds them; the time spent in each
 writer's add/finish/commit is summed per format. Memory: the process RSS sampled every 20 ms in a thread (psutil;
 tracemalloc misses NumPy/C buffers), the RSS before the first episode (imports) and after 10/50/100 % of the
-episodes, and getrusage's maxrss.
-`--scaling 100,300,1000` re-runs this script in a fresh process per count and tabulates maxrss, to show memory
+episodes, and the kernel's high-water mark (VmHWM).
+`--scaling 100,300,1000` re-runs this script in a fresh process per count and tabulates its peak, to show memory
 stays flat as the episode count grows. Not part of the test suite.
 
     python benchmarks/export.py --episodes 1000 --height 176 --width 320
@@ -83,12 +83,14 @@ def make_episode(index: int, *, frames: int, height: int, width: int) -> Episode
 def run(args: argparse.Namespace) -> dict:
     out = Path(args.out_dir or tempfile.mkdtemp(prefix="export-bench-"))
     stack = ExitStack()                            # a writer left without commit removes its temporary files
-    writers = {
-        "robomimic": RobomimicWriter(out / "robomimic/bench.hdf5", camera="front", env_name="bench",
-                                     action_normalization="min_max"),
-        "lerobot": LeRobotWriter(out / "lerobot", repo_id="bench/export", fps=16, camera="front", robot_type="bench"),
-        "groot": GrootWriter(out / "groot", fps=16, camera="front", robot_type="bench"),
+    makers = {
+        "robomimic": lambda: RobomimicWriter(out / "robomimic/bench.hdf5", camera="front", env_name="bench",
+                                             action_normalization="min_max"),
+        "lerobot": lambda: LeRobotWriter(out / "lerobot", repo_id="bench/export", fps=16, camera="front",
+                                         robot_type="bench"),
+        "groot": lambda: GrootWriter(out / "groot", fps=16, camera="front", robot_type="bench"),
     }
+    writers = {name: makers[name]() for name in args.formats.split(",")}
     for writer in writers.values():
         stack.enter_context(writer)
     seconds = dict.fromkeys(writers, 0.0)
@@ -120,12 +122,22 @@ def run(args: argparse.Namespace) -> dict:
         "episodes": args.episodes, "frames_per_episode": args.frames, "height": args.height, "width": args.width,
         "wall_s": round(wall_s, 1), "generate_s": round(generate_s, 1), "writers_s": round(writers_s, 1),
         "episodes_per_s": round(args.episodes / writers_s, 3),
+        "formats": list(writers),
         "per_format_episodes_per_s": {name: round(args.episodes / s, 3) for name, s in seconds.items()},
         "per_format_s": {name: round(s, 1) for name, s in seconds.items()},
         "output_mib": {name: round(size, 1) for name, size in sizes.items()},
         "peak_rss_mib": round(peak.peak / MIB, 1), "rss_mib_at": rss_at,
-        "maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "maxrss_mib": round(high_water_rss() / MIB, 1),
     }
+
+
+def high_water_rss() -> int:
+    """This process's peak RSS in bytes: VmHWM, the high-water mark of its own address space. (getrusage's maxrss
+    is not used: a child started with vfork + exec inherits the parent's peak into it.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # not Linux: best available
 
 
 def scaling(args: argparse.Namespace, counts: list[int]) -> list[dict]:
@@ -133,7 +145,7 @@ def scaling(args: argparse.Namespace, counts: list[int]) -> list[dict]:
     rows = []
     for count in counts:
         command = [sys.executable, __file__, "--episodes", str(count), "--frames", str(args.frames),
-                   "--height", str(args.height), "--width", str(args.width), "--json-only"]
+                   "--height", str(args.height), "--width", str(args.width), "--formats", args.formats, "--json-only"]
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     return rows
@@ -147,15 +159,15 @@ def cpu_model() -> str:
 
 
 def table(rows: list[dict]) -> str:
-    header = ("episodes", "frames", "size", "writers s", "episodes/s", "robomimic/s", "lerobot/s", "groot/s",
-              "peak RSS MiB", "RSS start/10/50/100% MiB", "maxrss MiB")
+    header = ("formats", "episodes", "frames", "size", "writers s", "episodes/s", "robomimic/s", "lerobot/s", "groot/s",
+              "peak RSS MiB", "RSS start/10/50/100% MiB", "VmHWM MiB")
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for r in rows:
         per = r["per_format_episodes_per_s"]
         rss = "/".join(str(r["rss_mib_at"].get(k, "-")) for k in ("start", "10%", "50%", "100%"))
         lines.append(" | ".join(str(v) for v in (
-            r["episodes"], r["frames_per_episode"], f"{r['height']}x{r['width']}", r["writers_s"], r["episodes_per_s"],
-            per["robomimic"], per["lerobot"], per["groot"], r["peak_rss_mib"], rss, r["maxrss_mib"])))
+            "+".join(r["formats"]), r["episodes"], r["frames_per_episode"], f"{r['height']}x{r['width']}", r["writers_s"], r["episodes_per_s"],
+            per.get("robomimic", "-"), per.get("lerobot", "-"), per.get("groot", "-"), r["peak_rss_mib"], rss, r["maxrss_mib"])))
     return "\n".join(f"| {line} |" for line in lines)
 
 
@@ -165,6 +177,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=93)
     parser.add_argument("--height", type=int, default=432)
     parser.add_argument("--width", type=int, default=768)
+    parser.add_argument("--formats", default="robomimic,lerobot,groot", help="writers to run, comma-separated")
     parser.add_argument("--scaling", default="", help="comma-separated episode counts, each run in a fresh process")
     parser.add_argument("--out-dir", default=None, help="where to write the exports (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the exports instead of deleting them")

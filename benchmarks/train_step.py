@@ -3,8 +3,10 @@
 Reference style (diffusers examples/cosmos): the video window is VAE-encoded and the prompt encoded by the 8B text
 encoder on every step, both resident on the GPU, every DiT block checkpointed, autocast bf16, AdamW.
 Ours: latents and prompt embeddings from the latent cache (text encoder gone, no VAE work), regional
-torch.compile, fused AdamW, and either some blocks checkpointed (fast_ckpt14), none checkpointed with the compiler
-recomputing cheap ops to stay within an activation-memory budget (fast_budget*), or every block (low_memory).
+torch.compile, fused AdamW, and checkpointed blocks that keep their attention outputs and recompute only the rest
+(`save_attention`): 14 or 16 such blocks (fast_sac14/16, the others keep everything) or every block (low_memory).
+Older variants stay runnable with --variants: whole-block recomputation (fast_ckpt14, low_memory_full) and the
+compiler's activation-memory budget instead of block checkpointing (fast_budget*).
 All variants start from the same base weights, adapter initialisation and noise, so their first-step losses must
 agree within bf16 tolerance. Median of the timed steps after warm-up; full-size random weights at 93x432x768.
 
@@ -32,13 +34,18 @@ from cosmos_synth.config import TrainConfig  # noqa: E402
 from cosmos_synth.speed import checkpoint_blocks, compile_blocks  # noqa: E402
 from cosmos_synth.train import add_adapter, draw_flow_noise, encode_video, flow_loss  # noqa: E402
 
-VARIANTS = {  # name: (cached inputs, checkpointed blocks (None = all), compile, activation memory budget)
-    "reference": (False, None, False, None),
-    "fast_ckpt14": (True, 14, True, None),
-    "fast_budget50": (True, 0, True, 0.5),
-    "fast_budget30": (True, 0, True, 0.3),
-    "low_memory": (True, None, True, None),
+VARIANTS = {  # name: (cached inputs, checkpointed blocks (None = all), compile, activation memory budget, policy)
+    "reference": (False, None, False, None, "full"),
+    "fast_sac14": (True, 14, True, None, "save_attention"),
+    "fast_sac16": (True, 16, True, None, "save_attention"),
+    "low_memory": (True, None, True, None, "save_attention"),
+    # measured before the save_attention policy existed (benchmarks/RESULTS.md); run them with --variants
+    "fast_ckpt14": (True, 14, True, None, "full"),
+    "fast_budget50": (True, 0, True, 0.5, "full"),
+    "fast_budget30": (True, 0, True, 0.3, "full"),
+    "low_memory_full": (True, None, True, None, "full"),
 }
+DEFAULT_VARIANTS = "reference,fast_sac14,fast_sac16,low_memory"
 
 
 def fresh_transformer(device: str):
@@ -55,10 +62,10 @@ def fresh_transformer(device: str):
 
 
 def run_variant(name: str, pipe, inputs: dict, steps: int, warmup: int, device: str) -> dict:
-    cached, layers, compiled, budget = VARIANTS[name]
+    cached, layers, compiled, budget, policy = VARIANTS[name]
     fused = cached  # ours: fused AdamW; the reference: the default
     transformer, params, cfg = fresh_transformer(device)
-    checkpoint_blocks(transformer, layers)
+    checkpoint_blocks(transformer, layers, policy=policy)
     if compiled:
         torch._dynamo.reset()  # a fresh compilation per variant: the memory budget is read when compiling
         compile_blocks(transformer, activation_memory_budget=budget if budget is not None else 1.0)
@@ -100,7 +107,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, from {', '.join(VARIANTS)}")
     parser.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run of the harness)")
     args = parser.parse_args()
     device, card = args.device, torch.cuda.get_device_name() if args.device == "cuda" else "cpu"

@@ -141,6 +141,10 @@ class TrainConfig:
                                                        # embeddings (only the DiT on the GPU); None: encode per step
     checkpoint_layers: int | None = None               # with gradient_checkpointing: how many of the DiT blocks to
                                                        # recompute (None: all; fewer is faster, needs more memory)
+    checkpoint_policy: Literal["full", "save_attention"] = "save_attention"  # what a checkpointed block keeps:
+                                                       # its inputs only ("full"), or also its self-attention
+                                                       # output, recomputing only projections, norms, cross-
+                                                       # attention and MLP (≈ 20% faster, ≈ 2 GiB more at full size)
     compile: bool = False                              # torch.compile each DiT block (regional; first step compiles)
     activation_memory_budget: float | None = None      # with compile: fraction (0-1) of activations to keep; the
                                                        # compiler recomputes cheap ops for the rest (None: default)

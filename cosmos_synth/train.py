@@ -143,7 +143,7 @@ def prepare_model(cfg: TrainConfig, pipe, device):
     params = add_adapter(transformer, cfg)
     set_attention_backend(transformer, cfg.attention_backend)
     if cfg.gradient_checkpointing:
-        checkpoint_blocks(transformer, cfg.checkpoint_layers)
+        checkpoint_blocks(transformer, cfg.checkpoint_layers, policy=cfg.checkpoint_policy)
     if cfg.compile:
         compile_blocks(transformer, activation_memory_budget=cfg.activation_memory_budget)
     return pipe, transformer, params, samples

@@ -128,7 +128,7 @@ def label(recipe: Recipe = "demo", param: Params = None) -> None:
 
 @app.command()
 def export(recipe: Recipe = "demo", param: Params = None) -> None:
-    """Export generated episodes as robomimic HDF5 and a LeRobot v3.0 dataset."""
+    """Export generated (and labelled) episodes: robomimic HDF5, LeRobot v3.0 and, when labelled, the GR00T flavour."""
     from cosmos_synth.export import export_episodes
 
     _show(export_episodes(_config(recipe, param).export_config()))

@@ -215,7 +215,7 @@ class GenerateConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ExportConfig:
-    """Write generated episodes as robomimic HDF5 and a LeRobot v3.0 dataset."""
+    """Write generated episodes as robomimic HDF5, a LeRobot v3.0 dataset and (labelled episodes) a GR00T dataset."""
 
     manifest: Path                            # generate's manifest.jsonl
     out_dir: Path                             # robomimic/<name>.hdf5 and lerobot/
@@ -223,10 +223,21 @@ class ExportConfig:
     camera: str = "front"                     # camera name: obs/<camera>_image, observation.images.<camera>
     fps: int = 16
     robot_type: str = "unknown"
+    lerobot_codec: Literal["h264", "av1"] = "h264"  # LeRobot video codec: H.264 (every loader reads it) or AV1
+                                              # (smaller; lerobot >= 0.4). The GR00T flavour is always H.264.
+    groot_state_groups: dict[str, int] | None = None   # modality.json state groups: names and column counts in
+    groot_action_groups: dict[str, int] | None = None  # order, e.g. {"arm": 6, "gripper": 1}; None: one group
 
     def __post_init__(self) -> None:
         _require("/" in self.repo_id, f"repo_id={self.repo_id!r}: use '<owner>/<name>'.")
         _require(self.camera.isidentifier(), f"camera={self.camera!r}: use a plain name such as 'front'.")
+        for name in ("groot_state_groups", "groot_action_groups"):
+            groups = getattr(self, name)
+            if groups is None:
+                continue
+            _require(bool(groups) and all(isinstance(k, str) and k.isidentifier() for k in groups)
+                     and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in groups.values()),
+                     f"{name}={groups!r}: give names and whole column counts >= 1, e.g. {{\"arm\": 6, \"gripper\": 1}}.")
 
 
 # ---------------------------------------------------------------------------------------------- records and overrides

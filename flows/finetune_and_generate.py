@@ -48,8 +48,8 @@ def finetune_and_generate(recipe: str = "demo", overrides: dict[str, Any] | None
 
     outputs = {name: str(path.resolve()) for name, path in [
         ("run_dir", cfg.run_dir), ("adapter", trained.adapter_file), ("videos", generated.out_dir / VIDEOS_DIR),
-        ("hdf5", exported.hdf5_path), ("lerobot", exported.lerobot_dir),
-    ]}
+        ("hdf5", exported.hdf5_path), ("lerobot", exported.lerobot_dir), ("groot", exported.groot_dir),
+    ] if path is not None}  # groot: labelled runs only
     create_markdown_artifact(key=OUTPUTS_ARTIFACT, markdown="\n".join(f"- **{k}**: `{v}`" for k, v in outputs.items()),
                              description=f"Outputs of recipe {recipe!r}")
     return outputs

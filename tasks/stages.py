@@ -126,5 +126,6 @@ def export_task(cfg: ExportConfig) -> ExportResult:
     result = export_episodes(cfg)
     create_table_artifact(key="exported-episodes", table=result.summary_rows(),
                           description=f"{result.num_episodes} episodes, {result.num_frames} frames -> "
-                                      f"{result.hdf5_path}, {result.lerobot_dir}")
+                                      + ", ".join(row["path"] for row in result.summary_rows())
+                                      + (f" (GR00T skipped: {result.groot_skipped})" if result.groot_skipped else ""))
     return result

@@ -60,6 +60,7 @@ def test_flow_run_completes_with_artifacts(demo_run):
             "idm-heldout-error", "action-labels", "exported-episodes", OUTPUTS_ARTIFACT} <= keys
     outputs = next(a for a in artifacts if a["key"] == OUTPUTS_ARTIFACT)["data"]
     assert str(cfg.stage_dir("train").resolve()) in outputs
+    assert f"**groot**: `{(cfg.stage_dir('export') / 'groot').resolve()}`" in outputs  # the demo run is labelled
 
 
 def _transformer_output(pipe) -> torch.Tensor:

@@ -207,7 +207,7 @@ def test_unlabelled_episodes_are_refused(tmp_path):
 
 
 def test_groups_must_cover_the_columns(tmp_path):
-    with pytest.raises(ValueError, match=r"action_groups=\{'arm': 6\} covers 6 columns but the episodes have 7"):
+    with pytest.raises(ValueError, match=r"action_groups=\{'arm': 6\} \(export.groot_action_groups in a recipe\) covers 6 columns but the episodes have 7"):
         write_groot_dataset(episodes(), tmp_path / "groot", fps=FPS, camera="front", robot_type="x",
                             action_groups={"arm": 6})
     assert list(tmp_path.iterdir()) == []
@@ -251,3 +251,25 @@ def test_export_episodes_adds_groot_for_labelled_episodes_only(tmp_path):
     assert result.groot_dir is None and "no actions" in result.groot_skipped
     assert [row["format"] for row in result.summary_rows()] == ["robomimic", "lerobot"]
     assert sorted(p.name for p in out.iterdir()) == ["export_config.json", "lerobot", "robomimic"]  # stale one gone
+
+
+def test_export_config_sets_codec_and_groot_groups(tmp_path):
+    out = tmp_path / "out"
+    cfg = ExportConfig(manifest=write_manifest(tmp_path, labelled=True), out_dir=out, fps=FPS, lerobot_codec="av1",
+                       groot_action_groups={"arm": 4, "hand": 3})
+    result = export_episodes(cfg)
+    modality = read_json(out / "groot/meta/modality.json")
+    assert modality["action"] == {"arm": {"start": 0, "end": 4}, "hand": {"start": 4, "end": 7}}
+    lerobot_videos = sorted((result.lerobot_dir / "videos").rglob("*.mp4"))
+    groot_videos = sorted((result.groot_dir / "videos").rglob("*.mp4"))
+    assert lerobot_videos and groot_videos
+    with av.open(str(lerobot_videos[0])) as container:
+        assert container.streams.video[0].codec_context.name in ("av1", "libdav1d", "libaom-av1")
+    with av.open(str(groot_videos[0])) as container:
+        assert container.streams.video[0].codec_context.name == "h264"  # GR00T's loaders read H.264 only
+
+
+@pytest.mark.parametrize("groups", [{}, {"arm": 0}, {"arm": 2.5}, {"not a name": 3}])
+def test_export_config_rejects_bad_groups(tmp_path, groups):
+    with pytest.raises(ValueError, match="groot_state_groups=.*give names and whole column counts"):
+        ExportConfig(manifest=tmp_path / "m.jsonl", out_dir=tmp_path, groot_state_groups=groups)

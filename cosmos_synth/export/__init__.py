@@ -22,7 +22,7 @@ from typing import Any
 from cosmos_synth.config import ExportConfig, write_config
 from cosmos_synth.export.episodes import Episode, iter_episodes, load_episode, read_manifest_rows
 from cosmos_synth.export.groot import GrootWriter, write_groot_dataset
-from cosmos_synth.export.lerobot import DEFAULT_VIDEO_CODEC, LeRobotWriter, write_lerobot_dataset
+from cosmos_synth.export.lerobot import LeRobotWriter, write_lerobot_dataset
 from cosmos_synth.export.robomimic import RobomimicWriter, write_robomimic_hdf5
 
 __all__ = ["Episode", "ExportResult", "export_episodes", "export_paths", "iter_episodes",
@@ -78,11 +78,13 @@ def export_episodes(cfg: ExportConfig) -> ExportResult:
             stack.enter_context(RobomimicWriter(hdf5_path, camera=cfg.camera, env_name=cfg.repo_id.split("/")[-1],
                                                 action_normalization="min_max")),
             stack.enter_context(LeRobotWriter(lerobot_dir, repo_id=cfg.repo_id, fps=cfg.fps, camera=cfg.camera,
-                                              robot_type=cfg.robot_type, codec=DEFAULT_VIDEO_CODEC)),
+                                              robot_type=cfg.robot_type, codec=cfg.lerobot_codec)),
         ]
         if not groot_skipped:
             writers.append(stack.enter_context(GrootWriter(groot_dir, fps=cfg.fps, camera=cfg.camera,
-                                                           robot_type=cfg.robot_type)))
+                                                           robot_type=cfg.robot_type,
+                                                           state_groups=cfg.groot_state_groups,
+                                                           action_groups=cfg.groot_action_groups)))
         for i, row in enumerate(rows):
             episode = load_episode(row)        # one decoded video in memory at a time
             for writer in writers:

@@ -73,8 +73,9 @@ def groups_meta(groups: Mapping[str, int] | None, width: int, default: str, fiel
     """modality.json slices for named groups of consecutive columns, e.g. {"arm": 6, "gripper": 1}."""
     groups = dict(groups) if groups else {default: width}
     if any(size < 1 for size in groups.values()) or sum(groups.values()) != width:
-        raise ValueError(f"{field}={groups} covers {sum(groups.values())} columns but the episodes have {width}; "
-                         f"give each group its column count, in order, summing to {width}.")
+        raise ValueError(f"{field}={groups} (export.groot_{field} in a recipe) covers {sum(groups.values())} columns "
+                         f"but the episodes have {width}; give each group its column count, in order, summing to "
+                         f"{width}.")
     meta, start = {}, 0
     for name, size in groups.items():
         meta[name] = {"start": start, "end": start + size}

@@ -1,7 +1,7 @@
 """Full-size Cosmos Predict 2.5 architectures with random weights, shared by the benchmarks (REFERENCE.md §2).
 
 Speed and memory do not depend on weight values, so nothing is downloaded. The sizes are module constants so a
-smoke run on CPU (`--device cpu`) can shrink them first.
+smoke run on CPU can shrink them (tests/benchmark_smoke.py, run by tests/test_benchmarks.py).
 """
 
 from __future__ import annotations

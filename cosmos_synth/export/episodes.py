@@ -9,11 +9,13 @@ from __future__ import annotations
 import logging
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
 import numpy as np
 
+from cosmos_synth.export.stats import describe_values
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.video import read_video
 
@@ -63,6 +65,29 @@ class Episode:
     @property
     def num_frames(self) -> int:
         return int(self.frames.shape[0])
+
+    @cached_property
+    def image_description(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The frames' sampled pixel rows and statistics, computed once and shared by every writer that needs them."""
+        return describe_values(self.frames, is_image=True)
+
+
+def frame_size(episode: Episode, expected: tuple[int, int] | None, *, what: str) -> tuple[int, int]:
+    """The episode's (height, width): even for the first episode (H.264 yuv420p), then equal to `expected`.
+
+    `what` names the one-size unit in the error, e.g. "LeRobot video feature".
+    """
+    height, width = episode.frames.shape[1:3]
+    if expected is None:
+        if height % 2 or width % 2:
+            raise ValueError(f"Episode {episode.sample_id} is {height}x{width}; H.264 (yuv420p) needs even "
+                             "sizes. Generate at a multiple of 16 (e.g. 432x768).")
+        return height, width
+    if (height, width) != expected:
+        raise ValueError(f"Episode {episode.sample_id} is {height}x{width} but earlier episodes are "
+                         f"{expected[0]}x{expected[1]}; one {what} has one size. "
+                         "Export the sizes separately or regenerate at one size.")
+    return expected
 
 
 def read_manifest_rows(manifest: Path) -> list[dict[str, Any]]:

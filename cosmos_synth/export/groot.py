@@ -41,7 +41,7 @@ import av
 import numpy as np
 import pyarrow.parquet as pq
 
-from cosmos_synth.export.episodes import Episode
+from cosmos_synth.export.episodes import Episode, frame_size
 from cosmos_synth.export.lerobot import frame_table, replace_dir, video_info, video_key
 from cosmos_synth.export.stats import FeatureStats, to_json
 from cosmos_synth.files import write_text_atomic
@@ -133,7 +133,7 @@ class GrootWriter:
         encode_episode(episode.frames, self.tmp / VIDEO_PATH.format(episode_chunk=chunk, video_key=self.key,
                                                                     episode_index=index), fps=self.fps)
         episode_stats = {column: self._stats(column).add(values) for column, values in columns.items()}
-        episode_stats[self.key] = self._stats(self.key).add(episode.frames)
+        episode_stats[self.key] = self._stats(self.key).add(episode.frames, episode.image_description)
         append_jsonl(self.tmp / EPISODES_PATH, {"episode_index": index, "tasks": [episode.task], "length": n,
                                                 "sample_id": episode.sample_id, "source": episode.source})
         append_jsonl(self.tmp / EPISODES_STATS_PATH, {"episode_index": index, "stats": {
@@ -146,17 +146,10 @@ class GrootWriter:
         if episode.actions is None:
             raise ValueError(f"Episode {episode.sample_id} has no actions; GR00T trains on (video, state, action): "
                              "run the label stage first (export_episodes skips the GR00T export when unlabelled).")
-        height, width = episode.frames.shape[1:3]
-        if self.shape is None:
-            if height % 2 or width % 2:
-                raise ValueError(f"Episode {episode.sample_id} is {height}x{width}; H.264 (yuv420p) needs even "
-                                 "sizes. Generate at a multiple of 16 (e.g. 432x768).")
-            self.shape = (height, width)
+        first = self.shape is None
+        self.shape = frame_size(episode, self.shape, what="GR00T video key")
+        if first:
             self._describe_arrays(episode)
-        if (height, width) != self.shape:
-            raise ValueError(f"Episode {episode.sample_id} is {height}x{width} but earlier episodes are "
-                             f"{self.shape[0]}x{self.shape[1]}; one GR00T video key has one size. "
-                             "Export the sizes separately or regenerate at one size.")
         for field, column in ARRAYS.items():
             values = getattr(episode, field)
             if (None if values is None else values.shape[1]) != self.dims[column]:

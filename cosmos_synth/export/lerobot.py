@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cosmos_synth.export.episodes import Episode
+from cosmos_synth.export.episodes import Episode, frame_size
 from cosmos_synth.export.stats import FeatureStats, to_json
 from cosmos_synth.files import write_text_atomic
 
@@ -113,25 +113,18 @@ class LeRobotWriter:
                         if getattr(episode, field) is not None})
         self.frame_columns.append(columns)
         episode_stats = {feature: self._stats(feature).add(values) for feature, values in columns.items()}
-        episode_stats[self.key] = self._stats(self.key).add(episode.frames)
+        episode_stats[self.key] = self._stats(self.key).add(episode.frames, episode.image_description)
         self.episode_rows.append(self._episode_row(episode, start, episode_stats))
         self.num_frames += n
 
     def _check(self, episode: Episode) -> None:
         """Every episode must match the first: frame size, and whether it carries actions/states."""
-        height, width = episode.frames.shape[1:3]
-        if self.shape is None:
-            if height % 2 or width % 2:
-                raise ValueError(f"Episode {episode.sample_id} is {height}x{width}; H.264 (yuv420p) needs even "
-                                 "sizes. Generate at a multiple of 16 (e.g. 432x768).")
-            self.shape = (height, width)
+        first = self.shape is None
+        self.shape = frame_size(episode, self.shape, what="LeRobot video feature")
+        if first:
             self.dims = {feature: None if getattr(episode, field) is None else getattr(episode, field).shape[1]
                          for field, feature in ARRAYS.items()}
             self.action_names = episode.action_names
-        if (height, width) != self.shape:
-            raise ValueError(f"Episode {episode.sample_id} is {height}x{width} but earlier episodes are "
-                             f"{self.shape[0]}x{self.shape[1]}; one LeRobot video feature has one size. "
-                             "Export the sizes separately or regenerate at one size.")
         for field, feature in ARRAYS.items():
             values = getattr(episode, field)
             dim = None if values is None else values.shape[1]

@@ -37,6 +37,16 @@ def describe(rows: np.ndarray, count: int) -> dict[str, np.ndarray]:
     return stats
 
 
+def describe_values(values: np.ndarray, *, is_image: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One episode's rows (what the dataset's reservoir samples) and their exact statistics."""
+    if is_image:
+        rows, count = image_rows(values)
+    else:
+        rows = np.asarray(values, dtype=np.float64).reshape(values.shape[0], -1)
+        count = values.shape[0]
+    return rows, describe(rows, count)
+
+
 class FeatureStats:
     """One feature's running statistics over the episodes fed to :meth:`add`."""
 
@@ -48,14 +58,14 @@ class FeatureStats:
         self._num_seen = 0                           # rows offered to the reservoir so far
         self._merged: dict[str, np.ndarray] | None = None
 
-    def add(self, values: np.ndarray) -> dict[str, np.ndarray]:
-        """Fold one episode in; return that episode's statistics in LeRobot's shapes."""
-        if self.is_image:
-            rows, count = image_rows(values)
-        else:
-            rows = np.asarray(values, dtype=np.float64).reshape(values.shape[0], -1)
-            count = values.shape[0]
-        stats = describe(rows, count)
+    def add(self, values: np.ndarray,
+            described: tuple[np.ndarray, dict[str, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+        """Fold one episode in; return that episode's statistics in LeRobot's shapes.
+
+        `described`: `describe_values(values)` when the caller has it already (writers fed the same frames share
+        `Episode.image_description` instead of each computing the image quantiles again).
+        """
+        rows, stats = described or describe_values(values, is_image=self.is_image)
         self._merge(stats)
         self._sample(rows)
         return self._shaped(stats)

@@ -65,12 +65,18 @@ def test_training_killed_mid_run_resumes_from_its_checkpoint(tiny_model, clips, 
     assert resumed.adapter_file.is_file()
 
 
+def _pairs(root: Path, image: Path, prompts: list[str]) -> Path:
+    """A pairs folder: p<i>.png (copies of `image`) + p<i>.txt for each prompt."""
+    root.mkdir()
+    for i, prompt in enumerate(prompts):
+        (root / f"p{i}.png").write_bytes(image.read_bytes())
+        (root / f"p{i}.txt").write_text(prompt)
+    return root
+
+
 def test_generation_killed_mid_run_yields_each_sample_once(tiny_model, demo_dataset, tmp_path):
-    pairs = tmp_path / "pairs"
-    pairs.mkdir()
-    for i in range(4):
-        (pairs / f"p{i}.png").write_bytes((demo_dataset / "test" / "pair_0000.png").read_bytes())
-        (pairs / f"p{i}.txt").write_text(f"The robot arm picks up cube {i}.")
+    pairs = _pairs(tmp_path / "pairs", demo_dataset / "test" / "pair_0000.png",
+                   [f"The robot arm picks up cube {i}." for i in range(4)])
     cfg = GenerateConfig(model=str(tiny_model), revision=None, pairs_dir=pairs, out_dir=tmp_path / "gen", height=32,
                          width=48, num_frames=9, num_steps=4, dtype="float32", device="cpu")
     (tmp_path / "gen.json").write_text(json.dumps(config_to_dict(cfg)))
@@ -95,11 +101,7 @@ def test_export_killed_mid_write_leaves_no_readable_wrong_file(tiny_model, demo_
     from cosmos_synth.config import ExportConfig
     from cosmos_synth.export import export_episodes, export_paths
 
-    pairs = tmp_path / "pairs"
-    pairs.mkdir()
-    for i in range(6):
-        (pairs / f"p{i}.png").write_bytes((demo_dataset / "test" / "pair_0001.png").read_bytes())
-        (pairs / f"p{i}.txt").write_text(f"Prompt {i}.")
+    pairs = _pairs(tmp_path / "pairs", demo_dataset / "test" / "pair_0001.png", [f"Prompt {i}." for i in range(6)])
     gen = generate_videos(GenerateConfig(model=str(tiny_model), revision=None, pairs_dir=pairs, out_dir=tmp_path / "g",
                                          height=32, width=48, num_frames=9, num_steps=1, dtype="float32",
                                          device="cpu"))

@@ -184,11 +184,13 @@ def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
         unknown = sorted(set(cfg.sample_ids) - {p.sample_id for p in pairs})
         if unknown:
             raise ValueError(f"sample_ids {unknown[:5]} are not pairs in {cfg.pairs_dir}; shard from list_pairs().")
-        pairs = [p for p in pairs if p.sample_id in set(cfg.sample_ids)]  # seeds keep their global index
+        chosen = set(cfg.sample_ids)
+        pairs = [p for p in pairs if p.sample_id in chosen]  # seeds keep their global index
     videos_dir, manifest = cfg.out_dir / VIDEOS_DIR, manifest_path(cfg)
     write_config(cfg, cfg.out_dir, f"generate-{cfg.shard}" if cfg.shard else "generate")
     adapter_digest = file_digest(Path(cfg.adapter) / ADAPTER_FILE) if cfg.adapter else None
-    wanted = {p.sample_id: manifest_row(cfg, p, videos_dir, adapter_digest) for p in pairs}
+    model = model_fingerprint(cfg.model, cfg.revision)  # once: for a local folder it walks every file
+    wanted = {p.sample_id: manifest_row(cfg, p, videos_dir, adapter_digest, model) for p in pairs}
     previous = {r["sample_id"]: r for r in read_jsonl(manifest)} if manifest.is_file() else {}
     done = {sid: row for sid, row in wanted.items()
             if previous.get(sid) == row and video_is_complete(Path(row["video"]), cfg.num_frames)}
@@ -263,11 +265,11 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def manifest_row(cfg: GenerateConfig, pair: Pair, videos_dir: Path, adapter_digest: str | None) -> dict:
-    """Everything that determines the video, plus where it is."""
+def manifest_row(cfg: GenerateConfig, pair: Pair, videos_dir: Path, adapter_digest: str | None, model: str) -> dict:
+    """Everything that determines the video, plus where it is (`model`: the model's fingerprint)."""
     return {"sample_id": pair.sample_id, "seed": cfg.seed + pair.index, "prompt": pair.prompt,
             "image": str(pair.image.resolve()), "video": str((videos_dir / f"{pair.sample_id}.mp4").resolve()),
             "adapter": str(Path(cfg.adapter).resolve()) if cfg.adapter else None, "adapter_sha256": adapter_digest,
-            "model": model_fingerprint(cfg.model, cfg.revision), "num_frames": cfg.num_frames,
+            "model": model, "num_frames": cfg.num_frames,
             "height": cfg.height, "width": cfg.width, "fps": cfg.fps, "num_steps": cfg.num_steps,
             "guidance_scale": cfg.guidance_scale}

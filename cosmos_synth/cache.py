@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from cosmos_synth.config import CacheConfig, write_config
 from cosmos_synth.files import read_jsonl, write_jsonl
 from cosmos_synth.models import load_pipeline, model_fingerprint
-from cosmos_synth.preprocess import load_clip
+from cosmos_synth.preprocess import clip_shape, load_clip
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +93,9 @@ def encode_latent_cache(cfg: CacheConfig, pipe=None) -> CacheResult:
     fingerprint = model_fingerprint(cfg.model, cfg.revision)
     rows, encoded, prompts = [], 0, {}
     for index, clip in enumerate(clips, start=1):
-        frames = load_clip(Path(clip["clip"]))
-        key = cache_key(cfg, fingerprint, file_sha256(Path(clip["source_video"])), frames.shape[1], frames.shape[2])
-        starts = window_starts(frames.shape[0], cfg, clip["sample_id"])
+        length, height, width, _ = clip_shape(Path(clip["clip"]))  # a cache hit reads no frames
+        key = cache_key(cfg, fingerprint, file_sha256(Path(clip["source_video"])), height, width)
+        starts = window_starts(length, cfg, clip["sample_id"])
         latents_path = cfg.out_dir / "latents" / f"{clip['sample_id']}.safetensors"
         caption_id = hashlib.sha256(f"{fingerprint}\n{clip['caption']}".encode()).hexdigest()
         prompt_path = cfg.out_dir / "prompts" / f"{caption_id}.safetensors"
@@ -103,6 +103,7 @@ def encode_latent_cache(cfg: CacheConfig, pipe=None) -> CacheResult:
         if (needs_latents or needs_prompt) and pipe is None:
             pipe = load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device=cfg.device, guardrail=False)
         if needs_latents:
+            frames = load_clip(Path(clip["clip"]))
             # the same [-1, 1] normalisation as preprocess.sample_window
             windows = [frames[s:s + cfg.num_frames].permute(3, 0, 1, 2).float() / 127.5 - 1.0 for s in starts]
             latents = torch.cat([encode_video(pipe, w.unsqueeze(0)) for w in windows])

@@ -95,6 +95,12 @@ def load_clip(path: Path) -> torch.Tensor:
     return load_file(str(path))["frames"]
 
 
+def clip_shape(path: Path) -> tuple[int, int, int, int]:
+    """A preprocessed clip's (T, H, W, 3), from the file's header alone (no frame is read)."""
+    with safe_open(str(path), framework="pt") as fh:
+        return tuple(fh.get_slice("frames").get_shape())
+
+
 def sample_window(frames: torch.Tensor, num_frames: int, generator: torch.Generator) -> torch.Tensor:
     """A random contiguous window of `num_frames`, as float (3, num_frames, H, W) in [-1, 1]."""
     total = frames.shape[0]

@@ -25,7 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from cosmos_synth.config import CacheConfig, write_config
-from cosmos_synth.files import read_jsonl, write_jsonl
+from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
 from cosmos_synth.models import load_pipeline, model_fingerprint
 from cosmos_synth.preprocess import clip_shape, load_clip
 
@@ -43,14 +43,6 @@ class CacheResult:
     def summary_rows(self) -> list[dict]:
         return [{"sample_id": r["sample_id"], "key": r["key"][:12], "windows": len(r["starts"])}
                 for r in read_jsonl(self.manifest)]
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_key(cfg: CacheConfig, fingerprint: str, source_sha256: str, height: int, width: int) -> str:

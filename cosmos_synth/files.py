@@ -1,11 +1,22 @@
-"""Small file helpers shared by every stage: atomic writes and JSON-lines manifests."""
+"""Small file helpers shared by every stage: content hashes, atomic writes and JSON-lines manifests."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any, Iterable
+
+
+def file_sha256(*paths: Path) -> str:
+    """sha256 over the contents of `paths`, in order, read in 1 MiB blocks (identifies a file by content)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with Path(path).open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

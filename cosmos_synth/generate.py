@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from diffusers.pipelines.cosmos.pipeline_cosmos2_5_predict import DEFAULT_NEGATI
 from PIL import Image
 
 from cosmos_synth.config import GenerateConfig, write_config
-from cosmos_synth.files import read_jsonl, write_jsonl
+from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
 from cosmos_synth.models import load_pipeline, model_fingerprint
 from cosmos_synth.speed import compile_blocks, set_attention_backend
 from cosmos_synth.train import ADAPTER_FILE
@@ -258,11 +257,7 @@ def file_digest(path: Path) -> str:
     """sha256 of a file (identifies adapter contents, not just its path)."""
     if not path.is_file():
         raise ValueError(f"adapter file {path} does not exist; point adapter at a training out_dir.")
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def manifest_row(cfg: GenerateConfig, pair: Pair, videos_dir: Path, adapter_digest: str | None, model: str) -> dict:

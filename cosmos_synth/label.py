@@ -15,7 +15,6 @@ A rerun skips every sample whose manifest row is unchanged (same video, same IDM
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import numpy as np
 
 from cosmos_synth.config import LabelConfig, write_config
 from cosmos_synth.export.episodes import ACTION_KEY, read_actions, read_manifest_rows
-from cosmos_synth.files import read_jsonl, write_jsonl
+from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
 from cosmos_synth.idm import InverseDynamicsModel, idm_files, load_idm, predict_actions
 from cosmos_synth.video import read_video
 
@@ -52,16 +51,6 @@ class LabelResult:
             rows.append({"sample_id": row["sample_id"], "frames": len(actions), "actions": Path(row["actions"]).name,
                          **means})
         return rows
-
-
-def file_sha256(*paths: Path) -> str:
-    """sha256 over the contents of `paths`, in order (identifies an IDM or a video by content, not by name)."""
-    digest = hashlib.sha256()
-    for path in paths:
-        with Path(path).open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
 
 
 def write_actions(path: Path, actions: np.ndarray) -> Path:

@@ -149,6 +149,9 @@ class TrainConfig:
     activation_memory_budget: float | None = None      # with compile: fraction (0-1) of activations to keep; the
                                                        # compiler recomputes cheap ops for the rest (None: default)
     attention_backend: str | None = None               # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
+    fp8_matmuls: bool = False                          # frozen block linears in FP8 (e4m3, per-row scales), forward
+                                                       # and input gradient; needs compute capability 8.9+; moves
+                                                       # the loss slightly (benchmarks/RESULTS.md)
 
     def __post_init__(self) -> None:
         # JSON (Prefect parameters, --param) delivers dict keys as strings: normalise them once, here.
@@ -194,6 +197,8 @@ class GenerateConfig:
                                               # encoding, so it never shares the GPU with the DiT
     compile: bool = False                     # torch.compile the DiT blocks once per worker (first video compiles)
     attention_backend: str | None = None      # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
+    fp8_matmuls: bool = False                 # block linears in FP8 (e4m3, per-row scales) after the adapter is
+                                              # fused; needs compute capability 8.9+; changes pixels (RESULTS.md)
     shard: str | None = None                  # this run is one shard of a fanned-out generation: its manifest is
                                               # shards/<shard>.jsonl, merged by the parent (generate.merge_shards)
     sample_ids: tuple[str, ...] | None = None  # with shard: the pair ids this shard generates (None: every pair)

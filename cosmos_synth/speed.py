@@ -91,3 +91,75 @@ def compile_blocks(transformer, *, activation_memory_budget: float | None = None
     for block in transformer.transformer_blocks:
         block.compile()
     logger.info("compiled %d DiT blocks", len(transformer.transformer_blocks))
+
+
+# The DiT block linears whose matmuls `use_fp8_matmuls` moves to FP8: attention projections and MLP, nearly all of a
+# block's GEMM time. The small adaLN modulation layers (a few rows each) stay in bf16.
+FP8_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
+_E4M3 = torch.float8_e4m3fn
+_E4M3_MAX = torch.finfo(_E4M3).max
+
+
+def to_e4m3(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(e4m3 tensor, float32 scale) with one scale per row (last dim): tensor ≈ e4m3.float() * scale."""
+    amax = tensor.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12)
+    scale = amax / _E4M3_MAX
+    return (tensor.float() / scale).clamp(-_E4M3_MAX, _E4M3_MAX).to(_E4M3), scale
+
+
+class _Fp8Matmul(torch.autograd.Function):
+    """x @ weight.T with both operands in e4m3 (a scale per row of x and per output channel), and the backward pass's
+    input gradient grad @ weight the same way. The weight is frozen, so no weight gradient is computed at all (the
+    FP8 training recipes in torchao compute one unconditionally, which with LoRA adds back the GEMM they save)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        xq, xs = to_e4m3(x)
+        wq, ws = to_e4m3(weight)
+        ctx.save_for_backward(weight)
+        return torch._scaled_mm(xq, wq.t(), scale_a=xs, scale_b=ws.t(), out_dtype=x.dtype, use_fast_accum=True)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (weight,) = ctx.saved_tensors
+        gq, gs = to_e4m3(grad.contiguous())
+        wq, ws = to_e4m3(weight.t().contiguous())  # a scale per input channel; wq.t() is the column-major operand
+        return torch._scaled_mm(gq, wq.t(), scale_a=gs, scale_b=ws.t(), out_dtype=grad.dtype), None
+
+
+class Fp8Linear(torch.nn.Linear):
+    """A frozen nn.Linear whose matmuls run in FP8 (see `use_fp8_matmuls`); parameters and names are unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight.requires_grad:
+            raise RuntimeError("Fp8Linear computes no weight gradient; it is only for frozen weights.")
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else self.weight.dtype
+        out = _Fp8Matmul.apply(x.reshape(-1, x.shape[-1]).to(dtype), self.weight.to(dtype))
+        out = out.reshape(*x.shape[:-1], self.out_features)
+        return out if self.bias is None else out + self.bias.to(dtype)
+
+
+def use_fp8_matmuls(transformer, modules: tuple[str, ...] = FP8_MODULES) -> int:
+    """Run the DiT blocks' `modules` linears (under a LoRA/DoRA wrapper: their frozen base layers) in FP8, e4m3 with
+    per-row scales, forward and input-gradient; returns how many were converted.
+
+    The weights must be frozen (training: the base model under an adapter; generation: after the adapter is fused).
+    A forward's output moves by a few percent (benchmarks/RESULTS.md gives the measured error and speed). Needs a GPU
+    with FP8 tensor cores (compute capability 8.9+); on the CPU it runs, slowly, for tests.
+    """
+    device = next(transformer.parameters()).device
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
+        name, capability = torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device)
+        raise ValueError(f"fp8_matmuls needs FP8 tensor cores (compute capability 8.9+: Ada, Hopper, Blackwell); "
+                         f"{name} is {capability[0]}.{capability[1]}. Set fp8_matmuls to false.")
+    converted = 0
+    for name, module in transformer.transformer_blocks.named_modules():
+        owner = name.removesuffix(".base_layer")
+        if type(module) is torch.nn.Linear and owner.endswith(tuple("." + m for m in modules)):
+            if module.weight.requires_grad:
+                raise ValueError(f"fp8_matmuls: {name} has a trainable weight; FP8 layers must be frozen.")
+            module.__class__ = Fp8Linear
+            converted += 1
+    logger.info("FP8 matmuls in %d linear layers", converted)
+    return converted

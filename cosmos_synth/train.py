@@ -25,7 +25,7 @@ from cosmos_synth.loss import build_flow_inputs, masked_velocity_loss, predict_v
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.cache import load_cached, pick_window
 from cosmos_synth.preprocess import load_clip, sample_window
-from cosmos_synth.speed import checkpoint_blocks, compile_blocks, set_attention_backend
+from cosmos_synth.speed import checkpoint_blocks, compile_blocks, set_attention_backend, use_fp8_matmuls
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +142,8 @@ def prepare_model(cfg: TrainConfig, pipe, device):
     transformer = pipe.transformer
     params = add_adapter(transformer, cfg)
     set_attention_backend(transformer, cfg.attention_backend)
+    if cfg.fp8_matmuls:
+        use_fp8_matmuls(transformer)
     if cfg.gradient_checkpointing:
         checkpoint_blocks(transformer, cfg.checkpoint_layers, policy=cfg.checkpoint_policy)
     if cfg.compile:

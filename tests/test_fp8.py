@@ -1,0 +1,136 @@
+"""FP8 matmuls for the DiT's frozen linears (`use_fp8_matmuls`, `train.fp8_matmuls`, `generate.fp8_matmuls`).
+
+torch's FP8 matmul (`torch._scaled_mm`, e4m3 operands with per-row scales) also runs on the CPU, so these tests run
+the same kernels' arithmetic as a GPU does, at tiny sizes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cosmos_synth.config import GenerateConfig, TrainConfig
+from cosmos_synth.files import read_jsonl
+from cosmos_synth.generate import generate_videos
+from cosmos_synth.models import load_pipeline
+from cosmos_synth.speed import FP8_MODULES, Fp8Linear, to_e4m3, use_fp8_matmuls
+from cosmos_synth.train import LOSS_LOG, add_adapter, train
+from cosmos_synth.video import read_video
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).detach().norm() / b.detach().norm())
+
+
+def test_e4m3_rows_use_the_whole_range_and_round_trip():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 256, generator=g) * torch.tensor([1e-3, 1.0, 0.0, 1e2, 1e4]).unsqueeze(1)
+    q, scale = to_e4m3(x)
+    assert q.dtype == torch.float8_e4m3fn and scale.shape == (5, 1)
+    back = q.float() * scale
+    assert torch.equal(back[2], torch.zeros(256))  # an all-zero row stays zero (no 0/0)
+    for row in (0, 1, 3, 4):  # each row's largest value lands on e4m3's largest, 448, whatever the row's size
+        assert q[row].float().abs().max().item() == 448.0
+        assert rel(back[row], x[row]) < 0.05  # 3 mantissa bits: at most 2^-4 relative per element
+
+
+def test_fp8_linear_matches_the_layer_and_computes_no_weight_gradient():
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(64, 48).requires_grad_(False)
+    fp8 = Fp8Linear(64, 48).requires_grad_(False)
+    fp8.load_state_dict(layer.state_dict())
+    x = torch.randn(2, 10, 64, requires_grad=True)
+    grad_out = torch.randn(2, 10, 48)
+    expected = layer(x)
+    expected.backward(grad_out)
+    expected_grad, x.grad = x.grad, None
+    out = fp8(x)
+    out.backward(grad_out)
+    assert out.shape == expected.shape and 0 < rel(out, expected) < 0.05  # really FP8, and close
+    assert 0 < rel(x.grad, expected_grad) < 0.05
+    assert fp8.weight.grad is None and fp8.bias.grad is None
+    fp8.weight.requires_grad_(True)
+    with pytest.raises(RuntimeError, match="only for frozen weights"):
+        fp8(x)
+
+
+def _lora_dit(tiny_model: Path, adapter: str):
+    pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
+    add_adapter(pipe.transformer, TrainConfig(data_dir=Path("."), out_dir=Path("."), adapter=adapter, rank=4,
+                                              alpha=4, num_frames=9))
+    torch.manual_seed(0)
+    for name, param in pipe.transformer.named_parameters():
+        if "lora_A" in name or "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.05)
+    return pipe.transformer
+
+
+def _forward_backward(transformer):
+    g = torch.Generator().manual_seed(1)
+    out = transformer(hidden_states=torch.randn(1, 16, 3, 4, 6, generator=g),
+                      timestep=torch.full((1, 1, 3, 1, 1), 0.5), encoder_hidden_states=torch.randn(1, 8, 32, generator=g),
+                      condition_mask=torch.zeros(1, 1, 3, 4, 6), padding_mask=torch.zeros(1, 1, 32, 48),
+                      return_dict=False)[0]
+    out.square().mean().backward()
+    grads = torch.cat([p.grad.flatten() for p in transformer.parameters() if p.requires_grad])
+    return out.detach(), grads
+
+
+@pytest.mark.parametrize("adapter", ["lora", "dora"])
+def test_fp8_dit_converts_the_frozen_base_layers_and_trains_like_float(tiny_model, adapter):
+    plain_out, plain_grads = _forward_backward(_lora_dit(tiny_model, adapter))
+    transformer = _lora_dit(tiny_model, adapter)
+    keys = list(transformer.state_dict())
+    # 2 blocks x (q, k, v, out of self- and cross-attention + the MLP's two layers)
+    assert use_fp8_matmuls(transformer) == 2 * 10
+    assert list(transformer.state_dict()) == keys  # names unchanged: adapters save and load as before
+    for name, module in transformer.transformer_blocks.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            base = name.endswith(".base_layer") and name.removesuffix(".base_layer").endswith(FP8_MODULES)
+            assert isinstance(module, Fp8Linear) == base, name  # adapters and adaLN layers stay as they were
+    out, grads = _forward_backward(transformer)
+    assert 0 < rel(out, plain_out) < 0.05
+    assert rel(grads, plain_grads) < 0.1  # the adapter's gradient, through FP8 input gradients
+
+
+def test_fp8_refuses_trainable_weights(tiny_model):
+    pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")  # nothing frozen
+    with pytest.raises(ValueError, match=r"0\.attn1\.to_q has a trainable weight"):
+        use_fp8_matmuls(pipe.transformer)
+
+
+def test_training_with_fp8_matmuls_follows_the_float_loss(tiny_model, clips, tmp_path):
+    losses = {}
+    for fp8 in (False, True):
+        out = tmp_path / f"fp8-{fp8}"
+        cfg = TrainConfig(model=str(tiny_model), revision=None, data_dir=clips, out_dir=out, rank=4, alpha=4,
+                          num_frames=9, num_epochs=1, learning_rate=1e-3, num_warmup_steps=1, dtype="float32",
+                          cpu=True, fp8_matmuls=fp8)
+        train(cfg)
+        losses[fp8] = [r["loss"] for r in read_jsonl(out / LOSS_LOG)]
+    assert len(losses[True]) == len(losses[False]) >= 2
+    for a, b in zip(losses[True], losses[False]):  # same data, noise and seed: the loss moves by FP8's rounding only
+        assert a != b and abs(a - b) / b < 0.02
+
+
+def test_generation_with_fp8_matmuls_is_recorded_and_close(tiny_model, tmp_path):
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    Image.fromarray((np.random.RandomState(0).rand(64, 96, 3) * 255).astype(np.uint8)).save(pairs / "p0.png")
+    (pairs / "p0.txt").write_text("The robot arm picks up the red cube.")
+    videos = {}
+    for fp8 in (False, True):
+        cfg = GenerateConfig(model=str(tiny_model), revision=None, pairs_dir=pairs, out_dir=tmp_path / "out",
+                             height=64, width=96, num_frames=9, num_steps=2, dtype="float32", device="cpu",
+                             fp8_matmuls=fp8)
+        result = generate_videos(cfg)
+        assert result.num_skipped == 0  # switching FP8 on regenerates: it changes the pixels
+        row = read_jsonl(result.manifest)[0]
+        assert row.get("fp8_matmuls", False) is fp8
+        videos[fp8] = read_video(Path(row["video"]))[0].astype(np.float64)
+    mse = np.mean((videos[True] - videos[False]) ** 2)
+    assert 0 < mse and 10 * np.log10(255**2 / mse) > 25  # the same video, moved by FP8 rounding

@@ -122,10 +122,33 @@ def prepare_pipeline(cfg: GenerateConfig, base=None):
         pipe.load_lora_weights(str(cfg.adapter), weight_name=ADAPTER_FILE)
         pipe.fuse_lora(lora_scale=1.0)
     set_attention_backend(pipe.transformer, cfg.attention_backend)
+    encode_conditioning_frames_only(pipe)
     if cfg.fp8_matmuls:
         pipe.transformer.requires_grad_(False)  # generation never trains; FP8 layers compute no weight gradient
         use_fp8_matmuls(pipe.transformer)
     return pipe
+
+
+def encode_conditioning_frames_only(pipe) -> None:
+    """Have the pipeline VAE-encode only the pixel frames behind its conditioning latent frames (in place, once).
+
+    Given an image, the pipeline builds a num_frames video (the image, then black frames) and VAE-encodes all of it,
+    yet uses only latent frame 0: the condition mask is zero on the other frames, and the arithmetic that mixes the
+    conditioning latents in broadcasts a one-frame encoding the same way. The Wan VAE is causal (latent frame 0
+    comes from pixel frame 0 alone, each later latent frame from 4 more pixel frames), so encoding just those frames
+    gives the same conditioning latents and saves a full-video VAE encode per video.
+    """
+    if getattr(pipe, "_encodes_conditioning_frames_only", False):
+        return
+    prepare = pipe.prepare_latents
+
+    def prepare_latents(*args, video=None, num_frames_in=0, **kwargs):
+        if video is not None and num_frames_in > 0:
+            video = video[:, :, : 4 * ((num_frames_in - 1) // 4) + 1]
+        return prepare(*args, video=video, num_frames_in=num_frames_in, **kwargs)
+
+    pipe.prepare_latents = prepare_latents
+    pipe._encodes_conditioning_frames_only = True
 
 
 @torch.no_grad()

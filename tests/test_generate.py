@@ -122,3 +122,21 @@ def test_precomputed_embeddings_give_the_pipeline_call_frames(tiny_model, tmp_pa
     assert pipe.text_encoder is None and negative.shape == embeds["p0"].shape == (1, 512, 32)
     for pair, frames in zip(pairs, reference):
         assert np.array_equal(generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative), frames)
+
+
+def test_encoding_only_the_conditioning_frame_changes_nothing(tiny_model, tmp_path):
+    from cosmos_synth.generate import encode_conditioning_frames_only
+    from cosmos_synth.models import load_pipeline
+
+    cfg = _config(tiny_model, _pairs(tmp_path / "pairs", 1), tmp_path / "out")
+    pair = list_pairs(cfg.pairs_dir)[0]
+    pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
+    encoded = []
+    encode = pipe.vae.encode
+    pipe.vae.encode = lambda video, **kw: encoded.append(video.shape[2]) or encode(video, **kw)
+    full = generate_video(pipe, cfg, pair)
+    encode_conditioning_frames_only(pipe)
+    encode_conditioning_frames_only(pipe)  # idempotent
+    first = generate_video(pipe, cfg, pair)
+    assert encoded == [9, 1]  # the pipeline alone encodes the image plus 8 black frames; now only the image
+    assert np.array_equal(first, full)

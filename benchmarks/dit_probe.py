@@ -147,26 +147,7 @@ def kernel_breakdown(transformer, inputs, device) -> dict:
     with torch.no_grad(), profile(activities=[activity]) as prof:
         transformer(**inputs)
         sync(device)
-    groups: dict[str, float] = {}
-    top = []
-    for event in prof.key_averages():
-        total = (event.device_time_total if device == "cuda" else event.self_cpu_time_total) / 1e6
-        if total <= 0:
-            continue
-        name = event.key.lower()
-        if "triton" in name:  # inductor's fused kernels (their names list the ops fused, e.g. a quantisation)
-            group = "fused elementwise (triton)"
-        elif any(s in name for s in ("fmha", "flash", "attention", "cudnn", "sdpa")):
-            group = "attention"
-        elif any(s in name for s in ("gemm", "xmma", "cutlass", "nvjet", "matmul", "_mm", "scaled_mm")):
-            group = "matmul"
-        else:
-            group = "other"
-        groups[group] = groups.get(group, 0.0) + total
-        top.append((total, event.key[:90]))
-    top.sort(reverse=True)
-    return {"groups_s": {k: round(v, 4) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])},
-            "top_kernels": [{"s": round(t, 4), "kernel": k} for t, k in top[:12]]}
+    return fs.kernel_groups(prof, device)
 
 
 def fp8_blocks(transformer) -> None:

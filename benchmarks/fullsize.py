@@ -76,3 +76,30 @@ def test_video(num_frames: int, seed: int = 0) -> torch.Tensor:
     y, x = torch.meshgrid(torch.arange(HEIGHT), torch.arange(WIDTH), indexing="ij")
     channels = [((x + 3 * t + 40 * seed) % 256), ((y // 2 + 0 * t) % 256), (((x + y) // 3 + 5 * t) % 256)]
     return (torch.stack(channels).float() / 127.5 - 1.0).unsqueeze(0)
+
+
+def kernel_groups(prof, device: str) -> dict:
+    """A profiler run's kernel time in seconds by kind (attention, convolution, matmul, inductor's fused elementwise,
+    other), plus the 12 costliest kernels. On CPU (smoke runs) the ops' self CPU time stands in for kernel time."""
+    groups: dict[str, float] = {}
+    top = []
+    for event in prof.key_averages():
+        total = (event.device_time_total if device == "cuda" else event.self_cpu_time_total) / 1e6
+        if total <= 0:
+            continue
+        name = event.key.lower()
+        if "triton" in name:  # inductor's fused kernels (their names list the ops fused, e.g. a quantisation)
+            group = "fused elementwise (triton)"
+        elif any(s in name for s in ("fmha", "flash", "attention", "sdpa")):
+            group = "attention"
+        elif any(s in name for s in ("conv", "implicit_gemm", "winograd")):  # cuDNN convolutions: the VAE
+            group = "convolution"
+        elif any(s in name for s in ("gemm", "xmma", "cutlass", "nvjet", "matmul", "_mm", "scaled_mm")):
+            group = "matmul"
+        else:
+            group = "other"
+        groups[group] = groups.get(group, 0.0) + total
+        top.append((total, event.key[:90]))
+    top.sort(reverse=True)
+    return {"groups_s": {k: round(v, 4) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])},
+            "top_kernels": [{"s": round(t, 4), "kernel": k} for t, k in top[:12]]}

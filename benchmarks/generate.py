@@ -3,7 +3,8 @@
 Reference (diffusers examples/cosmos eval): `pipe(image=..., prompt=..., latents=<NumPy noise>)` with the text
 encoder, DiT and VAE resident, 93 frames, 36 steps, guidance 7 at 432x768. Ours (`cosmos_synth.generate`): the text
 encoder streamed from host memory to encode every prompt once and then released, the DiT's blocks compiled once,
-the same latents and scheduler. Each side: one short warm-up call (2 steps; it pays for compilation and
+the same latents and scheduler; `--sides reference,ours,ours_fp8` adds our path with the block linears in FP8
+(`generate.fp8_matmuls`). Each side: one short warm-up call (2 steps; it pays for compilation and
 autotuning), then `--videos` timed videos with seeds 0..n-1; median seconds per video, peak GPU memory, and PSNR
 between the two sides' decoded frames for the same seed. Full-size random weights.
 
@@ -33,7 +34,7 @@ from cosmos_synth.config import GenerateConfig  # noqa: E402
 from cosmos_synth.generate import (  # noqa: E402
     Pair, encode_prompts, generate_video, list_pairs, prepare_pipeline, release_text_encoder,
 )
-from cosmos_synth.speed import compile_blocks  # noqa: E402
+from cosmos_synth.speed import compile_blocks, use_fp8_matmuls  # noqa: E402
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -70,13 +71,24 @@ def reset_peak(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
+SIDES = ("ours", "ours_fp8")  # ours_fp8: the same with the block linears in FP8 (generate.fp8_matmuls)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--videos", type=int, default=3)
+    parser.add_argument("--sides", default="reference,ours",
+                        help=f"comma-separated: reference (always run first) and any of {', '.join(SIDES)}")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one 4-step video per side (kernel time by kind against wall time)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/cosmos-synth-generate"))
     parser.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run of the harness)")
     args = parser.parse_args()
+    sides = [s for s in args.sides.split(",") if s != "reference"]
+    unknown = sorted(set(sides) - set(SIDES))
+    if unknown:
+        raise SystemExit(f"--sides: unknown {unknown}; choose from reference, {', '.join(SIDES)}")
     device, card = args.device, torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     pairs = make_pairs(args.work / "pairs", args.videos)
     cfg = GenerateConfig(model="full-size-random-weights", revision=None, pairs_dir=args.work / "pairs",
@@ -92,11 +104,54 @@ def main() -> None:
         frames, seconds = timed(device, lambda: generate_video(pipe, cfg, pair))
         reference.append(frames)
         ref_times.append(seconds)
-    ref_peak = peak_gib(device)
+    ref_s = statistics.median(ref_times)
+    record = {"benchmark": "generate", "card": card, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+              "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}", "steps": cfg.num_steps, "guidance": cfg.guidance_scale,
+              "command": "python benchmarks/generate.py --sides " + ",".join(["reference", *sides]),
+              "videos": len(pairs),
+              "reference": {"s_per_video": round(ref_s, 2), "times": [round(t, 2) for t in ref_times],
+                            "peak_gib": peak_gib(device)}}
+    print(record["reference"], flush=True)
 
     pipe.text_encoder.to("cpu")  # ours starts from host memory, as a worker loading the model does
     reset_peak(device)
     (embeds, negative), encode_s = timed(device, lambda: _encode_once(pipe, cfg, pairs))
+    encode_peak = peak_gib(device)
+    for side in sides:
+        try:
+            record[side] = run_side(side, pipe, cfg, warm, pairs, embeds, negative, reference, ref_s, encode_s,
+                                    encode_peak)
+            if args.profile:
+                record[side]["profile_4_steps"] = profile_video(pipe, dataclasses.replace(cfg, num_steps=4), pairs[0],
+                                                                embeds[pairs[0].sample_id], negative)
+        except Exception as error:  # a side this torch/GPU cannot run: record it, keep the others
+            record[side] = {"error": repr(error)[:500]}
+        print(side, record[side], flush=True)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    suffix = "" if sides == ["ours"] else "-" + "-".join(sides)  # other sides: their own file
+    path = args.out / f"generate-{card.replace(' ', '_')}{suffix}.json"
+    path.write_text(json.dumps(record, indent=2))
+    print(f"\n{'side':<12}{'s/video':>9}{'peak GiB':>10}{'speedup':>9}  PSNR dB")
+    print(f"{'reference':<12}{round(ref_s, 2):>9}{record['reference']['peak_gib']:>10}")
+    for side in sides:
+        r = record[side]
+        if "error" in r:
+            print(f"{side:<12} failed: {r['error']}")
+        else:
+            print(f"{side:<12}{r['s_per_video']:>9}{r['peak_gib']:>10}{r['speedup']:>9}  {r['psnr_db']}")
+    print(f"card: {card}; written {path}")
+
+
+def run_side(side, pipe, cfg, warm, pairs, embeds, negative, reference, ref_s, encode_s, encode_peak) -> dict:
+    """One of our sides: compile, warm up, time every video, compare each with the reference's frames."""
+    device = cfg.device
+    reset_peak(device)
+    converted = 0
+    if side == "ours_fp8":
+        pipe.transformer.requires_grad_(False)  # as generate.prepare_pipeline does for fp8_matmuls
+        converted = use_fp8_matmuls(pipe.transformer)  # in place: any later side runs in FP8 too
+    torch._dynamo.reset()  # a fresh compilation per side
     compile_blocks(pipe.transformer)
     generate_video(pipe, warm, pairs[0], embeds[pairs[0].sample_id], negative)  # warm-up: compiles the blocks
     ours, our_times = [], []
@@ -104,25 +159,21 @@ def main() -> None:
         frames, seconds = timed(device, lambda: generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative))
         ours.append(frames)
         our_times.append(seconds)
-    our_peak = peak_gib(device)
+    our_s = statistics.median(our_times) + encode_s / len(pairs)
+    return {"s_per_video": round(our_s, 2), "times": [round(t, 2) for t in our_times],
+            "prompt_encoding_s": round(encode_s, 2), "peak_gib": max(encode_peak, peak_gib(device)),
+            "speedup": round(ref_s / our_s, 2), "fp8_linears": converted,
+            "psnr_db": [round(psnr(a, b), 2) for a, b in zip(reference, ours)]}
 
-    scores = [psnr(a, b) for a, b in zip(reference, ours)]
-    ref_s, our_s = statistics.median(ref_times), statistics.median(our_times) + encode_s / len(pairs)
-    record = {"benchmark": "generate", "card": card, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-              "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}", "steps": cfg.num_steps, "guidance": cfg.guidance_scale,
-              "command": "python benchmarks/generate.py", "videos": len(pairs),
-              "reference": {"s_per_video": round(ref_s, 2), "times": [round(t, 2) for t in ref_times],
-                            "peak_gib": ref_peak},
-              "ours": {"s_per_video": round(our_s, 2), "times": [round(t, 2) for t in our_times],
-                       "prompt_encoding_s": round(encode_s, 2), "peak_gib": our_peak},
-              "speedup": round(ref_s / our_s, 2), "psnr_db": [round(s, 2) for s in scores]}
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"generate-{card.replace(' ', '_')}.json"
-    path.write_text(json.dumps(record, indent=2))
-    print(f"\n{'side':<12}{'s/video':>9}{'peak GiB':>10}")
-    print(f"{'reference':<12}{round(ref_s, 2):>9}{ref_peak:>10}")
-    print(f"{'ours':<12}{round(our_s, 2):>9}{our_peak:>10}")
-    print(f"speedup {record['speedup']}x; PSNR dB {record['psnr_db']}; card: {card}; written {path}")
+
+def profile_video(pipe, cfg: GenerateConfig, pair: Pair, embeds, negative) -> dict:
+    """Kernel time by kind for one short video, next to its wall time (the difference: the GPU waiting on Python)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activity = ProfilerActivity.CUDA if cfg.device == "cuda" else ProfilerActivity.CPU
+    with profile(activities=[activity]) as prof:
+        _, seconds = timed(cfg.device, lambda: generate_video(pipe, cfg, pair, embeds, negative))
+    return {"steps": cfg.num_steps, "wall_s": round(seconds, 3), **fs.kernel_groups(prof, cfg.device)}
 
 
 def _encode_once(pipe, cfg: GenerateConfig, pairs: list[Pair]):

@@ -4,8 +4,9 @@ Reference style (diffusers examples/cosmos): the video window is VAE-encoded and
 encoder on every step, both resident on the GPU, every DiT block checkpointed, autocast bf16, AdamW.
 Ours: latents and prompt embeddings from the latent cache (text encoder gone, no VAE work), regional
 torch.compile, fused AdamW, and checkpointed blocks that keep their attention outputs and recompute only the rest
-(`save_attention`): 14 or 16 such blocks (fast_sac14/16, the others keep everything) or every block (low_memory).
-Older variants stay runnable with --variants: whole-block recomputation (fast_ckpt14, low_memory_full) and the
+(`save_attention`): 14 or 16 such blocks (fast_sac14/16, the others keep everything) or every block (low_memory);
+the *_fp8 variants also run the frozen block linears in FP8 (`train.fp8_matmuls`). `--profile` adds a kernel-time
+breakdown of one step per variant to the JSON. Older variants stay runnable with --variants: whole-block recomputation (fast_ckpt14, low_memory_full) and the
 compiler's activation-memory budget instead of block checkpointing (fast_budget*).
 All variants start from the same base weights, adapter initialisation and noise, so their first-step losses must
 agree within bf16 tolerance. Median of the timed steps after warm-up; full-size random weights at 93x432x768.
@@ -31,21 +32,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fullsize as fs  # noqa: E402
 
 from cosmos_synth.config import TrainConfig  # noqa: E402
-from cosmos_synth.speed import checkpoint_blocks, compile_blocks  # noqa: E402
+from cosmos_synth.speed import checkpoint_blocks, compile_blocks, use_fp8_matmuls  # noqa: E402
 from cosmos_synth.train import add_adapter, draw_flow_noise, encode_video, flow_loss  # noqa: E402
 
-VARIANTS = {  # name: (cached inputs, checkpointed blocks (None = all), compile, activation memory budget, policy)
-    "reference": (False, None, False, None, "full"),
-    "fast_sac14": (True, 14, True, None, "save_attention"),
-    "fast_sac16": (True, 16, True, None, "save_attention"),
-    "low_memory": (True, None, True, None, "save_attention"),
+VARIANTS = {  # name: (cached inputs, checkpointed blocks (None = all), compile, activation memory budget, policy, fp8)
+    "reference": (False, None, False, None, "full", False),
+    "fast_sac14": (True, 14, True, None, "save_attention", False),
+    "fast_sac16": (True, 16, True, None, "save_attention", False),
+    "low_memory": (True, None, True, None, "save_attention", False),
+    # the same with the frozen block linears in FP8 (train.fp8_matmuls)
+    "fast_sac14_fp8": (True, 14, True, None, "save_attention", True),
+    "low_memory_fp8": (True, None, True, None, "save_attention", True),
     # measured before the save_attention policy existed (benchmarks/RESULTS.md); run them with --variants
-    "fast_ckpt14": (True, 14, True, None, "full"),
-    "fast_budget50": (True, 0, True, 0.5, "full"),
-    "fast_budget30": (True, 0, True, 0.3, "full"),
-    "low_memory_full": (True, None, True, None, "full"),
+    "fast_ckpt14": (True, 14, True, None, "full", False),
+    "fast_budget50": (True, 0, True, 0.5, "full", False),
+    "fast_budget30": (True, 0, True, 0.3, "full", False),
+    "low_memory_full": (True, None, True, None, "full", False),
 }
-DEFAULT_VARIANTS = "reference,fast_sac14,fast_sac16,low_memory"
+DEFAULT_VARIANTS = "reference,fast_sac14,fast_sac14_fp8,low_memory,low_memory_fp8"
 
 
 def fresh_transformer(device: str):
@@ -61,10 +65,12 @@ def fresh_transformer(device: str):
     return transformer, params, cfg
 
 
-def run_variant(name: str, pipe, inputs: dict, steps: int, warmup: int, device: str) -> dict:
-    cached, layers, compiled, budget, policy = VARIANTS[name]
+def run_variant(name: str, pipe, inputs: dict, steps: int, warmup: int, device: str, profile: bool = False) -> dict:
+    cached, layers, compiled, budget, policy, fp8 = VARIANTS[name]
     fused = cached  # ours: fused AdamW; the reference: the default
     transformer, params, cfg = fresh_transformer(device)
+    if fp8:
+        use_fp8_matmuls(transformer)
     checkpoint_blocks(transformer, layers, policy=policy)
     if compiled:
         torch._dynamo.reset()  # a fresh compilation per variant: the memory budget is read when compiling
@@ -75,9 +81,7 @@ def run_variant(name: str, pipe, inputs: dict, steps: int, warmup: int, device: 
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    for step in range(warmup + steps):
-        sync()
-        started = time.perf_counter()
+    def one_step():
         with torch.autocast(device, dtype=torch.bfloat16):
             if cached:
                 clean, embeds = inputs["latents"].float(), inputs["embeds"]
@@ -91,15 +95,33 @@ def run_variant(name: str, pipe, inputs: dict, steps: int, warmup: int, device: 
         torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(loss.item())
+        return loss.item()
+
+    for step in range(warmup + steps):
+        sync()
+        started = time.perf_counter()
+        losses.append(one_step())
         sync()
         if step >= warmup:
             times.append(time.perf_counter() - started)
+    breakdown = profile_step(one_step, device) if profile else None
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
     del transformer, params, optimizer
     gc.collect()
-    return {"variant": name, "median_step_s": round(statistics.median(times), 3), "peak_gib": round(peak, 2),
-            "first_loss": losses[0], "steps_timed": len(times)}
+    row = {"variant": name, "median_step_s": round(statistics.median(times), 3), "peak_gib": round(peak, 2),
+           "first_loss": losses[0], "steps_timed": len(times)}
+    return {**row, "kernel_breakdown": breakdown} if breakdown else row
+
+
+def profile_step(one_step, device: str) -> dict:
+    """Kernel time of one more step, by kind (attention forward + backward, matmuls, fused elementwise, other)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA if device == "cuda" else ProfilerActivity.CPU]) as prof:
+        one_step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return fs.kernel_groups(prof, device)
 
 
 def main() -> None:
@@ -108,6 +130,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, from {', '.join(VARIANTS)}")
+    parser.add_argument("--profile", action="store_true", help="also profile one step of each variant but the reference")
     parser.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run of the harness)")
     args = parser.parse_args()
     device, card = args.device, torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
@@ -126,11 +149,15 @@ def main() -> None:
         if name != "reference" and pipe.text_encoder is not None:
             pipe.text_encoder = None  # ours never holds the text encoder
         try:
-            results.append(run_variant(name, pipe, inputs, args.steps, args.warmup, device))
-        except torch.OutOfMemoryError:
-            results.append({"variant": name, "median_step_s": None, "peak_gib": "OOM", "first_loss": None})
+            results.append(run_variant(name, pipe, inputs, args.steps, args.warmup, device,
+                                       profile=args.profile and name != "reference"))
+        except Exception as error:  # out of memory, or a variant this torch/GPU cannot run: record it, go on
+            oom = isinstance(error, torch.OutOfMemoryError)
+            results.append({"variant": name, "median_step_s": None, "peak_gib": "OOM" if oom else None,
+                            "first_loss": None, **({} if oom else {"error": repr(error)[:500]})})
             gc.collect()
-            torch.cuda.empty_cache()
+            if device == "cuda":
+                torch.cuda.empty_cache()
         print(results[-1], flush=True)
     ref = next((r for r in results if r["variant"] == "reference"), None)
     for r in results:

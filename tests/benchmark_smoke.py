@@ -32,15 +32,16 @@ def main(name: str, out: str) -> None:
         import train_step
 
         # toy depth: 4 blocks, so 1 and 2 checkpointed blocks stand in for 14 and 16
-        train_step.VARIANTS.update(fast_sac14=(True, 1, True, None, "save_attention"),
-                                   fast_ckpt14=(True, 1, True, None, "full"))
-        sys.argv = ["train_step", *common, "--steps", "1", "--warmup", "1",
-                    "--variants", "reference,fast_sac14,fast_ckpt14,low_memory"]
+        train_step.VARIANTS.update(fast_sac14=(True, 1, True, None, "save_attention", False),
+                                   fast_sac14_fp8=(True, 1, True, None, "save_attention", True))
+        sys.argv = ["train_step", *common, "--steps", "1", "--warmup", "1", "--profile",
+                    "--variants", "reference,fast_sac14,fast_sac14_fp8,low_memory"]
         train_step.main()
     elif name == "generate":
         import generate
 
-        sys.argv = ["generate", *common, "--videos", "1", "--work", str(Path(out) / "work")]
+        sys.argv = ["generate", *common, "--videos", "1", "--work", str(Path(out) / "work"),
+                    "--sides", "reference,ours,ours_fp8", "--profile"]
         generate.main()
     elif name == "dit_probe":
         import dit_probe

@@ -16,7 +16,8 @@ SMOKE = Path(__file__).with_name("benchmark_smoke.py")
 def run_smoke(name: str, out: Path) -> dict:
     done = subprocess.run([sys.executable, str(SMOKE), name, str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads((out / f"{name}-cpu.json").read_text())
+    suffix = "-ours-ours_fp8" if name == "generate" else ""
+    return json.loads((out / f"{name}-cpu{suffix}.json").read_text())
 
 
 @pytest.mark.parametrize("name", ["train_step", "generate", "dit_probe"])
@@ -25,13 +26,22 @@ def test_benchmark_harness_runs_on_cpu(name, tmp_path):
     assert record["benchmark"] == name and record["card"] == "cpu"
     if name == "train_step":
         rows = {r["variant"]: r for r in record["results"]}
-        assert list(rows) == ["reference", "fast_sac14", "fast_ckpt14", "low_memory"]
+        assert list(rows) == ["reference", "fast_sac14", "fast_sac14_fp8", "low_memory"]
         for row in rows.values():
             assert row["median_step_s"] > 0 and row["speedup"] > 0
             assert row["loss_rel_diff"] < 1e-2  # same weights, adapter init and noise: same loss within bf16
+        assert "kernel_breakdown" not in rows["reference"]  # --profile: every variant but the reference
+        assert all(rows[v]["kernel_breakdown"]["groups_s"] for v in ("fast_sac14", "fast_sac14_fp8", "low_memory"))
     elif name == "generate":
-        assert record["videos"] == 1 and record["reference"]["s_per_video"] > 0 and record["ours"]["s_per_video"] > 0
-        assert min(record["psnr_db"]) >= 35  # our path reproduces the reference pipeline call
+        assert record["videos"] == 1 and record["reference"]["s_per_video"] > 0
+        assert record["command"].endswith("--sides reference,ours,ours_fp8")
+        assert record["ours"]["s_per_video"] > 0 and record["ours_fp8"]["s_per_video"] > 0
+        assert record["ours"]["profile_4_steps"]["steps"] == 4 and record["ours"]["profile_4_steps"]["groups_s"]
+        assert min(record["ours"]["psnr_db"]) >= 35  # our path reproduces the reference pipeline call
+        # FP8 in the 10 linears of each of the 4 toy blocks: it moves pixels, but the video is still the reference's
+        # (two unrelated random videos are ≈ 8 dB apart)
+        assert record["ours"]["fp8_linears"] == 0 and record["ours_fp8"]["fp8_linears"] == 40
+        assert 20 <= min(record["ours_fp8"]["psnr_db"]) and record["ours_fp8"]["psnr_db"] != record["ours"]["psnr_db"]
     else:
         variants = [(v["variant"], v["batch"]) for v in record["forward"]["variants"]]
         assert variants == [("eager", 1), ("outside the blocks (eager)", 1), ("compiled blocks", 1),

@@ -24,7 +24,7 @@ from cosmos_synth.models import load_pipeline, model_fingerprint
 from cosmos_synth.speed import compile_blocks, set_attention_backend, use_fp8_matmuls
 from cosmos_synth.train import ADAPTER_FILE
 from cosmos_synth.validate import Mode, Quarantine, check_pairs, read_png_rgb, validate_adapter_file, writing
-from cosmos_synth.video import read_video, to_uint8, write_video
+from cosmos_synth.video import read_video, write_video
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +190,15 @@ def generate_video(pipe, cfg: GenerateConfig, pair: Pair, prompt_embeds=None, ne
         "prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_embeds}
     output = pipe(image=load_image(pair.image), height=cfg.height, width=cfg.width, num_frames=cfg.num_frames,
                   num_inference_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale, latents=latents,
-                  output_type="np", **text)
+                  output_type="pt", **text)
     return to_uint8(output.frames[0])
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(T, C, H, W) float frames in [0, 1] (the pipeline's "pt" output) to (T, H, W, 3) uint8, converted where they
+    are: on a GPU a quarter of float32's bytes come back and no CPU pass touches every pixel. The same values as
+    rounding the pipeline's "np" output."""
+    return (frames.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:

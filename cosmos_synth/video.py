@@ -61,7 +61,3 @@ def write_video(frames: np.ndarray, path: Path, *, fps: int, codec: str = "libx2
         tmp.unlink(missing_ok=True)
     return path
 
-
-def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """Float frames in [0, 1] (as diffusers returns them) to uint8."""
-    return (np.clip(np.asarray(frames), 0.0, 1.0) * 255.0).round().astype(np.uint8)

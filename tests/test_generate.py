@@ -140,3 +140,17 @@ def test_encoding_only_the_conditioning_frame_changes_nothing(tiny_model, tmp_pa
     first = generate_video(pipe, cfg, pair)
     assert encoded == [9, 1]  # the pipeline alone encodes the image plus 8 black frames; now only the image
     assert np.array_equal(first, full)
+
+
+def test_frames_are_the_pipelines_numpy_output_rounded(tiny_pipe, tmp_path):
+    from cosmos_synth.generate import load_image
+
+    cfg = _config(Path("unused"), _pairs(tmp_path / "pairs", 1), tmp_path / "out")
+    pair = list_pairs(cfg.pairs_dir)[0]
+    ours = generate_video(tiny_pipe, cfg, pair)  # converted to uint8 as a tensor, where the frames are
+    output = tiny_pipe(image=load_image(pair.image), prompt=pair.prompt, height=cfg.height, width=cfg.width,
+                       num_frames=cfg.num_frames, num_inference_steps=cfg.num_steps,
+                       guidance_scale=cfg.guidance_scale, latents=numpy_latents(latent_shape(cfg), cfg.seed),
+                       output_type="np")
+    expected = (np.clip(output.frames[0], 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    assert ours.shape == expected.shape == (9, 64, 96, 3) and np.array_equal(ours, expected)

@@ -199,6 +199,8 @@ class GenerateConfig:
     attention_backend: str | None = None      # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
     fp8_matmuls: bool = False                 # block linears in FP8 (e4m3, per-row scales) after the adapter is
                                               # fused; needs compute capability 8.9+; changes pixels (RESULTS.md)
+    fp8_attention: bool = False               # blocks' self-attention in FP8 through cuDNN (Hopper+, the [fp8]
+                                              # extra); changes pixels (RESULTS.md)
     shard: str | None = None                  # this run is one shard of a fanned-out generation: its manifest is
                                               # shards/<shard>.jsonl, merged by the parent (generate.merge_shards)
     sample_ids: tuple[str, ...] | None = None  # with shard: the pair ids this shard generates (None: every pair)

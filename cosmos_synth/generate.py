@@ -20,6 +20,7 @@ from PIL import Image
 
 from cosmos_synth.config import GenerateConfig, write_config
 from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
+from cosmos_synth.fp8_attention import use_fp8_attention
 from cosmos_synth.models import load_pipeline, model_fingerprint
 from cosmos_synth.speed import compile_blocks, set_attention_backend, use_fp8_matmuls
 from cosmos_synth.train import ADAPTER_FILE
@@ -126,6 +127,8 @@ def prepare_pipeline(cfg: GenerateConfig, base=None):
     if cfg.fp8_matmuls:
         pipe.transformer.requires_grad_(False)  # generation never trains; FP8 layers compute no weight gradient
         use_fp8_matmuls(pipe.transformer)
+    if cfg.fp8_attention:
+        use_fp8_attention(pipe.transformer)
     return pipe
 
 
@@ -294,12 +297,13 @@ def file_digest(path: Path) -> str:
 
 
 def manifest_row(cfg: GenerateConfig, pair: Pair, videos_dir: Path, adapter_digest: str | None, model: str) -> dict:
-    """Everything that determines the video, plus where it is (`model`: the model's fingerprint). FP8 matmuls change
-    the pixels, so they are recorded when on (and left out when off, so manifests from before the option still
-    match)."""
+    """Everything that determines the video, plus where it is (`model`: the model's fingerprint). The FP8 options
+    change the pixels, so each is recorded when on (and left out when off, so manifests from before the options
+    still match)."""
     return {"sample_id": pair.sample_id, "seed": cfg.seed + pair.index, "prompt": pair.prompt,
             "image": str(pair.image.resolve()), "video": str((videos_dir / f"{pair.sample_id}.mp4").resolve()),
             "adapter": str(Path(cfg.adapter).resolve()) if cfg.adapter else None, "adapter_sha256": adapter_digest,
             "model": model, "num_frames": cfg.num_frames,
             "height": cfg.height, "width": cfg.width, "fps": cfg.fps, "num_steps": cfg.num_steps,
-            "guidance_scale": cfg.guidance_scale, **({"fp8_matmuls": True} if cfg.fp8_matmuls else {})}
+            "guidance_scale": cfg.guidance_scale,
+            **{name: True for name in ("fp8_matmuls", "fp8_attention") if getattr(cfg, name)}}

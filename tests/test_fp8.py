@@ -1,7 +1,10 @@
-"""FP8 matmuls for the DiT's frozen linears (`use_fp8_matmuls`, `train.fp8_matmuls`, `generate.fp8_matmuls`).
+"""FP8 in the DiT: matmuls of the frozen linears (`use_fp8_matmuls`, `train.fp8_matmuls`, `generate.fp8_matmuls`)
+and self-attention (`use_fp8_attention`, `generate.fp8_attention`).
 
-torch's FP8 matmul (`torch._scaled_mm`, e4m3 operands with per-row scales) also runs on the CPU, so these tests run
-the same kernels' arithmetic as a GPU does, at tiny sizes.
+torch's FP8 matmul (`torch._scaled_mm`, e4m3 operands with per-row scales) also runs on the CPU, so those tests run
+the same kernels' arithmetic as a GPU does, at tiny sizes. cuDNN's FP8 attention kernel needs a Hopper GPU; here the
+plain-torch version of its arithmetic runs behind the same custom op (benchmarks/fp8_attention.py compares the two
+on a GPU).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from PIL import Image
 
 from cosmos_synth.config import GenerateConfig, TrainConfig
 from cosmos_synth.files import read_jsonl
+from cosmos_synth.fp8_attention import (
+    Fp8SelfAttnProcessor, fp8_attention, fp8_sdpa, quantize_per_tensor, use_fp8_attention,
+)
 from cosmos_synth.generate import generate_videos
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.speed import FP8_MODULES, Fp8Linear, to_e4m3, use_fp8_matmuls
@@ -117,7 +123,69 @@ def test_training_with_fp8_matmuls_follows_the_float_loss(tiny_model, clips, tmp
         assert a != b and abs(a - b) / b < 0.02
 
 
-def test_generation_with_fp8_matmuls_is_recorded_and_close(tiny_model, tmp_path):
+def _attention_inputs(seed: int = 0, tokens: int = 256):
+    """(B, H, S, D) query/key/value laid out as the DiT's processor makes them (a transposed (B, S, H, D) tensor),
+    query and key RMS-normalised as its QK norms do."""
+    g = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(1, tokens, 2, 32, generator=g).transpose(1, 2) for _ in range(3))
+    return q / q.square().mean(-1, keepdim=True).sqrt(), k / k.square().mean(-1, keepdim=True).sqrt(), v
+
+
+def test_per_tensor_e4m3_uses_the_whole_range():
+    x = torch.randn(3, 50) * 1e-3
+    q, scale = quantize_per_tensor(x)
+    assert q.dtype == torch.float8_e4m3fn and scale.shape == (1,)
+    assert q.float().abs().max().item() == 448.0 and rel(q.float() / scale, x) < 0.05
+    zero, _ = quantize_per_tensor(torch.zeros(4))
+    assert torch.equal(zero.float(), torch.zeros(4))
+
+
+def test_fp8_attention_is_close_to_sdpa_and_keeps_the_layout():
+    q, k, v = _attention_inputs()
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    out = fp8_attention(q, k, v)
+    assert out.dtype == q.dtype and out.shape == q.shape and out.stride() == q.stride()
+    assert 0 < rel(out, expected) < 0.1  # e4m3 q, k, v, probabilities and output: a few percent each
+
+
+def test_fp8_sdpa_is_a_well_formed_custom_op():
+    q, k, v = _attention_inputs(tokens=64)
+    (q8, sq), (k8, sk), (v8, sv) = (quantize_per_tensor(t) for t in (q, k, v))
+    # the fake (meta) implementation torch.compile traces with agrees with the real one on shape, dtype and
+    # strides (opcheck's other checks do arithmetic that float8 tensors do not support on the CPU)
+    torch.library.opcheck(fp8_sdpa, (q8, k8, v8, sq, sk, sv, sv), test_utils=("test_faketensor",))
+    compiled = torch.compile(fp8_attention, fullgraph=True)
+    assert torch.equal(compiled(q, k, v), fp8_attention(q, k, v))
+
+
+def test_fp8_processor_runs_diffusers_steps_around_the_kernel(tiny_model):
+    pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
+    block = pipe.transformer.transformer_blocks[0]
+    g = torch.Generator().manual_seed(0)
+    hidden = torch.randn(1, 18, block.attn1.to_q.in_features, generator=g)
+    rope = pipe.transformer.rope(torch.zeros(1, 16, 3, 4, 6))  # the DiT's rotary embedding for 3x2x3 patches
+    with torch.no_grad():
+        stock = block.attn1(hidden, image_rotary_emb=rope)
+        block.attn1.set_processor(Fp8SelfAttnProcessor(attention=torch.nn.functional.scaled_dot_product_attention))
+        same_steps = block.attn1(hidden, image_rotary_emb=rope)
+        block.attn1.set_processor(Fp8SelfAttnProcessor())
+        fp8 = block.attn1(hidden, image_rotary_emb=rope)
+    torch.testing.assert_close(same_steps, stock)  # projections, QK norms, RoPE, output projection: diffusers' own
+    assert 0 < rel(fp8, stock) < 0.1
+    with pytest.raises(ValueError, match="self-attention"):
+        block.attn1.processor(block.attn1, hidden, encoder_hidden_states=hidden)
+
+
+def test_use_fp8_attention_switches_every_self_attention(tiny_model):
+    pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
+    assert use_fp8_attention(pipe.transformer) == 2
+    for block in pipe.transformer.transformer_blocks:
+        assert isinstance(block.attn1.processor, Fp8SelfAttnProcessor)
+        assert not isinstance(block.attn2.processor, Fp8SelfAttnProcessor)  # cross-attention stays as it was
+
+
+@pytest.mark.parametrize("options", [("fp8_matmuls",), ("fp8_matmuls", "fp8_attention")])
+def test_generation_with_fp8_is_recorded_and_close(tiny_model, tmp_path, options):
     pairs = tmp_path / "pairs"
     pairs.mkdir()
     Image.fromarray((np.random.RandomState(0).rand(64, 96, 3) * 255).astype(np.uint8)).save(pairs / "p0.png")
@@ -126,11 +194,11 @@ def test_generation_with_fp8_matmuls_is_recorded_and_close(tiny_model, tmp_path)
     for fp8 in (False, True):
         cfg = GenerateConfig(model=str(tiny_model), revision=None, pairs_dir=pairs, out_dir=tmp_path / "out",
                              height=64, width=96, num_frames=9, num_steps=2, dtype="float32", device="cpu",
-                             fp8_matmuls=fp8)
+                             **{name: fp8 for name in options})
         result = generate_videos(cfg)
         assert result.num_skipped == 0  # switching FP8 on regenerates: it changes the pixels
         row = read_jsonl(result.manifest)[0]
-        assert row.get("fp8_matmuls", False) is fp8
+        assert all(row.get(name, False) is fp8 for name in options)
         videos[fp8] = read_video(Path(row["video"]))[0].astype(np.float64)
     mse = np.mean((videos[True] - videos[False]) ** 2)
     assert 0 < mse and 10 * np.log10(255**2 / mse) > 25  # the same video, moved by FP8 rounding

@@ -3,8 +3,8 @@
 Reference (diffusers examples/cosmos eval): `pipe(image=..., prompt=..., latents=<NumPy noise>)` with the text
 encoder, DiT and VAE resident, 93 frames, 36 steps, guidance 7 at 432x768. Ours (`cosmos_synth.generate`): the text
 encoder streamed from host memory to encode every prompt once and then released, the DiT's blocks compiled once,
-the same latents and scheduler; `--sides reference,ours,ours_fp8` adds our path with the block linears in FP8
-(`generate.fp8_matmuls`). Each side: one short warm-up call (2 steps; it pays for compilation and
+the same latents and scheduler; `--sides` adds our path with the block linears in FP8 (ours_fp8:
+`generate.fp8_matmuls`) and with their self-attention in FP8 too (ours_fp8_attention). Each side: one short warm-up call (2 steps; it pays for compilation and
 autotuning), then `--videos` timed videos with seeds 0..n-1; median seconds per video, peak GPU memory, and PSNR
 between the two sides' decoded frames for the same seed. Full-size random weights.
 
@@ -34,7 +34,8 @@ from cosmos_synth.config import GenerateConfig  # noqa: E402
 from cosmos_synth.generate import (  # noqa: E402
     Pair, encode_prompts, generate_video, list_pairs, prepare_pipeline, release_text_encoder,
 )
-from cosmos_synth.speed import compile_blocks, use_fp8_matmuls  # noqa: E402
+from cosmos_synth.fp8_attention import Fp8SelfAttnProcessor, use_fp8_attention  # noqa: E402
+from cosmos_synth.speed import Fp8Linear, compile_blocks, use_fp8_matmuls  # noqa: E402
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,7 +72,9 @@ def reset_peak(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-SIDES = ("ours", "ours_fp8")  # ours_fp8: the same with the block linears in FP8 (generate.fp8_matmuls)
+# ours_fp8: the block linears in FP8 too (generate.fp8_matmuls); ours_fp8_attention: and their self-attention
+# (generate.fp8_attention). The FP8 switches happen in place, so a later side keeps an earlier side's.
+SIDES = ("ours", "ours_fp8", "ours_fp8_attention")
 
 
 def main() -> None:
@@ -147,10 +150,11 @@ def run_side(side, pipe, cfg, warm, pairs, embeds, negative, reference, ref_s, e
     """One of our sides: compile, warm up, time every video, compare each with the reference's frames."""
     device = cfg.device
     reset_peak(device)
-    converted = 0
-    if side == "ours_fp8":
+    if side in ("ours_fp8", "ours_fp8_attention"):
         pipe.transformer.requires_grad_(False)  # as generate.prepare_pipeline does for fp8_matmuls
-        converted = use_fp8_matmuls(pipe.transformer)  # in place: any later side runs in FP8 too
+        use_fp8_matmuls(pipe.transformer)  # (a no-op for layers already converted)
+    if side == "ours_fp8_attention":
+        use_fp8_attention(pipe.transformer)
     torch._dynamo.reset()  # a fresh compilation per side
     compile_blocks(pipe.transformer)
     generate_video(pipe, warm, pairs[0], embeds[pairs[0].sample_id], negative)  # warm-up: compiles the blocks
@@ -162,7 +166,10 @@ def run_side(side, pipe, cfg, warm, pairs, embeds, negative, reference, ref_s, e
     our_s = statistics.median(our_times) + encode_s / len(pairs)
     return {"s_per_video": round(our_s, 2), "times": [round(t, 2) for t in our_times],
             "prompt_encoding_s": round(encode_s, 2), "peak_gib": max(encode_peak, peak_gib(device)),
-            "speedup": round(ref_s / our_s, 2), "fp8_linears": converted,
+            "speedup": round(ref_s / our_s, 2),
+            "fp8_linears": sum(isinstance(m, Fp8Linear) for m in pipe.transformer.modules()),
+            "fp8_attention_blocks": sum(isinstance(b.attn1.processor, Fp8SelfAttnProcessor)
+                                        for b in pipe.transformer.transformer_blocks),
             "psnr_db": [round(psnr(a, b), 2) for a, b in zip(reference, ours)]}
 
 

@@ -41,7 +41,7 @@ def main(name: str, out: str) -> None:
         import generate
 
         sys.argv = ["generate", *common, "--videos", "1", "--work", str(Path(out) / "work"),
-                    "--sides", "reference,ours,ours_fp8", "--profile"]
+                    "--sides", "reference,ours,ours_fp8,ours_fp8_attention", "--profile"]
         generate.main()
     elif name == "dit_probe":
         import dit_probe

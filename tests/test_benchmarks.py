@@ -16,7 +16,7 @@ SMOKE = Path(__file__).with_name("benchmark_smoke.py")
 def run_smoke(name: str, out: Path) -> dict:
     done = subprocess.run([sys.executable, str(SMOKE), name, str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    suffix = "-ours-ours_fp8" if name == "generate" else ""
+    suffix = "-ours-ours_fp8-ours_fp8_attention" if name == "generate" else ""
     return json.loads((out / f"{name}-cpu{suffix}.json").read_text())
 
 
@@ -34,14 +34,19 @@ def test_benchmark_harness_runs_on_cpu(name, tmp_path):
         assert all(rows[v]["kernel_breakdown"]["groups_s"] for v in ("fast_sac14", "fast_sac14_fp8", "low_memory"))
     elif name == "generate":
         assert record["videos"] == 1 and record["reference"]["s_per_video"] > 0
-        assert record["command"].endswith("--sides reference,ours,ours_fp8")
-        assert record["ours"]["s_per_video"] > 0 and record["ours_fp8"]["s_per_video"] > 0
-        assert record["ours"]["profile_4_steps"]["steps"] == 4 and record["ours"]["profile_4_steps"]["groups_s"]
-        assert min(record["ours"]["psnr_db"]) >= 35  # our path reproduces the reference pipeline call
-        # FP8 in the 10 linears of each of the 4 toy blocks: it moves pixels, but the video is still the reference's
-        # (two unrelated random videos are ≈ 8 dB apart)
-        assert record["ours"]["fp8_linears"] == 0 and record["ours_fp8"]["fp8_linears"] == 40
-        assert 20 <= min(record["ours_fp8"]["psnr_db"]) and record["ours_fp8"]["psnr_db"] != record["ours"]["psnr_db"]
+        assert record["command"].endswith("--sides reference,ours,ours_fp8,ours_fp8_attention")
+        ours, fp8, fp8_attention = (record[s] for s in ("ours", "ours_fp8", "ours_fp8_attention"))
+        assert ours["s_per_video"] > 0 and fp8["s_per_video"] > 0 and fp8_attention["s_per_video"] > 0
+        assert ours["profile_4_steps"]["steps"] == 4 and ours["profile_4_steps"]["groups_s"]
+        assert min(ours["psnr_db"]) >= 35  # our path reproduces the reference pipeline call
+        # FP8 in the 10 linears of each of the 4 toy blocks, then in their self-attention too: it moves pixels, but
+        # the video is still the reference's (two unrelated random videos are ≈ 8 dB apart)
+        assert (ours["fp8_linears"], fp8["fp8_linears"], fp8_attention["fp8_linears"]) == (0, 40, 40)
+        assert (ours["fp8_attention_blocks"], fp8["fp8_attention_blocks"], fp8_attention["fp8_attention_blocks"]) \
+            == (0, 0, 4)
+        for side in (fp8, fp8_attention):
+            assert 20 <= min(side["psnr_db"]) and side["psnr_db"] != ours["psnr_db"]
+        assert fp8_attention["psnr_db"] != fp8["psnr_db"]
     else:
         variants = [(v["variant"], v["batch"]) for v in record["forward"]["variants"]]
         assert variants == [("eager", 1), ("outside the blocks (eager)", 1), ("compiled blocks", 1),

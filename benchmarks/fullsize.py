@@ -38,14 +38,16 @@ def building_on(device: str, dtype: torch.dtype):
         torch.set_default_dtype(previous)
 
 
-def build_pipeline(vae, device: str = "cuda", *, text_encoder: bool = True):
-    """A full-size pipeline with fresh random DiT and text-encoder weights (the VAE is shared between runs)."""
+def build_pipeline(vae, device: str = "cuda", *, text_encoder: bool = True, seed: int = 0):
+    """A full-size pipeline with fresh random DiT and text-encoder weights, drawn from `seed` (the VAE is shared
+    between runs)."""
     from diffusers import Cosmos2_5_PredictBasePipeline, CosmosTransformer3DModel, UniPCMultistepScheduler
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     from cosmos_synth.models import _build_tiny_tokenizer
     from cosmos_synth.safety import NoOpSafetyChecker
 
+    torch.manual_seed(seed)  # the same weights every run: comparisons (PSNR, losses) repeat exactly
     with building_on(device, torch.bfloat16):
         transformer = CosmosTransformer3DModel(**TRANSFORMER)
         encoder = Qwen2_5_VLForConditionalGeneration(
@@ -63,9 +65,11 @@ def build_pipeline(vae, device: str = "cuda", *, text_encoder: bool = True):
 
 
 
-def build_vae(device: str = "cuda"):
+def build_vae(device: str = "cuda", *, seed: int = 0):
+    """The full-size Wan2.1 VAE with random weights drawn from `seed`."""
     from diffusers import AutoencoderKLWan
 
+    torch.manual_seed(seed)
     with building_on(device, torch.bfloat16):
         return AutoencoderKLWan(**VAE)
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fullsize as fs  # noqa: E402
 
-from cosmos_synth.speed import compile_blocks  # noqa: E402
+from cosmos_synth.speed import compile_blocks, to_e4m3  # noqa: E402
 
 TOKENS_SHAPE = (24, 54, 96)  # latent frames, height, width at 93x432x768
 
@@ -101,11 +101,7 @@ def attention_section(device, tokens: int, heads: int, dim: int, repeat: int) ->
 def fp8_attention_row(q, k, v) -> dict:
     """Does torch's SDPA take float8_e4m3fn inputs (per-tensor scales folded into `scale`)? On torch 2.11 it does
     not; only the public entry point is tried, since the private cuDNN/flash ops fault on FP8 inputs."""
-    def quantise(x):
-        scale = x.abs().amax().float() / torch.finfo(torch.float8_e4m3fn).max
-        return (x.float() / scale).to(torch.float8_e4m3fn), scale
-
-    (q8, sq), (k8, sk), (v8, sv) = quantise(q), quantise(k), quantise(v)
+    (q8, sq), (k8, sk), (v8, sv) = (to_e4m3(t, per_row=False) for t in (q, k, v))
     row = {"backend": "fp8 e4m3 inputs (F.scaled_dot_product_attention)"}
     try:
         out = torch.nn.functional.scaled_dot_product_attention(q8, k8, v8, scale=float(sq * sk) / q.shape[-1] ** 0.5)

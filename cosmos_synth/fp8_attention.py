@@ -3,7 +3,7 @@
 torch's `scaled_dot_product_attention` takes no FP8 inputs, so `use_fp8_attention` swaps the DiT blocks'
 self-attention processors for one that runs the same steps as diffusers' (projections, QK RMS norms, RoPE), then:
 
-    q, k, v -> e4m3, one scale per tensor (scale = 448 / amax)
+    q, k, v -> e4m3, one scale per tensor (its largest |value| at e4m3's 448)
     S = q k^T / sqrt(d) in float32;  P = softmax(S), quantised to e4m3 at scale 448;  O = P v in float32
     O -> e4m3 at v's scale, then back to the model's dtype
 
@@ -21,48 +21,43 @@ import math
 
 import torch
 
+from cosmos_synth.speed import E4M3, E4M3_MAX, to_e4m3
+
 logger = logging.getLogger(__name__)
 
-E4M3 = torch.float8_e4m3fn
-E4M3_MAX = torch.finfo(E4M3).max
-_GRAPHS: dict[tuple, tuple] = {}  # one built cuDNN graph per (device, shapes, strides)
-_HANDLES: dict[int, object] = {}  # one cuDNN handle per GPU
+_GRAPHS: dict[tuple, tuple] = {}  # per (device, shapes, strides): built cuDNN graph, its tensors, workspace, scratch
+_DEVICES: dict[int, tuple] = {}  # per GPU: cuDNN handle, the probabilities' descale and scale (1/448, 448)
 
 
-def quantize_per_tensor(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(e4m3 tensor, float32 scale of shape (1,)) with x ≈ e4m3.float() / scale; the largest |x| maps to 448."""
-    scale = (E4M3_MAX / x.abs().amax().float().clamp(min=1e-12)).reshape(1)
-    return (x.float() * scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3), scale
-
-
-def fp8_attention_reference(q8, k8, v8, scale_q, scale_k, scale_v, scale_o) -> torch.Tensor:
+def fp8_attention_reference(q8, k8, v8, descale_q, descale_k, descale_v, descale_o) -> torch.Tensor:
     """The FP8 attention arithmetic in plain torch, (B, H, S, D) e4m3 in and out; see the module docstring."""
-    q, k, v = q8.float() / scale_q, k8.float() / scale_k, v8.float() / scale_v
+    q, k, v = q8.float() * descale_q, k8.float() * descale_k, v8.float() * descale_v
     probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
     probs = (probs * E4M3_MAX).to(E4M3).float() / E4M3_MAX
-    return ((probs @ v) * scale_o).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
+    return ((probs @ v) / descale_o).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3)
 
 
 @torch.library.custom_op("cosmos_synth::fp8_sdpa", mutates_args=())
-def fp8_sdpa(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, scale_q: torch.Tensor, scale_k: torch.Tensor,
-             scale_v: torch.Tensor, scale_o: torch.Tensor) -> torch.Tensor:
-    """Attention over e4m3 (B, H, S, D) inputs with per-tensor scales; e4m3 output at scale_o, q's strides."""
+def fp8_sdpa(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, descale_q: torch.Tensor,
+             descale_k: torch.Tensor, descale_v: torch.Tensor, descale_o: torch.Tensor) -> torch.Tensor:
+    """Attention over e4m3 (B, H, S, D) inputs, each ≈ its e4m3 values times its per-tensor descale; the e4m3
+    output (≈ out8 * descale_o) has q's strides."""
     if q8.is_cuda:
-        return _cudnn_fp8_sdpa(q8, k8, v8, scale_q, scale_k, scale_v, scale_o)
+        return _cudnn_fp8_sdpa(q8, k8, v8, descale_q, descale_k, descale_v, descale_o)
     out = torch.empty_strided(q8.shape, q8.stride(), dtype=E4M3, device=q8.device)
-    return out.copy_(fp8_attention_reference(q8, k8, v8, scale_q, scale_k, scale_v, scale_o))
+    return out.copy_(fp8_attention_reference(q8, k8, v8, descale_q, descale_k, descale_v, descale_o))
 
 
 @fp8_sdpa.register_fake
-def _(q8, k8, v8, scale_q, scale_k, scale_v, scale_o):
+def _(q8, k8, v8, descale_q, descale_k, descale_v, descale_o):
     return torch.empty_strided(q8.shape, q8.stride(), dtype=E4M3, device=q8.device)
 
 
 def fp8_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     """softmax(q k^T / sqrt(d)) v for (B, H, S, D) inputs, computed in FP8, returned in query's dtype."""
-    (q8, sq), (k8, sk), (v8, sv) = (quantize_per_tensor(t) for t in (query, key, value))
-    out8 = fp8_sdpa(q8, k8, v8, sq, sk, sv, sv)  # |out| <= max |v|, so v's scale keeps the output in range
-    return (out8.float() / sv).to(query.dtype)
+    (q8, dq), (k8, dk), (v8, dv) = (to_e4m3(t, per_row=False) for t in (query, key, value))
+    out8 = fp8_sdpa(q8, k8, v8, dq, dk, dv, dv)  # |out| <= max |v|, so v's scale keeps the output in range
+    return (out8.float() * dv).to(query.dtype)
 
 
 class Fp8SelfAttnProcessor:
@@ -113,23 +108,22 @@ def use_fp8_attention(transformer) -> int:
     return len(transformer.transformer_blocks)
 
 
-def _cudnn_fp8_sdpa(q8, k8, v8, scale_q, scale_k, scale_v, scale_o) -> torch.Tensor:
+def _cudnn_fp8_sdpa(q8, k8, v8, descale_q, descale_k, descale_v, descale_o) -> torch.Tensor:
     import cudnn
 
     device = q8.device.index if q8.device.index is not None else torch.cuda.current_device()
-    handle = _HANDLES.get(device)
-    if handle is None:
-        handle = _HANDLES[device] = cudnn.create_handle()
+    if device not in _DEVICES:
+        probs = torch.full((1, 1, 1, 1), E4M3_MAX, device=q8.device)
+        _DEVICES[device] = (cudnn.create_handle(), 1.0 / probs, probs)
+    handle, descale_s, scale_s = _DEVICES[device]
     cudnn.set_stream(handle=handle, stream=torch.cuda.current_stream(q8.device).cuda_stream)
     key = (device, tuple(q8.shape), tuple(k8.shape), q8.stride(), k8.stride(), v8.stride())
     if key not in _GRAPHS:
         _GRAPHS[key] = _build_graph(cudnn, handle, q8, k8, v8)
-    graph, tensors, workspace_size = _GRAPHS[key]
+    graph, tensors, workspace_size, amax_scratch = _GRAPHS[key]
     out = torch.empty_strided(q8.shape, q8.stride(), dtype=E4M3, device=q8.device)
-    one = torch.ones(1, 1, 1, 1, device=q8.device)
-    values = [q8, k8, v8, *(1.0 / s.reshape(1, 1, 1, 1) for s in (scale_q, scale_k, scale_v)),
-              one / E4M3_MAX, one * E4M3_MAX, scale_o.reshape(1, 1, 1, 1).float(), out,
-              torch.empty(1, 1, 1, 1, device=q8.device), torch.empty(1, 1, 1, 1, device=q8.device)]
+    values = [q8, k8, v8, *(d.reshape(1, 1, 1, 1) for d in (descale_q, descale_k, descale_v)), descale_s, scale_s,
+              (1.0 / descale_o).reshape(1, 1, 1, 1), out, *amax_scratch]
     workspace = torch.empty(workspace_size, device=q8.device, dtype=torch.uint8)
     graph.execute(dict(zip(tensors, values)), workspace, handle=handle)
     return out
@@ -156,4 +150,5 @@ def _build_graph(cudnn, handle, q8, k8, v8):
     graph.check_support()
     graph.build_plans()
     logger.info("built cuDNN FP8 attention for q %s", tuple(q8.shape))
-    return graph, (q, k, v, *scalars, out, amax_s, amax_o), graph.get_workspace_size()
+    scratch = tuple(torch.empty(1, 1, 1, 1, device=q8.device) for _ in range(2))  # amaxes cuDNN writes, unread
+    return graph, (q, k, v, *scalars, out, amax_s, amax_o), graph.get_workspace_size(), scratch

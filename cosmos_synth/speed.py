@@ -97,15 +97,18 @@ def compile_blocks(transformer, *, activation_memory_budget: float | None = None
 # The DiT block linears whose matmuls `use_fp8_matmuls` moves to FP8: attention projections and MLP, nearly all of a
 # block's GEMM time. The small adaLN modulation layers (a few rows each) stay in bf16.
 FP8_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
-_E4M3 = torch.float8_e4m3fn
-_E4M3_MAX = torch.finfo(_E4M3).max
+E4M3 = torch.float8_e4m3fn
+E4M3_MAX = torch.finfo(E4M3).max
 
 
-def to_e4m3(tensor: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(e4m3 tensor, float32 scale) with one scale per row (last dim): tensor ≈ e4m3.float() * scale."""
-    amax = tensor.abs().amax(dim=-1, keepdim=True).float().clamp(min=1e-12)
-    scale = amax / _E4M3_MAX
-    return (tensor.float() / scale).clamp(-_E4M3_MAX, _E4M3_MAX).to(_E4M3), scale
+def to_e4m3(tensor: torch.Tensor, *, per_row: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """(e4m3 tensor, float32 scale) with tensor ≈ e4m3.float() * scale; the largest |value| maps to e4m3's 448.
+
+    per_row: one scale per row (over the last dim, shape (..., 1)); else one for the whole tensor (shape (1,)).
+    """
+    amax = tensor.abs().amax(dim=-1, keepdim=True) if per_row else tensor.abs().amax().reshape(1)
+    scale = amax.float().clamp(min=1e-12) / E4M3_MAX
+    return (tensor.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(E4M3), scale
 
 
 class _Fp8Matmul(torch.autograd.Function):

@@ -19,7 +19,7 @@ from PIL import Image
 from cosmos_synth.config import GenerateConfig, TrainConfig
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.fp8_attention import (
-    Fp8SelfAttnProcessor, fp8_attention, fp8_sdpa, quantize_per_tensor, use_fp8_attention,
+    Fp8SelfAttnProcessor, fp8_attention, fp8_sdpa, use_fp8_attention,
 )
 from cosmos_synth.generate import generate_videos
 from cosmos_synth.models import load_pipeline
@@ -133,10 +133,10 @@ def _attention_inputs(seed: int = 0, tokens: int = 256):
 
 def test_per_tensor_e4m3_uses_the_whole_range():
     x = torch.randn(3, 50) * 1e-3
-    q, scale = quantize_per_tensor(x)
+    q, scale = to_e4m3(x, per_row=False)
     assert q.dtype == torch.float8_e4m3fn and scale.shape == (1,)
-    assert q.float().abs().max().item() == 448.0 and rel(q.float() / scale, x) < 0.05
-    zero, _ = quantize_per_tensor(torch.zeros(4))
+    assert q.float().abs().max().item() == 448.0 and rel(q.float() * scale, x) < 0.05
+    zero, _ = to_e4m3(torch.zeros(4), per_row=False)
     assert torch.equal(zero.float(), torch.zeros(4))
 
 
@@ -150,7 +150,7 @@ def test_fp8_attention_is_close_to_sdpa_and_keeps_the_layout():
 
 def test_fp8_sdpa_is_a_well_formed_custom_op():
     q, k, v = _attention_inputs(tokens=64)
-    (q8, sq), (k8, sk), (v8, sv) = (quantize_per_tensor(t) for t in (q, k, v))
+    (q8, sq), (k8, sk), (v8, sv) = (to_e4m3(t, per_row=False) for t in (q, k, v))
     # the fake (meta) implementation torch.compile traces with agrees with the real one on shape, dtype and
     # strides (opcheck's other checks do arithmetic that float8 tensors do not support on the CPU)
     torch.library.opcheck(fp8_sdpa, (q8, k8, v8, sq, sk, sv, sv), test_utils=("test_faketensor",))

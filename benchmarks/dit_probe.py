@@ -137,13 +137,8 @@ def build_transformer(device):
 
 
 def kernel_breakdown(transformer, inputs, device) -> dict:
-    from torch.profiler import ProfilerActivity, profile
-
-    activity = ProfilerActivity.CUDA if device == "cuda" else ProfilerActivity.CPU
-    with torch.no_grad(), profile(activities=[activity]) as prof:
-        transformer(**inputs)
-        sync(device)
-    return fs.kernel_groups(prof, device)
+    with torch.no_grad():
+        return fs.profile_kernels(lambda: transformer(**inputs), device)[1]
 
 
 def fp8_blocks(transformer) -> None:

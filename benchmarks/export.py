@@ -166,8 +166,9 @@ def table(rows: list[dict]) -> str:
         per = r["per_format_episodes_per_s"]
         rss = "/".join(str(r["rss_mib_at"].get(k, "-")) for k in ("start", "10%", "50%", "100%"))
         lines.append(" | ".join(str(v) for v in (
-            "+".join(r["formats"]), r["episodes"], r["frames_per_episode"], f"{r['height']}x{r['width']}", r["writers_s"], r["episodes_per_s"],
-            per.get("robomimic", "-"), per.get("lerobot", "-"), per.get("groot", "-"), r["peak_rss_mib"], rss, r["maxrss_mib"])))
+            "+".join(r["formats"]), r["episodes"], r["frames_per_episode"], f"{r['height']}x{r['width']}",
+            r["writers_s"], r["episodes_per_s"], per.get("robomimic", "-"), per.get("lerobot", "-"),
+            per.get("groot", "-"), r["peak_rss_mib"], rss, r["maxrss_mib"])))
     return "\n".join(f"| {line} |" for line in lines)
 
 

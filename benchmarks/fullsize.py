@@ -7,6 +7,7 @@ smoke run on CPU can shrink them (tests/benchmark_smoke.py, run by tests/test_be
 from __future__ import annotations
 
 import contextlib
+import time
 
 import torch
 
@@ -80,6 +81,19 @@ def test_video(num_frames: int, seed: int = 0) -> torch.Tensor:
     y, x = torch.meshgrid(torch.arange(HEIGHT), torch.arange(WIDTH), indexing="ij")
     channels = [((x + 3 * t + 40 * seed) % 256), ((y // 2 + 0 * t) % 256), (((x + y) // 3 + 5 * t) % 256)]
     return (torch.stack(channels).float() / 127.5 - 1.0).unsqueeze(0)
+
+
+def profile_kernels(fn, device: str) -> tuple[float, dict]:
+    """Run `fn` once under the profiler: (wall seconds, `kernel_groups` of what it ran)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA if device == "cuda" else ProfilerActivity.CPU]) as prof:
+        started = time.perf_counter()
+        fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+    return seconds, kernel_groups(prof, device)
 
 
 def kernel_groups(prof, device: str) -> dict:

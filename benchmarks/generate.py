@@ -4,9 +4,10 @@ Reference (diffusers examples/cosmos eval): `pipe(image=..., prompt=..., latents
 encoder, DiT and VAE resident, 93 frames, 36 steps, guidance 7 at 432x768. Ours (`cosmos_synth.generate`): the text
 encoder streamed from host memory to encode every prompt once and then released, the DiT's blocks compiled once,
 the same latents and scheduler; `--sides` adds our path with the block linears in FP8 (ours_fp8:
-`generate.fp8_matmuls`) and with their self-attention in FP8 too (ours_fp8_attention). Each side: one short warm-up call (2 steps; it pays for compilation and
-autotuning), then `--videos` timed videos with seeds 0..n-1; median seconds per video, peak GPU memory, and PSNR
-between the two sides' decoded frames for the same seed. Full-size random weights.
+`generate.fp8_matmuls`) and with their self-attention in FP8 too (ours_fp8_attention). Each side: one short
+warm-up call (2 steps; it pays for compilation and autotuning), then `--videos` timed videos with seeds 0..n-1;
+median seconds per video, peak GPU memory, and PSNR between the two sides' decoded frames for the same seed.
+Full-size random weights.
 
     python benchmarks/generate.py --out benchmarks/results
 """
@@ -34,8 +35,8 @@ from cosmos_synth.config import GenerateConfig  # noqa: E402
 from cosmos_synth.generate import (  # noqa: E402
     Pair, encode_prompts, generate_video, list_pairs, prepare_pipeline, release_text_encoder,
 )
-from cosmos_synth.fp8_attention import Fp8SelfAttnProcessor, use_fp8_attention  # noqa: E402
-from cosmos_synth.speed import Fp8Linear, compile_blocks, use_fp8_matmuls  # noqa: E402
+from cosmos_synth.fp8_attention import Fp8SelfAttnProcessor  # noqa: E402
+from cosmos_synth.speed import Fp8Linear, compile_blocks  # noqa: E402
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -150,11 +151,9 @@ def run_side(side, pipe, cfg, warm, pairs, embeds, negative, reference, ref_s, e
     """One of our sides: compile, warm up, time every video, compare each with the reference's frames."""
     device = cfg.device
     reset_peak(device)
-    if side in ("ours_fp8", "ours_fp8_attention"):
-        pipe.transformer.requires_grad_(False)  # as generate.prepare_pipeline does for fp8_matmuls
-        use_fp8_matmuls(pipe.transformer)  # (a no-op for layers already converted)
-    if side == "ours_fp8_attention":
-        use_fp8_attention(pipe.transformer)
+    # the library's own switches (the text encoder is already gone, so nothing to stream)
+    prepare_pipeline(dataclasses.replace(cfg, stream_text_encoder=False, fp8_matmuls=side != "ours",
+                                         fp8_attention=side == "ours_fp8_attention"), base=pipe)
     torch._dynamo.reset()  # a fresh compilation per side
     compile_blocks(pipe.transformer)
     generate_video(pipe, warm, pairs[0], embeds[pairs[0].sample_id], negative)  # warm-up: compiles the blocks
@@ -175,12 +174,8 @@ def run_side(side, pipe, cfg, warm, pairs, embeds, negative, reference, ref_s, e
 
 def profile_video(pipe, cfg: GenerateConfig, pair: Pair, embeds, negative) -> dict:
     """Kernel time by kind for one short video, next to its wall time (the difference: the GPU waiting on Python)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    activity = ProfilerActivity.CUDA if cfg.device == "cuda" else ProfilerActivity.CPU
-    with profile(activities=[activity]) as prof:
-        _, seconds = timed(cfg.device, lambda: generate_video(pipe, cfg, pair, embeds, negative))
-    return {"steps": cfg.num_steps, "wall_s": round(seconds, 3), **fs.kernel_groups(prof, cfg.device)}
+    seconds, groups = fs.profile_kernels(lambda: generate_video(pipe, cfg, pair, embeds, negative), cfg.device)
+    return {"steps": cfg.num_steps, "wall_s": round(seconds, 3), **groups}
 
 
 def _encode_once(pipe, cfg: GenerateConfig, pairs: list[Pair]):

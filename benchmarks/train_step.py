@@ -6,8 +6,9 @@ Ours: latents and prompt embeddings from the latent cache (text encoder gone, no
 torch.compile, fused AdamW, and checkpointed blocks that keep their attention outputs and recompute only the rest
 (`save_attention`): 14 or 16 such blocks (fast_sac14/16, the others keep everything) or every block (low_memory);
 the *_fp8 variants also run the frozen block linears in FP8 (`train.fp8_matmuls`). `--profile` adds a kernel-time
-breakdown of one step per variant to the JSON. Older variants stay runnable with --variants: whole-block recomputation (fast_ckpt14, low_memory_full) and the
-compiler's activation-memory budget instead of block checkpointing (fast_budget*).
+breakdown of one step per variant to the JSON. Older variants stay runnable with --variants: whole-block
+recomputation (fast_ckpt14, low_memory_full) and the compiler's activation-memory budget instead of block
+checkpointing (fast_budget*).
 All variants start from the same base weights, adapter initialisation and noise, so their first-step losses must
 agree within bf16 tolerance. Median of the timed steps after warm-up; full-size random weights at 93x432x768.
 
@@ -65,7 +66,8 @@ def fresh_transformer(device: str):
     return transformer, params, cfg
 
 
-def run_variant(name: str, pipe, inputs: dict, steps: int, warmup: int, device: str, profile: bool = False) -> dict:
+def run_variant(name: str, pipe, inputs: dict, steps: int, warmup: int, device: str,
+                profile: bool = False) -> dict:
     cached, layers, compiled, budget, policy, fp8 = VARIANTS[name]
     fused = cached  # ours: fused AdamW; the reference: the default
     transformer, params, cfg = fresh_transformer(device)
@@ -104,24 +106,11 @@ def run_variant(name: str, pipe, inputs: dict, steps: int, warmup: int, device: 
         sync()
         if step >= warmup:
             times.append(time.perf_counter() - started)
-    breakdown = profile_step(one_step, device) if profile else None
+    breakdown = fs.profile_kernels(one_step, device)[1] if profile else None  # one more step
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-    del transformer, params, optimizer
-    gc.collect()
     row = {"variant": name, "median_step_s": round(statistics.median(times), 3), "peak_gib": round(peak, 2),
            "first_loss": losses[0], "steps_timed": len(times)}
     return {**row, "kernel_breakdown": breakdown} if breakdown else row
-
-
-def profile_step(one_step, device: str) -> dict:
-    """Kernel time of one more step, by kind (attention forward + backward, matmuls, fused elementwise, other)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CUDA if device == "cuda" else ProfilerActivity.CPU]) as prof:
-        one_step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-    return fs.kernel_groups(prof, device)
 
 
 def main() -> None:
@@ -130,7 +119,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, from {', '.join(VARIANTS)}")
-    parser.add_argument("--profile", action="store_true", help="also profile one step of each variant but the reference")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile one step of each variant but the reference")
     parser.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run of the harness)")
     args = parser.parse_args()
     device, card = args.device, torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
@@ -155,6 +145,7 @@ def main() -> None:
             oom = isinstance(error, torch.OutOfMemoryError)
             results.append({"variant": name, "median_step_s": None, "peak_gib": "OOM" if oom else None,
                             "first_loss": None, **({} if oom else {"error": repr(error)[:500]})})
+        finally:  # the variant's model and optimizer went with its frame
             gc.collect()
             if device == "cuda":
                 torch.cuda.empty_cache()

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 from cosmos_synth.config import DemoDataConfig
 from cosmos_synth.sources.procedural import write_demo_dataset
@@ -36,6 +40,56 @@ def tiny_pipe(tiny_model: Path):
     from cosmos_synth.models import load_pipeline
 
     return load_pipeline(tiny_model, dtype="float32", device="cpu")
+
+
+@pytest.fixture()
+def tiny_dit_run(tiny_model: Path):
+    """A factory: forward + backward of a fresh float32 tiny DiT with a LoRA (or DoRA) adapter on fixed inputs.
+
+    `run(adapter="lora", prepare=None, during_backward=None)`: `prepare(transformer)` runs first (checkpointing,
+    FP8, ...); `during_backward`, a context manager, wraps the backward pass. The adapter's A and B weights are
+    drawn from seed 0 (B starts at zero, which would leave A without a gradient). Returns (output, adapter grads).
+    """
+    from cosmos_synth.config import TrainConfig
+    from cosmos_synth.models import load_pipeline
+    from cosmos_synth.train import add_adapter
+
+    def run(adapter: str = "lora", prepare=None, during_backward=None):
+        transformer = load_pipeline(tiny_model, dtype="float32", device="cpu").transformer
+        params = add_adapter(transformer, TrainConfig(data_dir=Path("."), out_dir=Path("."), adapter=adapter,
+                                                      rank=4, alpha=4, num_frames=9))
+        torch.manual_seed(0)
+        for name, param in transformer.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                torch.nn.init.normal_(param, std=0.05)
+        if prepare is not None:
+            prepare(transformer)
+        g = torch.Generator().manual_seed(1)
+        out = transformer(hidden_states=torch.randn(1, 16, 3, 4, 6, generator=g),
+                          timestep=torch.full((1, 1, 3, 1, 1), 0.5),
+                          encoder_hidden_states=torch.randn(1, 8, 32, generator=g),
+                          condition_mask=torch.zeros(1, 1, 3, 4, 6), padding_mask=torch.zeros(1, 1, 32, 48),
+                          return_dict=False)[0]
+        with during_backward or contextlib.nullcontext():
+            out.square().mean().backward()
+        return out.detach(), [p.grad.clone() for p in params]
+
+    return run
+
+
+@pytest.fixture()
+def make_pairs():
+    """A factory: `make_pairs(root, n=2)` writes n generation pairs into root, p<i>.png (seeded random 64x96 RGB)
+    with p<i>.txt (a prompt), and returns root."""
+    def make(root: Path, n: int = 2) -> Path:
+        root.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            image = (np.random.RandomState(i).rand(64, 96, 3) * 255).astype(np.uint8)
+            Image.fromarray(image).save(root / f"p{i}.png")
+            (root / f"p{i}.txt").write_text(f"The robot arm picks up cube {i}.")
+        return root
+
+    return make
 
 
 @pytest.fixture(scope="session")

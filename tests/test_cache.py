@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import shutil
 from pathlib import Path
@@ -17,7 +16,7 @@ from cosmos_synth.files import read_jsonl
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.preprocess import load_clip
 from cosmos_synth.speed import _ATTENTION_OPS, checkpoint_blocks
-from cosmos_synth.train import LOSS_LOG, add_adapter, encode_video, train
+from cosmos_synth.train import LOSS_LOG, encode_video, train
 
 
 def _cfg(model: Path, clips: Path, out: Path, **kw) -> CacheConfig:
@@ -84,32 +83,19 @@ def test_training_on_the_cache_needs_no_text_encoder(tiny_model, clips, tmp_path
     assert result["num_steps"] == 12 and len(losses) == 12 and all(map(torch.isfinite, torch.tensor(losses)))
 
 
-def _tiny_block_run(tiny_model, tmp_path, num_layers, policy="full", during_backward=None):
-    """Forward + backward of the tiny DiT with LoRA; `during_backward` (a context manager) wraps the backward."""
-    pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
-    cfg = TrainConfig(data_dir=tmp_path, out_dir=tmp_path, rank=4, alpha=4, num_frames=9)
-    params = add_adapter(pipe.transformer, cfg)
-    torch.manual_seed(0)
-    for p in params:
-        torch.nn.init.normal_(p, std=0.05)
-    if num_layers is not None:
-        assert len(checkpoint_blocks(pipe.transformer, num_layers, policy=policy)) == num_layers
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(1, 16, 3, 4, 6, generator=g)
-    out = pipe.transformer(hidden_states=x, timestep=torch.full((1, 1, 3, 1, 1), 0.5),
-                           encoder_hidden_states=torch.randn(1, 8, 32, generator=g),
-                           condition_mask=torch.zeros(1, 1, 3, 4, 6), padding_mask=torch.zeros(1, 1, 32, 48),
-                           return_dict=False)[0]
-    with during_backward or contextlib.nullcontext():
-        out.square().mean().backward()
-    return out.detach(), [p.grad.clone() for p in params]
+def _checkpointing(num_layers, policy="full"):
+    """A `tiny_dit_run` prepare step: checkpoint `num_layers` blocks (None: none) under `policy`."""
+    def prepare(transformer):
+        if num_layers is not None:
+            assert len(checkpoint_blocks(transformer, num_layers, policy=policy)) == num_layers
+    return prepare
 
 
 @pytest.mark.parametrize("policy", ["full", "save_attention"])
-def test_selective_checkpointing_keeps_values_and_gradients(tiny_model, tmp_path, policy):
-    plain_out, plain_grads = _tiny_block_run(tiny_model, tmp_path, None)
+def test_selective_checkpointing_keeps_values_and_gradients(tiny_dit_run, policy):
+    plain_out, plain_grads = tiny_dit_run()
     for layers in (1, 2):
-        out, grads = _tiny_block_run(tiny_model, tmp_path, layers, policy)
+        out, grads = tiny_dit_run(prepare=_checkpointing(layers, policy))
         torch.testing.assert_close(out, plain_out)
         for a, b in zip(grads, plain_grads):
             torch.testing.assert_close(a, b)
@@ -128,11 +114,11 @@ class _CountAttention(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def test_save_attention_policy_does_not_recompute_attention(tiny_model, tmp_path):
+def test_save_attention_policy_does_not_recompute_attention(tiny_dit_run):
     counts = {}
     for policy in ("full", "save_attention"):
         counter = _CountAttention()
-        _tiny_block_run(tiny_model, tmp_path, 2, policy, during_backward=counter)
+        tiny_dit_run(prepare=_checkpointing(2, policy), during_backward=counter)
         counts[policy] = counter.calls
     # The tiny DiT has 2 blocks, each with a self- and a cross-attention: "full" reruns all 4 in the backward pass,
     # "save_attention" only the 2 cheap cross-attentions (8 prompt tokens).

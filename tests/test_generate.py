@@ -7,20 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from cosmos_synth.config import GenerateConfig
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import generate_video, generate_videos, latent_shape, list_pairs, numpy_latents
 from cosmos_synth.video import read_video
-
-
-def _pairs(root: Path, n: int = 2) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(n):
-        Image.fromarray((np.random.RandomState(i).rand(64, 96, 3) * 255).astype(np.uint8)).save(root / f"p{i}.png")
-        (root / f"p{i}.txt").write_text(f"The robot arm picks up cube {i}.")
-    return root
 
 
 def _config(model: Path, pairs: Path, out: Path, **kw) -> GenerateConfig:
@@ -48,8 +39,8 @@ def test_latent_shape_follows_the_vae():
     assert latent_shape(cfg) == (1, 16, 24, 54, 96)
 
 
-def test_same_seed_gives_identical_frames(tiny_pipe, tmp_path):
-    cfg = _config(Path("unused"), _pairs(tmp_path / "pairs"), tmp_path / "out")
+def test_same_seed_gives_identical_frames(tiny_pipe, tmp_path, make_pairs):
+    cfg = _config(Path("unused"), make_pairs(tmp_path / "pairs"), tmp_path / "out")
     pair = list_pairs(cfg.pairs_dir)[0]
     torch.manual_seed(1)
     first = generate_video(tiny_pipe, cfg, pair)
@@ -61,8 +52,8 @@ def test_same_seed_gives_identical_frames(tiny_pipe, tmp_path):
     assert not np.array_equal(first, other)
 
 
-def test_generate_writes_videos_and_manifest_then_skips(tiny_model, tmp_path):
-    cfg = _config(tiny_model, _pairs(tmp_path / "pairs", 3), tmp_path / "out")
+def test_generate_writes_videos_and_manifest_then_skips(tiny_model, tmp_path, make_pairs):
+    cfg = _config(tiny_model, make_pairs(tmp_path / "pairs", 3), tmp_path / "out")
     result = generate_videos(cfg)
     assert (result.num_videos, result.num_skipped) == (3, 0)
     rows = read_jsonl(result.manifest)
@@ -88,8 +79,8 @@ def test_generate_writes_videos_and_manifest_then_skips(tiny_model, tmp_path):
     assert [r["seed"] for r in read_jsonl(reseeded.manifest)] == [10, 11, 12]
 
 
-def test_pair_errors_name_the_file(tmp_path):
-    pairs = _pairs(tmp_path / "pairs")
+def test_pair_errors_name_the_file(tmp_path, make_pairs):
+    pairs = make_pairs(tmp_path / "pairs")
     (pairs / "p1.txt").unlink()
     with pytest.raises(ValueError, match=r"p1.png has no partner p1.txt"):
         list_pairs(pairs)
@@ -103,17 +94,17 @@ def test_pair_errors_name_the_file(tmp_path):
         list_pairs(tmp_path / "nowhere")
 
 
-def test_missing_adapter_is_reported(tiny_model, tmp_path):
-    cfg = _config(tiny_model, _pairs(tmp_path / "pairs"), tmp_path / "out", adapter=tmp_path / "no-adapter")
+def test_missing_adapter_is_reported(tiny_model, tmp_path, make_pairs):
+    cfg = _config(tiny_model, make_pairs(tmp_path / "pairs"), tmp_path / "out", adapter=tmp_path / "no-adapter")
     with pytest.raises(ValueError, match="adapter file .*pytorch_lora_weights.safetensors does not exist"):
         generate_videos(cfg)
 
 
-def test_precomputed_embeddings_give_the_pipeline_call_frames(tiny_model, tmp_path):
+def test_precomputed_embeddings_give_the_pipeline_call_frames(tiny_model, tmp_path, make_pairs):
     from cosmos_synth.generate import encode_prompts, release_text_encoder
     from cosmos_synth.models import load_pipeline
 
-    cfg = _config(tiny_model, _pairs(tmp_path / "pairs", 2), tmp_path / "out")
+    cfg = _config(tiny_model, make_pairs(tmp_path / "pairs", 2), tmp_path / "out")
     pairs = list_pairs(cfg.pairs_dir)
     pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
     reference = [generate_video(pipe, cfg, p) for p in pairs]  # the plain pipeline call, prompt text in
@@ -124,11 +115,11 @@ def test_precomputed_embeddings_give_the_pipeline_call_frames(tiny_model, tmp_pa
         assert np.array_equal(generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative), frames)
 
 
-def test_encoding_only_the_conditioning_frame_changes_nothing(tiny_model, tmp_path):
+def test_encoding_only_the_conditioning_frame_changes_nothing(tiny_model, tmp_path, make_pairs):
     from cosmos_synth.generate import encode_conditioning_frames_only
     from cosmos_synth.models import load_pipeline
 
-    cfg = _config(tiny_model, _pairs(tmp_path / "pairs", 1), tmp_path / "out")
+    cfg = _config(tiny_model, make_pairs(tmp_path / "pairs", 1), tmp_path / "out")
     pair = list_pairs(cfg.pairs_dir)[0]
     pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
     encoded = []
@@ -142,10 +133,10 @@ def test_encoding_only_the_conditioning_frame_changes_nothing(tiny_model, tmp_pa
     assert np.array_equal(first, full)
 
 
-def test_frames_are_the_pipelines_numpy_output_rounded(tiny_pipe, tmp_path):
+def test_frames_are_the_pipelines_numpy_output_rounded(tiny_pipe, tmp_path, make_pairs):
     from cosmos_synth.generate import load_image
 
-    cfg = _config(Path("unused"), _pairs(tmp_path / "pairs", 1), tmp_path / "out")
+    cfg = _config(Path("unused"), make_pairs(tmp_path / "pairs", 1), tmp_path / "out")
     pair = list_pairs(cfg.pairs_dir)[0]
     ours = generate_video(tiny_pipe, cfg, pair)  # converted to uint8 as a tensor, where the frames are
     output = tiny_pipe(image=load_image(pair.image), prompt=pair.prompt, height=cfg.height, width=cfg.width,

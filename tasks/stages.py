@@ -124,8 +124,9 @@ def label_task(cfg: LabelConfig) -> LabelResult:
 @task(name="export")
 def export_task(cfg: ExportConfig) -> ExportResult:
     result = export_episodes(cfg)
-    create_table_artifact(key="exported-episodes", table=result.summary_rows(),
+    rows = result.summary_rows()
+    create_table_artifact(key="exported-episodes", table=rows,
                           description=f"{result.num_episodes} episodes, {result.num_frames} frames -> "
-                                      + ", ".join(row["path"] for row in result.summary_rows())
+                                      + ", ".join(row["path"] for row in rows)
                                       + (f" (GR00T skipped: {result.groot_skipped})" if result.groot_skipped else ""))
     return result

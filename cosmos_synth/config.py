@@ -38,22 +38,30 @@ def _check_size(height: int, width: int) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class DemoDataConfig:
-    """The procedural pick-and-place source: deterministic for a given seed."""
+    """The demo world's recorder (cosmos_synth.sources.procedural): expert rollouts, deterministic for a seed."""
 
-    out_dir: Path                       # dataset root to write (GR1 layout: metadata.csv, videos/, trajectories/, test/)
+    out_dir: Path                       # dataset root to write (GR1 layout: metadata.csv, videos/, trajectories/,
+                                        # test/ pairs, heldout/ episodes)
+    task_family: Literal["pick_place", "push"] = "pick_place"  # pick_place: the pretraining family; push: the new
+                                        # family the demo world model never saw
     num_episodes: int = 8               # training episodes
-    num_test_pairs: int = 4             # (seed image .png, prompt .txt) pairs under test/
-    num_frames: int = 33                # frames per episode video
+    num_test_pairs: int = 4             # held-out episodes: recorded under heldout/, their first frame + prompt as
+                                        # (image .png, prompt .txt) pairs under test/
+    num_frames: int = 17                # frames per episode (at least 8: the expert's phases)
     height: int = 64                    # pixels
     width: int = 96                     # pixels
     fps: int = 16                       # frames per second of the written videos
-    seed: int = 0                       # episode i uses seed + i
+    seed: int = 0                       # training episode i uses scene seed + i
+    heldout_seed: int = 1_000_000       # held-out episode k uses scene heldout_seed + k (a range of its own)
 
     def __post_init__(self) -> None:
         _require(self.num_episodes >= 1, f"num_episodes={self.num_episodes}: need at least 1 episode.")
         _require(self.num_test_pairs >= 0, f"num_test_pairs={self.num_test_pairs} must be >= 0.")
-        _require(self.num_frames >= 2, f"num_frames={self.num_frames}: an episode needs at least 2 frames.")
+        _require(self.num_frames >= 8, f"num_frames={self.num_frames}: an expert episode needs at least 8 frames.")
         _require(self.height >= 16 and self.width >= 16, "height and width must be at least 16 pixels.")
+        _require(self.seed + self.num_episodes <= self.heldout_seed or self.seed >= self.heldout_seed
+                 + self.num_test_pairs, f"seeds {self.seed}..{self.seed + self.num_episodes - 1} overlap the held-out "
+                 f"seeds from heldout_seed={self.heldout_seed}; move seed or heldout_seed apart.")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,18 +117,20 @@ class CacheConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """LoRA/DoRA fine-tuning of the Cosmos DiT with the reference flow-matching loss."""
+    """LoRA/DoRA (or full) fine-tuning of the Cosmos DiT with the reference flow-matching loss."""
 
     model: str = NVIDIA_MODEL                          # Hub id or local folder
     revision: str | None = NVIDIA_REVISION             # Hub revision (ignored for local folders)
     data_dir: Path                                     # preprocess output (clips/ + manifest.jsonl)
     out_dir: Path                                      # checkpoints/, pytorch_lora_weights.safetensors, logs
-    adapter: Literal["lora", "dora"] = "lora"
+    adapter: Literal["lora", "dora", "full"] = "lora"  # full: every DiT parameter trains (rank, alpha and
+                                                       # target_modules unused); weights go to out_dir/transformer/
     rank: int = 32                                     # LoRA rank r
     alpha: int = 32                                    # LoRA alpha (scale = alpha / rank)
     target_modules: tuple[str, ...] = TARGET_MODULES   # DiT linear layers that get adapters
     num_frames: int = 93                               # frames per training window (4k+1)
     num_epochs: int = 500                              # passes over the dataset; one window per video per epoch
+    batch_size: int = 1                                # clips per optimizer step and process (the reference: 1)
     learning_rate: float = 2**-14.5                    # AdamW peak learning rate
     weight_decay: float = 0.001
     max_grad_norm: float = 1.0
@@ -133,7 +143,7 @@ class TrainConfig:
     cond_frame_timestep: float = 0.0001                # timestep given to conditioning latent frames
     checkpoint_every_epochs: int = 100                 # accelerate checkpoint period
     seed: int = 0
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"  # frozen weights' dtype; LoRA params stay float32
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"  # frozen weights' dtype; trained params stay float32
     gradient_checkpointing: bool = True
     num_processes: int = 1                             # processes for `accelerate launch` (one per GPU)
     cpu: bool = False                                  # force CPU (tests, the demo)
@@ -164,6 +174,7 @@ class TrainConfig:
         _require(self.num_frames >= 5, f"num_frames={self.num_frames}: training needs at least 2 latent frames (5).")
         _require(self.rank >= 1 and self.alpha >= 1, f"rank={self.rank}, alpha={self.alpha} must be >= 1.")
         _require(self.num_epochs >= 1, f"num_epochs={self.num_epochs} must be >= 1.")
+        _require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1.")
         _require(0 <= self.cfg_dropout_prob <= 1, f"cfg_dropout_prob={self.cfg_dropout_prob} must be in [0, 1].")
         _require(0 <= self.f_min <= self.f_max <= 1, f"need 0 <= f_min ({self.f_min}) <= f_max ({self.f_max}) <= 1.")
         _require(self.checkpoint_every_epochs >= 1, "checkpoint_every_epochs must be >= 1.")

@@ -1,4 +1,4 @@
-"""The procedural demo source: determinism, layout, ground truth, idempotence."""
+"""The demo world's recorder: determinism, layout, ground truth that replays, held-out episodes, idempotence."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ import numpy as np
 import pytest
 
 from cosmos_synth.config import DemoDataConfig
-from cosmos_synth.sources.layout import METADATA_CSV, TEST_DIR, TRAJECTORIES_DIR, VIDEOS_DIR
-from cosmos_synth.sources.procedural import (
-    ACTION_NAMES, COLOURS, MARKER, STATE_NAMES, make_trajectory, write_demo_dataset,
+from cosmos_synth.demo_world import DemoWorld, Task, parse_prompt
+from cosmos_synth.files import read_jsonl
+from cosmos_synth.sources.layout import (
+    EPISODES_JSONL, HELDOUT_DIR, METADATA_CSV, TEST_DIR, TRAJECTORIES_DIR, VIDEOS_DIR,
 )
+from cosmos_synth.sources.procedural import ACTION_NAMES, MARKER, STATE_NAMES, write_demo_dataset
 from cosmos_synth.video import read_video, write_video
 
-SMALL = dict(num_episodes=3, num_test_pairs=2, num_frames=33, height=64, width=96, fps=16)
+SMALL = dict(num_episodes=3, num_test_pairs=2, num_frames=17, height=64, width=96, fps=16)
 
 
 def _write(root: Path, **overrides) -> Path:
@@ -48,64 +50,80 @@ def test_different_seeds_differ(tmp_path):
     assert np.abs(frames_a.astype(int) - frames_b.astype(int)).mean() > 1.0
 
 
-def test_layout_shapes_and_prompts(tmp_path):
-    root = _write(tmp_path / "data")
+@pytest.mark.parametrize("family, start", [("pick_place", "The robot arm picks up the "),
+                                           ("push", "The robot arm pushes the ")])
+def test_layout_shapes_and_prompts(tmp_path, family, start):
+    root = _write(tmp_path / "data", task_family=family)
     lines = (root / METADATA_CSV).read_text().splitlines()
-    assert len(lines) == SMALL["num_episodes"]
-    for i, line in enumerate(lines):
+    records = read_jsonl(root / EPISODES_JSONL)
+    assert len(lines) == len(records) == SMALL["num_episodes"]
+    for i, (line, record) in enumerate(zip(lines, records)):
         video, _, prompt = line.partition(",")
-        assert video == f"{VIDEOS_DIR}/episode_{i:04d}.mp4"
-        assert prompt.startswith("The robot arm picks up the ") and prompt.endswith(".")
-        assert sum(colour in prompt for colour in COLOURS) == 2  # object colour + container colour
+        assert video == f"{VIDEOS_DIR}/episode_{i:04d}.mp4" and prompt.startswith(start) and prompt.endswith(".")
+        assert record["name"] == f"episode_{i:04d}" and record["seed"] == i and record["success"] is True
+        assert parse_prompt(prompt) == Task(**record["task"]) and record["task"]["family"] == family
         frames, state, action = _load(root, f"episode_{i:04d}")
         assert frames.shape == (SMALL["num_frames"], SMALL["height"], SMALL["width"], 3)
         assert state.shape == (SMALL["num_frames"], len(STATE_NAMES)) and state.dtype == np.float32
         assert action.shape == (SMALL["num_frames"], len(ACTION_NAMES)) and action.dtype == np.float32
         assert state.min() >= 0.0 and state.max() <= 1.0
         assert np.abs(frames[1:].astype(int) - frames[:-1].astype(int)).max() > 50  # the scene moves
-        assert np.abs(frames[-1].astype(int) - frames[0].astype(int)).mean() > 1.0
-    assert json.loads((root / MARKER).read_text())["config"]["num_episodes"] == SMALL["num_episodes"]
+    assert json.loads((root / MARKER).read_text())["config"]["task_family"] == family
 
 
-def test_test_pairs(tmp_path):
+def test_test_pairs_are_the_first_frames_of_the_heldout_episodes(tmp_path):
     root = _write(tmp_path / "data")
-    for k in range(SMALL["num_test_pairs"]):
-        image = cv2.imread(str(root / TEST_DIR / f"pair_{k:04d}.png"))
-        assert image.shape == (SMALL["height"], SMALL["width"], 3)
-        prompt = (root / TEST_DIR / f"pair_{k:04d}.txt").read_text().strip()
-        assert prompt.startswith("The robot arm picks up the ")
+    heldout = root / HELDOUT_DIR
     assert len(list((root / TEST_DIR).iterdir())) == 2 * SMALL["num_test_pairs"]
-    # Pair k uses seed + num_episodes + k: it is the first frame of episode 0 of a dataset seeded num_episodes later.
-    shifted = _write(tmp_path / "shifted", seed=SMALL["num_episodes"])
-    first_frame, _, _ = _load(shifted, "episode_0000")
-    pair = cv2.imread(str(root / TEST_DIR / "pair_0000.png"))[:, :, ::-1]  # BGR -> RGB
-    assert np.abs(first_frame[0].astype(int) - pair.astype(int)).mean() < 3.0  # same scene, up to H.264 loss
-    assert (root / TEST_DIR / "pair_0000.txt").read_text().strip() == \
-        (shifted / METADATA_CSV).read_text().splitlines()[0].partition(",")[2]
+    lines = (heldout / METADATA_CSV).read_text().splitlines()
+    for k, record in enumerate(read_jsonl(heldout / EPISODES_JSONL)):
+        assert record["name"] == f"pair_{k:04d}" and record["seed"] == 1_000_000 + k
+        image = cv2.imread(str(root / TEST_DIR / f"pair_{k:04d}.png"))[:, :, ::-1]  # BGR -> RGB
+        frames, state, _ = _load(heldout, f"pair_{k:04d}")
+        assert frames.shape[0] == SMALL["num_frames"] and state.shape[0] == SMALL["num_frames"]
+        assert np.abs(frames[0].astype(int) - image.astype(int)).mean() < 3.0  # same frame, up to H.264 chroma
+        prompt = (root / TEST_DIR / f"pair_{k:04d}.txt").read_text().strip()
+        assert prompt == record["prompt"] == lines[k].partition(",")[2]
+    # The held-out scenes have seeds of their own: more training episodes leave them unchanged.
+    more = _write(tmp_path / "more", num_episodes=5)
+    assert (more / HELDOUT_DIR / EPISODES_JSONL).read_text() == (heldout / EPISODES_JSONL).read_text()
+
+
+def test_recorded_actions_replay_to_the_recorded_states(tmp_path):
+    root = _write(tmp_path / "data", task_family="push")
+    world = DemoWorld(height=SMALL["height"], width=SMALL["width"], max_steps=SMALL["num_frames"] - 1)
+    for record in read_jsonl(root / EPISODES_JSONL):
+        frames, state, action = _load(root, record["name"])
+        observation = world.reset(Task(**record["task"]), record["seed"])
+        replayed_states, replayed_frames = [observation.state], [observation.image]
+        for a in action[:-1]:
+            observation, done, info = world.step(a)
+            replayed_states.append(observation.state)
+            replayed_frames.append(observation.image)
+        np.testing.assert_array_equal(np.stack(replayed_states), state)
+        assert done and info["success"]
+        # the video is lossless H.264 in yuv420p: the frames come back up to chroma subsampling
+        assert np.abs(np.stack(replayed_frames).astype(int) - frames.astype(int)).mean() < 3.0
 
 
 def test_action_matches_state(tmp_path):
     root = _write(tmp_path / "data")
     _, state, action = _load(root, "episode_0001")
     np.testing.assert_array_equal(state[:-1, :2] + action[:-1, :2], state[1:, :2])  # delta_x, delta_y
-    np.testing.assert_array_equal(action[-1, :2], 0.0)
+    np.testing.assert_array_equal(action[-1], [0.0, 0.0, -1.0])
     opening_change = np.diff(state[:, 2])
     command = action[:-1, 2]
     assert set(np.unique(action[:, 2])) == {-1.0, 1.0}
     assert np.all(opening_change[command == 1.0] <= 0)   # +1 close: the gripper never opens
     assert np.all(opening_change[command == -1.0] >= 0)  # -1 open: the gripper never closes
     assert state[0, 2] == 1.0 and state[-1, 2] == 1.0 and state[:, 2].min() == 0.0
-    carried = state[:, 2] == 0.0  # closed: the object moves with the gripper
+    carried = state[:, 2] == 0.0  # closed on the object: it moves with the gripper
     np.testing.assert_allclose(state[carried, 3:5], state[carried, 0:2])
 
 
-def test_trajectory_key_points():
-    state, action = make_trajectory((0.1, 0.1), (0.3, 0.5), (0.8, 0.6), (0.5, 0.2), num_frames=101)
-    np.testing.assert_allclose(state[0, :2], (0.1, 0.1), atol=1e-6)
-    np.testing.assert_allclose(state[30, :2], (0.3, 0.5), atol=1e-6)  # at the object when closing starts
-    np.testing.assert_allclose(state[75, :2], (0.8, 0.6), atol=1e-6)  # at the container when opening starts
-    np.testing.assert_allclose(state[-1, :2], (0.5, 0.2), atol=1e-6)
-    np.testing.assert_allclose(state[-1, 3:5], (0.8, 0.6), atol=1e-6)  # the object stays in the container
+def test_seeds_overlapping_the_heldout_range_are_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"overlap the held-out seeds from heldout_seed=5"):
+        DemoDataConfig(out_dir=tmp_path, num_episodes=10, heldout_seed=5)
 
 
 def test_rerun_reuses_complete_dataset(tmp_path):

@@ -246,19 +246,31 @@ def judge(frames: np.ndarray, task: Task) -> Verdict:
         else:
             distractor |= any(_ends_done(Task(family="push", colour=colour, kind=task.kind, edge=edge), position, {})
                               for edge in ("left", "right"))
-    physics = _physics(tracks)
+    physics = _physics(tracks) if task.colour in tracks.objects else ["the task's object was never seen"]
     state = np.concatenate([tracks.gripper, target], axis=1)
     return Verdict(success=bool(success), distractor=bool(distractor), physics_ok=not physics, state=state,
                    reasons=tuple(reasons + physics))
 
 
+def _fill_gaps(track: np.ndarray) -> np.ndarray:
+    """A (T, 2) track with each lost frame given the nearest earlier (else later) position; all-NaN stays NaN."""
+    track = track.copy()
+    found = np.flatnonzero(np.isfinite(track[:, 0]))
+    if len(found):
+        nearest = np.maximum.accumulate(np.where(np.isfinite(track[:, 0]), np.arange(len(track)), -1))
+        nearest[nearest < 0] = found[0]
+        track = track[nearest]
+    return track
+
+
 def track_error(verdict: Verdict, true_state: np.ndarray) -> float:
-    """Mean distance (normalised units) between the tracked and the true gripper and object positions; frames
-    where the judge lost an item count as a full image diagonal's worth of error (sqrt 2)."""
+    """Mean distance (normalised units) between the tracked and the true gripper and object positions. A frame
+    where the judge lost an item (hidden by the arm) uses its last known place; an item never found counts as a
+    full image diagonal (sqrt 2) in every frame."""
     true = np.asarray(true_state, dtype=np.float64)[:, [0, 1, 3, 4]]
     n = min(len(true), len(verdict.state))
     errors = []
     for columns in ((0, 1), (2, 3)):
-        d = np.hypot(*(verdict.state[:n, columns] - true[:n, columns]).T)
+        d = np.hypot(*(_fill_gaps(verdict.state[:n, columns]) - true[:n, columns]).T)
         errors.append(np.where(np.isnan(d), np.sqrt(2.0), d))
     return float(np.mean(errors))

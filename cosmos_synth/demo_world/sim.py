@@ -7,7 +7,8 @@ Physics, per step, in this order (all arithmetic in float32, so a replay of reco
 1. the gripper's opening moves by GRIPPER_RATE towards closed (command > 0) or open (command <= 0);
 2. a gripper that just closed completely grasps the object centred between its fingers (if any); a gripper that
    opens releases what it holds, where it is;
-3. the gripper moves by (delta_x, delta_y), each clipped to MAX_DELTA, and stays on the image;
+3. the gripper moves by (delta_x, delta_y), each clipped to MAX_DELTA, within the workspace (where an object's
+   centre can be: it stays on the table);
 4. a held object moves with the gripper;
 5. an open gripper hovers; a closed, empty gripper is down on the table and pushes any object its fingers
    overlap out of the way, along the axis it moves most on (objects stay on the table).
@@ -117,7 +118,7 @@ class DemoWorld:
             s.held = self._centred_object()
         before = s.gripper.copy()
         move = np.clip(action[:2], -MAX_DELTA, MAX_DELTA)
-        s.gripper = np.clip(s.gripper + move, np.float32(0), np.float32(1)).astype(np.float32)
+        s.gripper = np.clip(s.gripper + move, *object_bounds()).astype(np.float32)
         if s.held >= 0:
             s.objects[s.held] = s.gripper
         elif s.opening == 0:

@@ -1,11 +1,14 @@
-"""Video and image files: decode and encode with PyAV, write atomically."""
+"""Video and image files: decode and encode with PyAV, write atomically.
+
+PyAV is imported where a video is read or written, not when this module is: the stages that import it for other
+reasons (training on cached latents, the demo world model's builder) then run where PyAV is not installed.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import av
 import numpy as np
 
 
@@ -14,6 +17,8 @@ def read_video(path: Path) -> tuple[np.ndarray, float]:
 
     Raises ValueError naming the file when it cannot be decoded.
     """
+    import av
+
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -38,6 +43,8 @@ def write_video(frames: np.ndarray, path: Path, *, fps: int, codec: str = "libx2
 
     H.264 needs even sizes; yuv420p is what every player and loader reads.
     """
+    import av
+
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"write_video({path}): expected uint8 (T, H, W, 3) frames, got {frames.dtype} {frames.shape}.")

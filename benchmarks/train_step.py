@@ -133,7 +133,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     noise, sigma, num_cond, _ = draw_flow_noise(TrainConfig(data_dir=Path("."), out_dir=Path("."),
                                                             num_frames=fs.FRAMES), inputs["latents"].shape, generator)
-    inputs["noise"] = (noise, sigma, num_cond, False)  # no CFG dropout, so the prompt path is compared too
+    inputs["noise"] = (noise, sigma, [num_cond], [False])  # no CFG dropout, so the prompt path is compared too
     results = []
     for name in args.variants.split(","):
         if name != "reference" and pipe.text_encoder is not None:

@@ -116,9 +116,12 @@ def encode_latent_cache(cfg: CacheConfig, pipe=None) -> CacheResult:
                        num_prompts=len(prompts))
 
 
-def load_cached(row: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    """(latents [W, C, T, H, W], prompt_embeds [1, L, D]) of one cache manifest row."""
-    return load_file(row["latents"])["latents"], load_file(row["prompt"])["prompt_embeds"]
+def load_cached(row: dict, prompt_embeds: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(latents [W, C, T, H, W], prompt_embeds [1, L, D]) of one cache manifest row (`prompt_embeds`: the row's
+    prompt already loaded, for clips that share a caption)."""
+    if prompt_embeds is None:
+        prompt_embeds = load_file(row["prompt"])["prompt_embeds"]
+    return load_file(row["latents"])["latents"], prompt_embeds
 
 
 def pick_window(latents: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -7,6 +7,7 @@ folder (`run_dir`), so they can be run one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -99,13 +100,16 @@ def generate(recipe: Recipe = "demo", param: Params = None,
                                                                   "folder if it holds one.")] = None) -> None:
     """Generate one video per (image, prompt) pair with NumPy-drawn, device-independent noise."""
     from cosmos_synth.generate import generate_videos
+    from cosmos_synth.models import trained_weights_file
     from cosmos_synth.run import prepare_model
-    from cosmos_synth.train import ADAPTER_FILE
 
     cfg = _config(recipe, param)
     prepare_model(cfg)
     trained = cfg.stage_dir("train")
-    adapter = adapter or (trained if (trained / ADAPTER_FILE).is_file() else None)
+    if adapter is None:
+        with contextlib.suppress(ValueError):  # the run's train/ holds no trained weights: the base model
+            trained_weights_file(trained)
+            adapter = trained
     _show(generate_videos(cfg.generate_config(adapter)))
 
 

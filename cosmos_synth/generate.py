@@ -21,9 +21,10 @@ from PIL import Image
 from cosmos_synth.config import GenerateConfig, write_config
 from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
 from cosmos_synth.fp8_attention import use_fp8_attention
-from cosmos_synth.models import load_pipeline, model_fingerprint
+from cosmos_synth.models import (
+    ADAPTER_FILE, load_full_transformer, load_pipeline, model_fingerprint, trained_weights_file,
+)
 from cosmos_synth.speed import compile_blocks, set_attention_backend, use_fp8_matmuls
-from cosmos_synth.train import ADAPTER_FILE
 from cosmos_synth.validate import Mode, Quarantine, check_pairs, read_png_rgb, validate_adapter_file, writing
 from cosmos_synth.video import read_video, write_video
 
@@ -115,13 +116,12 @@ def prepare_pipeline(cfg: GenerateConfig, base=None):
             getattr(pipe, name).to(cfg.device)
         pipe.text_encoder.to("cpu")
         cpu_offload(pipe.text_encoder, execution_device=torch.device(cfg.device))
-    if cfg.adapter is not None:
-        adapter_file = Path(cfg.adapter) / ADAPTER_FILE
-        if not adapter_file.is_file():
-            raise ValueError(f"adapter {cfg.adapter} holds no {ADAPTER_FILE}; point adapter at a training out_dir.")
-        validate_adapter_file(adapter_file, pipe.transformer)  # safetensors, this architecture, consistent rank
+    if cfg.adapter is not None and trained_weights_file(cfg.adapter).name == ADAPTER_FILE:
+        validate_adapter_file(Path(cfg.adapter) / ADAPTER_FILE, pipe.transformer)  # this architecture, its rank
         pipe.load_lora_weights(str(cfg.adapter), weight_name=ADAPTER_FILE)
         pipe.fuse_lora(lora_scale=1.0)
+    elif cfg.adapter is not None:  # a full fine-tune: its whole DiT replaces the base one
+        load_full_transformer(pipe, Path(cfg.adapter))
     set_attention_backend(pipe.transformer, cfg.attention_backend)
     encode_conditioning_frames_only(pipe)
     if cfg.fp8_matmuls:
@@ -223,7 +223,7 @@ def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
         pairs = [p for p in pairs if p.sample_id in chosen]  # seeds keep their global index
     videos_dir, manifest = cfg.out_dir / VIDEOS_DIR, manifest_path(cfg)
     write_config(cfg, cfg.out_dir, f"generate-{cfg.shard}" if cfg.shard else "generate")
-    adapter_digest = file_digest(Path(cfg.adapter) / ADAPTER_FILE) if cfg.adapter else None
+    adapter_digest = file_digest(trained_weights_file(cfg.adapter)) if cfg.adapter else None
     model = model_fingerprint(cfg.model, cfg.revision)  # once: for a local folder it walks every file
     wanted = {p.sample_id: manifest_row(cfg, p, videos_dir, adapter_digest, model) for p in pairs}
     previous = {r["sample_id"]: r for r in read_jsonl(manifest)} if manifest.is_file() else {}

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from cosmos_synth.config import TrainConfig, config_to_dict, write_config
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.train import ADAPTER_FILE, LOSS_LOG, RESULT_FILE
+from cosmos_synth.models import trained_weights_file
+from cosmos_synth.train import LOSS_LOG, RESULT_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -28,8 +29,8 @@ LOG_TAIL_LINES = 40  # lines of the child's log quoted in an error
 @dataclass(frozen=True, kw_only=True)
 class TrainResult:
     out_dir: Path
-    adapter_dir: Path
-    adapter_file: Path
+    adapter_dir: Path                   # what generate's `adapter` takes: the training out_dir
+    adapter_file: Path                  # the adapter file (LoRA/DoRA) or the full fine-tune's DiT weights
     num_steps: int
     final_loss: float
 
@@ -58,7 +59,11 @@ def accelerate_command(cfg: TrainConfig, config_path: Path) -> list[str]:
 def _finished_result(cfg: TrainConfig) -> dict | None:
     """The result of an earlier run with the identical config, if its adapter is there."""
     result, saved = cfg.out_dir / RESULT_FILE, cfg.out_dir / "train_config.json"
-    if not (result.is_file() and saved.is_file() and (cfg.out_dir / ADAPTER_FILE).is_file()):
+    if not (result.is_file() and saved.is_file()):
+        return None
+    try:
+        trained_weights_file(cfg.out_dir)
+    except ValueError:
         return None
     if json.loads(saved.read_text()) != json.loads(json.dumps(config_to_dict(cfg))):
         return None
@@ -79,7 +84,7 @@ def launch_training(cfg: TrainConfig, *, env: dict[str, str] | None = None) -> T
         finished = json.loads((cfg.out_dir / RESULT_FILE).read_text())
     else:
         logger.info("training already finished in %s with this config; reusing it", cfg.out_dir)
-    return TrainResult(out_dir=cfg.out_dir, adapter_dir=cfg.out_dir, adapter_file=cfg.out_dir / ADAPTER_FILE,
+    return TrainResult(out_dir=cfg.out_dir, adapter_dir=cfg.out_dir, adapter_file=trained_weights_file(cfg.out_dir),
                        num_steps=finished["num_steps"], final_loss=finished["final_loss"])
 
 

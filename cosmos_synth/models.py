@@ -23,7 +23,16 @@ logger = logging.getLogger(__name__)
 NVIDIA_MODEL = "nvidia/Cosmos-Predict2.5-2B"
 NVIDIA_REVISION = "diffusers/base/post-trained"
 TINY_MARKER = "cosmos_synth_tiny.json"  # written last: a folder without it is an interrupted build
+MODEL_MARKER = "cosmos_synth_model.json"  # written last into a model cosmos-synth trained itself (the demo world
+                                        # model): what it is and how it was made
+DEMO_WORLD_MODEL = Path(__file__).resolve().parent.parent / "datasets" / "demo" / "world_model"
 NOOP_CHECKER = ["cosmos_synth.safety", "NoOpSafetyChecker"]
+
+# What a training run leaves in its out_dir, by train.adapter: "lora"/"dora" write ADAPTER_FILE (diffusers' LoRA
+# format); "full" writes a whole DiT under FULL_DIR (CosmosTransformer3DModel.save_pretrained, safetensors).
+ADAPTER_FILE = "pytorch_lora_weights.safetensors"
+FULL_DIR = "transformer"
+FULL_WEIGHTS = "diffusion_pytorch_model.safetensors"
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -48,6 +57,12 @@ _CHAT_TEMPLATE = (
 def is_tiny_model(model: str | Path) -> bool:
     """True when `model` is a local folder holding the tiny offline model."""
     return (Path(model) / TINY_MARKER).is_file()
+
+
+def is_project_model(model: str | Path) -> bool:
+    """True for the models cosmos-synth builds itself (the tiny model, the demo world model): no NVIDIA weights,
+    so no NVIDIA guardrail."""
+    return is_tiny_model(model) or (Path(model) / MODEL_MARKER).is_file()
 
 
 def _byte_level_symbols() -> list[str]:
@@ -138,10 +153,10 @@ def build_tiny_model(folder: Path, *, seed: int = 0) -> Path:
 
 
 def _safety_checker_for(model: str | Path, guardrail: bool):
-    """The checker to hand the pipeline: the no-op for the tiny model, NVIDIA's guardrail otherwise."""
+    """The checker to hand the pipeline: the no-op for the project's own models, NVIDIA's guardrail otherwise."""
     from cosmos_synth.safety import NoOpSafetyChecker
 
-    if is_tiny_model(model):
+    if is_project_model(model):
         return NoOpSafetyChecker()
     if not guardrail:
         logger.warning("guardrail disabled by configuration for %s; you are responsible for the model licence", model)
@@ -194,3 +209,29 @@ def model_fingerprint(model: str | Path, revision: str | None) -> str:
         stat = path.stat()
         digest.update(f"{path.relative_to(folder)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return f"{folder.resolve()}#{digest.hexdigest()[:16]}"
+
+
+def trained_weights_file(folder: Path) -> Path:
+    """The file a training out_dir's weights live in: the LoRA/DoRA adapter, or a full fine-tune's DiT."""
+    folder = Path(folder)
+    for candidate in (folder / ADAPTER_FILE, folder / FULL_DIR / FULL_WEIGHTS):
+        if candidate.is_file():
+            return candidate
+    raise ValueError(f"adapter {folder} holds neither {ADAPTER_FILE} (LoRA/DoRA) nor {FULL_DIR}/{FULL_WEIGHTS} "
+                     f"(a full fine-tune); point adapter at a training out_dir.")
+
+
+def load_full_transformer(pipe, folder: Path) -> None:
+    """Put a full fine-tune's DiT (folder/transformer/, safetensors) in place of the pipeline's, same architecture."""
+    from diffusers import CosmosTransformer3DModel
+
+    base = pipe.transformer
+    path = Path(folder) / FULL_DIR
+    trained = CosmosTransformer3DModel.from_pretrained(str(path), use_safetensors=True, dtype=base.dtype)
+    keys = ("num_layers", "num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "patch_size",
+            "crossattn_proj_in_channels", "text_embed_dim")
+    mismatched = {k: (trained.config.get(k), base.config.get(k)) for k in keys if trained.config.get(k) != base.config.get(k)}
+    if mismatched:
+        raise ValueError(f"full fine-tune {path} does not fit the model it is loaded into: {mismatched} "
+                         f"(fine-tune, base); generate with the model it was trained from.")
+    pipe.transformer = trained.to(base.device)

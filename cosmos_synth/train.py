@@ -1,10 +1,12 @@
-"""LoRA / DoRA fine-tuning of the Cosmos DiT: one readable loop, run under `accelerate launch`.
+"""LoRA / DoRA / full fine-tuning of the Cosmos DiT: one readable loop, run under `accelerate launch`.
 
 `python -m cosmos_synth.train <out_dir>/train_config.json` is what :func:`cosmos_synth.launch.launch_training`
 starts (one process per GPU, or one CPU process). The loop follows the reference recipe (REFERENCE.md §1): frozen
 base weights, adapters on the six attention/MLP projections in float32, AdamW with a linear warm-up/decay schedule
 bounded by f_min/f_max, the flow-matching loss of :mod:`cosmos_synth.loss`, accelerate checkpoints every
 `checkpoint_every_epochs`, and a final adapter in diffusers format (`pytorch_lora_weights.safetensors`).
+With `adapter="full"` every DiT parameter trains instead (in float32, under bf16 autocast on GPUs), with the same
+loss, optimizer and checkpoints, and the whole DiT is saved under `transformer/`. `batch_size` clips make one step.
 A run restarted on the same `out_dir` resumes from its latest checkpoint.
 """
 
@@ -22,24 +24,27 @@ import torch
 from cosmos_synth.config import TrainConfig, load_config
 from cosmos_synth.files import read_jsonl, write_text_atomic
 from cosmos_synth.loss import build_flow_inputs, masked_velocity_loss, predict_velocity, sample_sigma
-from cosmos_synth.models import load_pipeline
+from cosmos_synth.models import ADAPTER_FILE, FULL_DIR, load_pipeline
 from cosmos_synth.cache import load_cached, pick_window
 from cosmos_synth.preprocess import load_clip, sample_window
 from cosmos_synth.speed import checkpoint_blocks, compile_blocks, set_attention_backend, use_fp8_matmuls
 
 logger = logging.getLogger(__name__)
 
-ADAPTER_FILE = "pytorch_lora_weights.safetensors"
 CHECKPOINTS_DIR = "checkpoints"
 RESULT_FILE = "train_result.json"
 LOSS_LOG = "loss.jsonl"
 
 
 def add_adapter(transformer, cfg: TrainConfig) -> list[torch.nn.Parameter]:
-    """Freeze the DiT, attach LoRA (or DoRA) to cfg.target_modules, keep adapter weights in float32."""
+    """Freeze the DiT, attach LoRA (or DoRA) to cfg.target_modules, keep adapter weights in float32; for
+    adapter="full", make every parameter trainable, in float32."""
     from diffusers.training_utils import cast_training_params
     from peft import LoraConfig
 
+    if cfg.adapter == "full":
+        transformer.to(torch.float32).requires_grad_(True)
+        return list(transformer.parameters())
     transformer.requires_grad_(False)
     transformer.add_adapter(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules=list(cfg.target_modules),
                                        init_lora_weights=True, use_dora=cfg.adapter == "dora"))
@@ -48,7 +53,11 @@ def add_adapter(transformer, cfg: TrainConfig) -> list[torch.nn.Parameter]:
 
 
 def save_adapter(transformer, out_dir: Path) -> Path:
-    """Write the adapter in diffusers format, with its peft config as metadata (rank, alpha, DoRA)."""
+    """Write the adapter in diffusers format, with its peft config as metadata (rank, alpha, DoRA); a fully
+    fine-tuned DiT (no peft config) is saved whole under out_dir/transformer/ (safetensors)."""
+    if not getattr(transformer, "peft_config", None):
+        transformer.save_pretrained(out_dir / FULL_DIR, safe_serialization=True)
+        return out_dir / FULL_DIR
     from diffusers import Cosmos2_5_PredictBasePipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
@@ -90,33 +99,44 @@ def draw_flow_noise(cfg: TrainConfig, clean_shape, generator: torch.Generator):
 
 
 def flow_loss(transformer, cfg: TrainConfig, clean: torch.Tensor, prompt_embeds: torch.Tensor, noise, sigma,
-              num_cond: int, drop_prompt: bool, *, dtype: torch.dtype) -> torch.Tensor:
-    """The reference loss for clean latents: CFG dropout, noised inputs, DiT, masked velocity MSE."""
+              num_cond: list[int], drop_prompt: list[bool], *, dtype: torch.dtype) -> torch.Tensor:
+    """The reference loss for a batch of clean latents: CFG dropout, noised inputs, DiT, masked velocity MSE."""
     device = prompt_embeds.device
-    if drop_prompt:
-        prompt_embeds = torch.zeros_like(prompt_embeds)  # classifier-free guidance dropout
-    inputs = build_flow_inputs(clean.to(device), noise.to(device), sigma.to(device), [num_cond],
+    keep = torch.tensor([not d for d in drop_prompt], device=device, dtype=prompt_embeds.dtype)
+    prompt_embeds = prompt_embeds * keep.view(-1, 1, 1)  # classifier-free guidance dropout: zeroed embeddings
+    inputs = build_flow_inputs(clean.to(device), noise.to(device), sigma.to(device), num_cond,
                                cond_timestep=cfg.cond_frame_timestep)
     return masked_velocity_loss(predict_velocity(transformer, inputs, prompt_embeds, dtype=dtype), inputs)
 
 
-def training_step(pipe, transformer, cfg: TrainConfig, sample: dict, generator: torch.Generator,
+def training_step(pipe, transformer, cfg: TrainConfig, batch: list[dict], generator: torch.Generator,
                   device) -> torch.Tensor:
-    """The loss for one clip: clean latents (cached window, or window → VAE) → flow loss."""
-    if "latents" in sample:  # latent cache: a cached window, chosen at random per epoch
-        clean = pick_window(sample["latents"], generator).float()
-    else:
-        clean = encode_video(pipe, sample_window(sample["frames"], cfg.num_frames, generator).unsqueeze(0))
-    noise, sigma, num_cond, drop = draw_flow_noise(cfg, clean.shape, generator)
-    return flow_loss(transformer, cfg, clean, sample["prompt_embeds"].to(device), noise, sigma, num_cond, drop,
+    """The loss for a batch of clips: clean latents (cached window, or window → VAE) → flow loss. Each clip draws
+    its window, noise, sigma, conditioning frames and CFG dropout in turn from `generator`."""
+    clean, noise, sigma, num_cond, drop = [], [], [], [], []
+    for sample in batch:
+        if "latents" in sample:  # latent cache: a cached window, chosen at random per epoch
+            latents = pick_window(sample["latents"], generator).float()
+        else:
+            latents = encode_video(pipe, sample_window(sample["frames"], cfg.num_frames, generator).unsqueeze(0))
+        draw = draw_flow_noise(cfg, latents.shape, generator)
+        for values, value in zip((clean, noise, sigma, num_cond, drop), (latents, *draw)):
+            values.append(value)
+    embeds = torch.cat([s["prompt_embeds"] for s in batch]).to(device)
+    return flow_loss(transformer, cfg, torch.cat(clean), embeds, torch.cat(noise), torch.cat(sigma), num_cond, drop,
                      dtype=pipe.transformer.dtype)
 
 
 def load_samples(cfg: TrainConfig, pipe, device) -> list[dict]:
     """Every clip with what a step needs: cached latents + embeddings, or frames + embeddings encoded now."""
     if cfg.latent_cache is not None:
-        rows = read_jsonl(cfg.latent_cache / "manifest.jsonl")
-        return [dict(zip(("latents", "prompt_embeds"), load_cached(r)), sample_id=r["sample_id"]) for r in rows]
+        rows, prompts = read_jsonl(cfg.latent_cache / "manifest.jsonl"), {}
+        samples = []
+        for row in rows:  # clips that share a caption share one embedding tensor
+            latents, embeds = load_cached(row, prompts.get(row["prompt"]))
+            prompts[row["prompt"]] = embeds
+            samples.append({"latents": latents, "prompt_embeds": embeds, "sample_id": row["sample_id"]})
+        return samples
     clips = read_jsonl(cfg.data_dir / "manifest.jsonl")
     embeds = encode_prompts(pipe, [c["caption"] for c in clips], device)
     return [{"sample_id": c["sample_id"], "frames": load_clip(Path(c["clip"])), "prompt_embeds": embeds[c["caption"]]}
@@ -178,13 +198,15 @@ def train(cfg: TrainConfig, pipe=None) -> dict:
     loss_value = math.nan
     for epoch in range(start_epoch, cfg.num_epochs):
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1009 + accelerator.process_index)
-        for index in epoch_order(len(samples), cfg.seed + epoch, accelerator.process_index, accelerator.num_processes):
-            sample, started = samples[index], time.perf_counter()
+        order = epoch_order(len(samples), cfg.seed + epoch, accelerator.process_index, accelerator.num_processes)
+        for first in range(0, len(order), cfg.batch_size):
+            batch, started = [samples[i] for i in order[first:first + cfg.batch_size]], time.perf_counter()
             with accelerator.accumulate(transformer):
-                loss = training_step(pipe, transformer, cfg, sample, generator, accelerator.device)
+                loss = training_step(pipe, transformer, cfg, batch, generator, accelerator.device)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}, clip "
-                                             f"{sample['sample_id']}; lower learning_rate or check the data.")
+                    raise FloatingPointError(f"loss is {loss.item()} at epoch {epoch}, step {step}, clips "
+                                             f"{[s['sample_id'] for s in batch]}; lower learning_rate or check the "
+                                             f"data.")
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()

@@ -19,7 +19,7 @@ from prefect import flow, get_run_logger, task
 from cosmos_synth.config import LabelConfig
 from cosmos_synth.pipeline import load_pipeline_config
 from cosmos_synth.regenerate import Batch, collect_new_pairs, combined_manifest, record_batch
-from cosmos_synth.train import ADAPTER_FILE
+from cosmos_synth.models import trained_weights_file
 from tasks.stages import export_task, generate_task, label_task
 
 
@@ -40,9 +40,7 @@ def regenerate(recipe: str = "demo", overrides: dict[str, Any] | None = None, in
         logger.info("inbox %s holds no new pairs; the exports are unchanged", inbox)
         return {"new_episodes": 0, "batch": None}
     adapter_dir = Path(adapter) if adapter else cfg.stage_dir("train")
-    if not (adapter_dir / ADAPTER_FILE).is_file():
-        raise ValueError(f"no adapter at {adapter_dir / ADAPTER_FILE}: run finetune-and-generate for this run_dir "
-                         "first, or pass adapter=<folder>.")
+    trained_weights_file(adapter_dir)  # a clear error when the run has not trained yet
     generated = generate_task(replace(cfg.generate_config(adapter_dir), pairs_dir=batch.pairs_dir,
                                       out_dir=batch.root / "generate"))
     manifest = generated.manifest

@@ -114,6 +114,16 @@ def test_pairs_strict_names_the_file_and_the_fix(tmp_path, kind):
         list_pairs(folder)
 
 
+def test_pair_linked_to_a_file_of_its_own_folder_is_read(tmp_path):
+    folder = make_pair(tmp_path / "pairs", "a0")
+    os.symlink("a0.png", folder / "a1.png")  # relative links, inside the folder
+    os.symlink("a0.txt", folder / "a1.txt")
+    pairs = list_pairs(folder)
+    assert [(p.sample_id, p.image, p.prompt) for p in pairs] == [
+        ("a0", folder / "a0.png", "The robot arm picks up the cube."),
+        ("a1", folder / "a1.png", "The robot arm picks up the cube.")]
+
+
 def test_huge_png_is_refused_from_its_header(tmp_path, monkeypatch):
     assert MAX_IMAGE_PIXELS == 64_000_000  # the explicit limit, lower than Pillow's own 89-megapixel warning
     path = corpus.huge_png(tmp_path / "bomb.png")

@@ -79,7 +79,8 @@ def _unquote(text: str) -> str:
 
 
 def _decode_lines(path: Path, quarantine: Quarantine) -> list[tuple[int, str]]:
-    """(line number, text) of each non-blank line; a byte-order mark and CRLF endings are fine, non-UTF-8 lines not."""
+    """(line number, text) of each non-blank line; a byte-order mark is fine, non-UTF-8 lines are not. Lines end at LF,
+    CRLF or CR, as in Python's text mode, so no line (and no caption) keeps a CR."""
     raw = path.read_bytes()
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ValueError(f"{path} is UTF-16 text; save it as UTF-8.")

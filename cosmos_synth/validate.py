@@ -18,6 +18,8 @@ Decisions, written down once:
 - Inputs are read from inside their folder only: a metadata.csv path may not leave the dataset root (`..`, absolute,
   a symbolic link out), and a pair's image or prompt may not be a symbolic link to a file outside the pairs folder
   (a link to another file of the folder is fine).
+- Text is read as Python's text mode reads it: in a prompt, CRLF and lone CR line ends become LF; metadata.csv is
+  split into lines at LF, CRLF or CR alike, so a caption never holds a line end.
 - Weights and adapters are read from safetensors only; nothing is ever unpickled. An adapter's keys, shapes and rank
   are checked against the DiT before the pipeline loads it (:func:`validate_adapter_file`).
 """
@@ -112,10 +114,16 @@ def check_not_empty(path: Path, what: str) -> None:
                          f"or remove it (lenient mode skips it).")
 
 
+def normalise_line_ends(text: str) -> str:
+    """CRLF and lone CR line ends as LF, as Python's text mode (universal newlines) reads them."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def read_prompt(path: Path) -> str:
-    """A prompt file's text (UTF-8, a byte-order mark allowed), stripped; empty or undecodable text is an error."""
+    """A prompt file's text (UTF-8, a byte-order mark allowed), line ends as LF, stripped; empty or undecodable text is
+    an error."""
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig").strip()
+        text = normalise_line_ends(Path(path).read_bytes().decode("utf-8-sig")).strip()
     except UnicodeDecodeError as exc:
         raise ValueError(f"Prompt {path} is not UTF-8 text ({exc}); save it as UTF-8.") from exc
     if not text:

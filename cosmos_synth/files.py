@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Iterable
+
+logger = logging.getLogger(__name__)
 
 
 def file_sha256(*paths: Path) -> str:
@@ -30,6 +34,21 @@ def write_text_atomic(path: Path, text: str) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Delete what interrupted earlier writers of `path` left beside it: `.<name>.tmp<pid>` (a half-written new
+    version) and `.<name>.old<pid>` (a previous version moved aside), files or folders. Call it before writing `path`
+    anew; returns what was removed."""
+    path = Path(path)
+    stale = sorted(p for pattern in (f".{path.name}.tmp*", f".{path.name}.old*") for p in path.parent.glob(pattern))
+    for leftover in stale:
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+        logger.info("removed %s, left by an interrupted earlier write of %s", leftover, path)
+    return stale
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> Path:

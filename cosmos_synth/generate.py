@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,10 +205,13 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return (frames.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
+def generate_videos(cfg: GenerateConfig, pipe=None, *,
+                    on_video: Callable[[int, int, str], None] | None = None) -> GenerateResult:
     """Generate one video per pair in cfg.pairs_dir; skip pairs whose outputs already verify.
 
     `pipe` (optional) is a base pipeline to use instead of loading cfg.model; cfg.adapter is fused into it.
+    `on_video` (optional) is called as on_video(number, num_pending, sample_id) once each video this run makes is
+    written and in the manifest (a progress bar; a test that stops the run at a chosen video).
 
     A pair counts as done when the manifest already holds the identical row (same seed, prompt, image, adapter
     contents, model and settings) and its video decodes to num_frames frames. The manifest is rewritten after
@@ -246,6 +250,8 @@ def generate_videos(cfg: GenerateConfig, pipe=None) -> GenerateResult:
         done[pair.sample_id] = wanted[pair.sample_id]
         write_jsonl(manifest, [done[p.sample_id] for p in pairs if p.sample_id in done])
         logger.info("video %d/%d -> %s (seed %d)", number, len(pending), pair.sample_id, cfg.seed + pair.index)
+        if on_video is not None:
+            on_video(number, len(pending), pair.sample_id)
     write_jsonl(manifest, [done[p.sample_id] for p in pairs])
     return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs),
                           num_skipped=len(pairs) - len(pending), quarantined=tuple(rejected))

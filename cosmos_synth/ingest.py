@@ -3,7 +3,9 @@
 Every check runs before the manifest is written. In strict mode (the default) the first bad sample stops the stage
 with an error that names the file (and the metadata.csv line) and the fix; in lenient mode each bad sample is skipped
 and recorded in quarantine.jsonl (see cosmos_synth.validate). Cheap checks (encoding, captions, paths, duplicate ids)
-run over the whole CSV before any video is decoded; sizes are compared once every video is decoded.
+run over the whole CSV before any video is decoded; sizes are compared once every video is decoded. A video in the
+dataset's video folders that no metadata.csv row names is not ingested: one warning names them, and so does
+IngestResult.unlisted_videos.
 
 manifest.jsonl holds one row per sample:
 ``{"sample_id", "video", "caption", "num_frames", "height", "width", "fps", "trajectory"}`` where ``video`` and
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import logging
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "manifest.jsonl"     # written under cfg.out_dir, one JSON row per sample
 CAPTION_PREVIEW = 60            # characters of a caption shown in summary_rows()
+UNLISTED_PREVIEW = 5            # unlisted videos named in the warning (IngestResult.unlisted_videos has them all)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +55,8 @@ class IngestResult:
     num_samples: int            # rows in the manifest
     num_quarantined: int = 0    # bad samples skipped in lenient mode (always 0 in strict mode)
     quarantine: Path | None = None  # out_dir / quarantine.jsonl: one {"file", "line", "reason"} row per skipped sample
+    unlisted_videos: tuple[str, ...] = ()  # .mp4 files in the video folders that no metadata.csv row names, relative
+                                           # to dataset_dir (e.g. "videos/extra.mp4"); not ingested
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """One row per sample for a table artifact: sample_id, frames, size, caption (shortened)."""
@@ -73,7 +79,8 @@ def _unquote(text: str) -> str:
 
 
 def _decode_lines(path: Path, quarantine: Quarantine) -> list[tuple[int, str]]:
-    """(line number, text) of each non-blank line; a byte-order mark and CRLF endings are fine, non-UTF-8 lines not."""
+    """(line number, text) of each non-blank line; a byte-order mark is fine, non-UTF-8 lines are not. Lines end at LF,
+    CRLF or CR, as in Python's text mode, so no line (and no caption) keeps a CR."""
     raw = path.read_bytes()
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         raise ValueError(f"{path} is UTF-16 text; save it as UTF-8.")
@@ -114,6 +121,23 @@ def read_metadata(path: Path, quarantine: Quarantine | None = None) -> list[Meta
     return rows
 
 
+def _relative_video(row: MetadataRow, videos_dir: str | None) -> str:
+    """The row's video path relative to the dataset root: as written, or `<videos_dir>/<file name>`."""
+    return f"{videos_dir}/{Path(row.video).name}" if videos_dir else row.video
+
+
+def find_unlisted_videos(root: Path, rows: list[MetadataRow], videos_dir: str | None) -> list[str]:
+    """.mp4 files that no row names, in the dataset's video folders (`videos_dir`, else every folder inside `root`
+    that holds a row's video), relative to `root` and sorted. Hidden files (temporaries) are not counted."""
+    root = Path(os.path.normpath(root))
+    named = {Path(os.path.normpath(root / _relative_video(row, videos_dir))) for row in rows}
+    folders = {Path(os.path.normpath(root / videos_dir))} if videos_dir else {path.parent for path in named}
+    return sorted(path.relative_to(root).as_posix() for folder in folders
+                  if folder.is_relative_to(root) and folder.is_dir() for path in folder.iterdir()
+                  if path.suffix.lower() == VIDEO_SUFFIX and not path.name.startswith(".") and path.is_file()
+                  and path not in named)
+
+
 def _check_row(csv: Path, root: Path, row: MetadataRow, relative: str, first_line: dict) -> Path:
     """One row's caption, path and sample id; `first_line` maps casefolded ids seen so far to their row."""
     if not row.caption:
@@ -139,7 +163,7 @@ def _check_rows(csv: Path, root: Path, rows: list[MetadataRow], videos_dir: str 
     """Cheap checks over every row before any decoding: captions, paths, existence, unique sample ids."""
     checked, first_line = [], {}
     for row in rows:
-        relative = f"{videos_dir}/{Path(row.video).name}" if videos_dir else row.video
+        relative = _relative_video(row, videos_dir)
         try:
             video = _check_row(csv, root, row, relative, first_line)
         except ValueError as exc:
@@ -223,6 +247,11 @@ def ingest_dataset(cfg: IngestConfig) -> IngestResult:
     csv = cfg.dataset_dir / METADATA_CSV
     quarantine = Quarantine(cfg.mode)
     rows = read_metadata(csv, quarantine)
+    unlisted = find_unlisted_videos(cfg.dataset_dir, rows, cfg.videos_dir)
+    if unlisted:
+        logger.warning("%d videos of %s are named by no row of %s and are not ingested: %s%s; add a row for each "
+                       "to train on it, or move it out of the dataset", len(unlisted), cfg.dataset_dir, csv.name,
+                       ", ".join(unlisted[:UNLISTED_PREVIEW]), ", ..." if len(unlisted) > UNLISTED_PREVIEW else "")
     checked = _check_rows(csv, cfg.dataset_dir, rows, cfg.videos_dir, quarantine)
     samples = []
     for index, (row, video) in enumerate(checked, start=1):
@@ -242,4 +271,5 @@ def ingest_dataset(cfg: IngestConfig) -> IngestResult:
                          f"in {path}). Fix them and rerun ingest.")
     manifest, quarantined = _write_outputs(cfg, [s for _, s in samples], quarantine)
     return IngestResult(out_dir=cfg.out_dir, manifest=manifest, num_samples=len(samples),
-                        num_quarantined=len(quarantine.entries), quarantine=quarantined)
+                        num_quarantined=len(quarantine.entries), quarantine=quarantined,
+                        unlisted_videos=tuple(unlisted))

@@ -15,6 +15,11 @@ Decisions, written down once:
   MAX_ASPECT_CHANGE would be visibly stretched, so it is a bad sample.
 - Sample ids (file stems) must differ case-insensitively: outputs are named `<id>.mp4` and would overwrite each other
   on case-insensitive file systems (macOS, Windows).
+- Inputs are read from inside their folder only: a metadata.csv path may not leave the dataset root (`..`, absolute,
+  a symbolic link out), and a pair's image or prompt may not be a symbolic link to a file outside the pairs folder
+  (a link to another file of the folder is fine).
+- Text is read as Python's text mode reads it: in a prompt, CRLF and lone CR line ends become LF; metadata.csv is
+  split into lines at LF, CRLF or CR alike, so a caption never holds a line end.
 - Weights and adapters are read from safetensors only; nothing is ever unpickled. An adapter's keys, shapes and rank
   are checked against the DiT before the pipeline loads it (:func:`validate_adapter_file`).
 """
@@ -109,10 +114,16 @@ def check_not_empty(path: Path, what: str) -> None:
                          f"or remove it (lenient mode skips it).")
 
 
+def normalise_line_ends(text: str) -> str:
+    """CRLF and lone CR line ends as LF, as Python's text mode (universal newlines) reads them."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def read_prompt(path: Path) -> str:
-    """A prompt file's text (UTF-8, a byte-order mark allowed), stripped; empty or undecodable text is an error."""
+    """A prompt file's text (UTF-8, a byte-order mark allowed), line ends as LF, stripped; empty or undecodable text is
+    an error."""
     try:
-        text = Path(path).read_bytes().decode("utf-8-sig").strip()
+        text = normalise_line_ends(Path(path).read_bytes().decode("utf-8-sig")).strip()
     except UnicodeDecodeError as exc:
         raise ValueError(f"Prompt {path} is not UTF-8 text ({exc}); save it as UTF-8.") from exc
     if not text:
@@ -202,12 +213,29 @@ def _without_case_collisions(pairs_dir: Path, stems: list[str], images: dict, qu
     return good
 
 
+def _without_links_out(pairs_dir: Path, stems: list[str], images: dict, prompts: dict,
+                       quarantine: Quarantine) -> list[str]:
+    """Ids whose prompt and image lie inside `pairs_dir`; one that is a symbolic link to a file outside is rejected."""
+    root, good = pairs_dir.resolve(), []
+    for stem in stems:
+        outside = [(what, path) for what, path in (("Prompt", prompts[stem]), ("Image", images[stem]))
+                   if not path.resolve().is_relative_to(root)]
+        if not outside:
+            good.append(stem)
+            continue
+        what, path = outside[0]
+        quarantine.reject(path, ValueError(
+            f"{what} {path} is a symbolic link to {path.resolve()}, outside the pairs folder {root}; copy the file "
+            f"into the pairs folder instead of linking to it (lenient mode skips the pair)."), sample_id=stem)
+    return good
+
+
 def check_pairs(pairs_dir: Path, quarantine: Quarantine) -> list[tuple[int, str, Path, str]]:
     """(index, id, image, prompt) of every good `<id>.png` + `<id>.txt` pair in `pairs_dir`, sorted by id.
 
-    Cheap checks (missing halves, colliding ids) run over the whole folder before any file is read. `index` is
-    the id's position among every id in the folder, bad ones included, so skipping a bad pair never changes another
-    pair's seed. Every image is decoded once here, so a bad one is found before generation starts.
+    Cheap checks (missing halves, colliding ids, symbolic links out of the folder) run over the whole folder before
+    any file is read. `index` is the id's position among every id in the folder, bad ones included, so skipping a bad
+    pair never changes another pair's seed. Every image is decoded once here, so a bad one is found before generation starts.
     """
     pairs_dir = Path(pairs_dir)
     if not pairs_dir.is_dir():
@@ -219,6 +247,7 @@ def check_pairs(pairs_dir: Path, quarantine: Quarantine) -> list[tuple[int, str,
     index = {stem: i for i, stem in enumerate(sorted(set(images) | set(prompts)))}
     stems = _without_case_collisions(pairs_dir, _with_partners(pairs_dir, images, prompts, quarantine), images,
                                      quarantine)
+    stems = _without_links_out(pairs_dir, stems, images, prompts, quarantine)
     pairs = []
     for stem in stems:
         file = prompts[stem]  # the file at fault, for the record: the prompt, then the image

@@ -35,6 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_DEPLOYMENT = "finetune-and-generate/demo"
 POOLS = ("cpu", "gpu")      # the work pools prefect.yaml names; the local stack starts a worker on `cpu` only
 SERVER_START_TIMEOUT_S = 180  # SQLite start takes 6-8 s here; CI machines can be much slower
+KILL_WAIT_S = 60            # after SIGKILL, how long stop() waits for the processes to have exited
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -85,8 +86,32 @@ def _stop_process(proc: subprocess.Popen, *, num_terms: int, grace_s: float) -> 
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
     # The group may hold processes that were not descendants any more (re-parented); they go too.
+    group = [p for p in psutil.process_iter() if _process_group(p) == proc.pid]
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    _wait_until_exited([*alive, *group], timeout_s=KILL_WAIT_S)
+
+
+def _process_group(process: psutil.Process) -> int | None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        return os.getpgid(process.pid)
+    return None
+
+
+def _has_exited(process: psutil.Process) -> bool:
+    """True once `process` is gone or a zombie (exited; only its status is left for its parent to collect)."""
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_until_exited(processes: list[psutil.Process], *, timeout_s: float) -> None:
+    """SIGKILL takes effect when the process next runs, not when kill() returns: wait until each has exited, so
+    whoever looks next (the tests) sees them gone. Only a process stuck in the kernel outlasts `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not all(_has_exited(p) for p in processes) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 class LocalStack:

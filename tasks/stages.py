@@ -56,8 +56,15 @@ def ingest_task(cfg: IngestConfig) -> IngestResult:
     if result.num_quarantined:
         create_table_artifact(key="quarantined-samples", table=read_jsonl(result.quarantine),
                               description=f"{result.num_quarantined} bad samples left out (lenient mode)")
+    unlisted = len(result.unlisted_videos)
+    if unlisted:
+        create_table_artifact(key="unlisted-videos", table=[{"video": v} for v in result.unlisted_videos],
+                              description=f"{unlisted} videos in the dataset's video folders are named by no "
+                                          f"metadata.csv row and were not ingested")
     create_table_artifact(key="ingested-samples", table=result.summary_rows(),
-                          description=f"{result.num_samples} samples -> {result.manifest}")
+                          description=f"{result.num_samples} samples -> {result.manifest}"
+                                      + (f" ({unlisted} unlisted videos left out; see unlisted-videos)"
+                                         if unlisted else ""))
     return result
 
 

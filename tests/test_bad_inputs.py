@@ -96,6 +96,13 @@ def test_bom_and_crlf_metadata_work(dataset):
     assert (result.num_quarantined, read_jsonl(result.quarantine)) == (0, [])
 
 
+def test_captions_end_at_any_line_end_as_in_text_mode(dataset):
+    lines = [f"videos/episode_{i:04d}.mp4,Pick up cube {i}.".encode() for i in range(4)]
+    (dataset / "metadata.csv").write_bytes(lines[0] + b"\r\n" + lines[1] + b"\r" + lines[2] + b"\n" + lines[3])
+    rows = read_jsonl(_ingest(dataset).manifest)
+    assert [r["caption"] for r in rows] == [f"Pick up cube {i}." for i in range(4)]  # no CR left in any
+
+
 def test_other_sizes_with_the_same_aspect_are_only_logged(dataset, caplog):
     corpus.good_video(dataset / "videos/small.mp4", height=32, width=48)
     corpus.metadata_csv(dataset / "metadata.csv", GOOD + ["videos/small.mp4,smaller"])
@@ -112,6 +119,23 @@ def test_pairs_strict_names_the_file_and_the_fix(tmp_path, kind):
     PAIR_CASES[kind][0](folder, "x")
     with pytest.raises(ValueError, match=pair_message(kind, "x")):
         list_pairs(folder)
+
+
+def test_multi_line_prompt_reads_as_in_text_mode(tmp_path):
+    folder = make_pair(tmp_path / "pairs", "a0")
+    (folder / "a0.txt").write_bytes(b"\xef\xbb\xbfPick up the cube.\r\nPut it in the bowl.\rDone.\r\n")
+    (pair,) = list_pairs(folder)
+    assert pair.prompt == "Pick up the cube.\nPut it in the bowl.\nDone."
+
+
+def test_pair_linked_to_a_file_of_its_own_folder_is_read(tmp_path):
+    folder = make_pair(tmp_path / "pairs", "a0")
+    os.symlink("a0.png", folder / "a1.png")  # relative links, inside the folder
+    os.symlink("a0.txt", folder / "a1.txt")
+    pairs = list_pairs(folder)
+    assert [(p.sample_id, p.image, p.prompt) for p in pairs] == [
+        ("a0", folder / "a0.png", "The robot arm picks up the cube."),
+        ("a1", folder / "a1.png", "The robot arm picks up the cube.")]
 
 
 def test_huge_png_is_refused_from_its_header(tmp_path, monkeypatch):

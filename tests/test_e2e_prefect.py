@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import av
@@ -23,7 +25,7 @@ from cosmos_synth.generate import VIDEOS_DIR
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.pipeline import load_pipeline_config
 from flows.finetune_and_generate import OUTPUTS_ARTIFACT
-from flows.local_stack import DEMO_DEPLOYMENT, local_stack
+from flows.local_stack import DEMO_DEPLOYMENT, _stop_process, local_stack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN_TIMEOUT_S = 1500          # the demo takes a few minutes on 2 CPU cores
@@ -190,3 +192,22 @@ def test_library_never_imports_prefect():
                           if n == "prefect" or n.startswith("prefect.")]
     assert not offenders, "cosmos_synth/ must not import prefect (orchestration lives in tasks/ and flows/):\n" + \
         "\n".join(offenders)
+
+
+STUBBORN = """import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)  # inherited by the child below: SIGTERM moves neither
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_stopped_processes_have_exited_when_stop_returns():
+    """What the stack starts is gone the moment stop() returns, even what ignored SIGTERM and needed SIGKILL."""
+    proc = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    child = psutil.Process(int(proc.stdout.readline()))  # both are running once the pid is printed
+    family = [psutil.Process(proc.pid), child]
+    _stop_process(proc, num_terms=2, grace_s=0.2)
+    proc.stdout.close()
+    assert [p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family] == [False, False]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from cosmos_synth.files import read_jsonl
 from cosmos_synth.ingest import ingest_dataset, read_metadata
 from cosmos_synth.sources.layout import METADATA_CSV, TRAJECTORIES_DIR, VIDEOS_DIR
 from cosmos_synth.video import write_video
+from tasks import stages  # imports Prefect, which configures logging once, here rather than inside a test
 
 NUM_EPISODES = 4  # the conftest demo_dataset: 4 episodes of 33 frames at 64x96, 16 fps
 
@@ -38,7 +40,7 @@ def _set_metadata(root: Path, *lines: str) -> Path:
 def test_good_dataset_manifest(dataset):
     prompts = [line.partition(",")[2] for line in (dataset / METADATA_CSV).read_text().splitlines()]
     result = _ingest(dataset, min_frames=17)
-    assert result.num_samples == NUM_EPISODES
+    assert result.num_samples == NUM_EPISODES and result.unlisted_videos == ()
     assert result.manifest == dataset.parent / "ingest" / "manifest.jsonl"
     rows = read_jsonl(result.manifest)
     assert [r["sample_id"] for r in rows] == [f"episode_{i:04d}" for i in range(NUM_EPISODES)]
@@ -63,6 +65,41 @@ def test_caption_prefix_header_and_quotes(dataset):
     assert [r["sample_id"] for r in rows] == ["episode_0001", "episode_0000"]
     assert rows[0]["caption"] == "The robot arm is performing a task. Pick up the cube, then place it in the bowl."
     assert rows[1]["caption"] == "The robot arm is performing a task. plain caption"
+
+
+def test_videos_named_by_no_row_are_reported_not_ingested(dataset, caplog):
+    _set_metadata(dataset, "videos/episode_0000.mp4,first", "videos/episode_0002.mp4,third")
+    shutil.copy(dataset / VIDEOS_DIR / "episode_0000.mp4", dataset / VIDEOS_DIR / ".episode_0000.mp4.tmp7.mp4")
+    (dataset / "other").mkdir()
+    shutil.copy(dataset / VIDEOS_DIR / "episode_0000.mp4", dataset / "other" / "stray.mp4")  # not a video folder
+    with caplog.at_level(logging.WARNING, logger="cosmos_synth.ingest"):
+        result = _ingest(dataset)
+    assert result.unlisted_videos == ("videos/episode_0001.mp4", "videos/episode_0003.mp4")
+    assert [r["sample_id"] for r in read_jsonl(result.manifest)] == ["episode_0000", "episode_0002"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "cosmos_synth.ingest"]
+    assert warnings == [f"2 videos of {dataset} are named by no row of metadata.csv and are not ingested: "
+                        "videos/episode_0001.mp4, videos/episode_0003.mp4; add a row for each to train on it, or move "
+                        "it out of the dataset"]  # the hidden temporary and other/ (no row's folder) are not counted
+
+
+def test_unlisted_videos_of_videos_dir_go_into_the_ingest_artifacts(dataset, monkeypatch, caplog):
+    _set_metadata(dataset, "episode_0000.mp4,first")  # GR1-100 style: file names under videos_dir
+    for i in range(6):
+        shutil.copy(dataset / VIDEOS_DIR / "episode_0000.mp4", dataset / VIDEOS_DIR / f"extra_{i}.MP4")
+    artifacts = []
+    monkeypatch.setattr(stages, "create_table_artifact", lambda **artifact: artifacts.append(artifact))
+    with caplog.at_level(logging.WARNING, logger="cosmos_synth.ingest"):
+        result = stages.ingest_task.fn(IngestConfig(dataset_dir=dataset, out_dir=dataset.parent / "ingest",
+                                                    min_frames=33, videos_dir=VIDEOS_DIR))
+    unlisted = [f"videos/episode_000{i}.mp4" for i in (1, 2, 3)] + [f"videos/extra_{i}.MP4" for i in range(6)]
+    assert result.unlisted_videos == tuple(unlisted) and result.num_samples == 1
+    assert f"9 videos of {dataset} are named by no row of metadata.csv and are not ingested: " \
+           f"{', '.join(unlisted[:5])}, ...; add a row" in caplog.text
+    assert [a["key"] for a in artifacts] == ["unlisted-videos", "ingested-samples"]
+    assert artifacts[0]["table"] == [{"video": v} for v in unlisted]
+    assert artifacts[0]["description"] == ("9 videos in the dataset's video folders are named by no metadata.csv "
+                                           "row and were not ingested")
+    assert artifacts[1]["description"].endswith("(9 unlisted videos left out; see unlisted-videos)")
 
 
 def test_dataset_without_trajectories(dataset):

@@ -1,5 +1,9 @@
 """Kill -9 in the middle of training, generation and export, then run again: nothing lost, nothing twice, nothing
-half-written."""
+half-written.
+
+Each child (tests/kill_at.py) kills itself at a point the test names up front (after checkpoint 2, after video 2,
+before episode writers commit, ...), so every run checks the same state, exactly; nothing waits on the clock.
+"""
 
 from __future__ import annotations
 
@@ -8,60 +12,64 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import h5py
 
-from cosmos_synth.config import GenerateConfig, TrainConfig, config_to_dict
+from cosmos_synth.config import ExportConfig, GenerateConfig, TrainConfig, config_to_dict, write_config
+from cosmos_synth.export import export_episodes, export_paths
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.generate import generate_videos, video_is_complete
+from cosmos_synth.generate import VIDEOS_DIR, generate_videos, video_is_complete
 from cosmos_synth.launch import accelerate_command, launch_training
-from cosmos_synth.train import LOSS_LOG, latest_checkpoint
+from cosmos_synth.train import ADAPTER_FILE, CHECKPOINTS_DIR, LOSS_LOG, RESULT_FILE, latest_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
+KILL_AT = Path(__file__).with_name("kill_at.py")
 
 
-def _wait_for(condition, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def _start(code: str) -> subprocess.Popen:
+def _run(command: list[str]) -> tuple[int, str, int]:
+    """Run a child to its end (it kills itself at its kill point): (exit code, stderr, pid)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True) as child:
+        _, stderr = child.communicate()
+    return child.returncode, stderr, child.pid
 
 
-def _kill(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+def _killed_at(stage: str, config: Path, point: str) -> int:
+    """Run `kill_at.py <stage> <config> <point>`; check that SIGKILL ended it there; return its pid."""
+    code, stderr, pid = _run([sys.executable, str(KILL_AT), stage, str(config), point])
+    assert code == -signal.SIGKILL, f"{stage} {point}: exit {code}\n{stderr[-3000:]}"
+    return pid
 
 
-def test_training_killed_mid_run_resumes_from_its_checkpoint(tiny_model, clips, tmp_path):
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_training_killed_after_its_second_checkpoint_resumes_from_it(tiny_model, clips, tmp_path):
     cfg = TrainConfig(model=str(tiny_model), revision=None, data_dir=clips, out_dir=tmp_path / "train", rank=4,
-                      alpha=4, num_frames=9, num_epochs=40, learning_rate=1e-3, num_warmup_steps=1,
+                      alpha=4, num_frames=9, num_epochs=4, learning_rate=1e-3, num_warmup_steps=1,
                       checkpoint_every_epochs=1, dtype="float32", cpu=True, gradient_checkpointing=False)
-    (tmp_path / "train").mkdir()
-    config = tmp_path / "train" / "train_config.json"
-    config.write_text(json.dumps(config_to_dict(cfg)))
-    child = subprocess.Popen(accelerate_command(cfg, config), cwd=REPO, start_new_session=True,
-                             env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    _wait_for(lambda: (latest_checkpoint(cfg.out_dir) or Path("epoch_000000")).name >= "epoch_000002", 240,
-              "the second checkpoint")
-    _kill(child)  # the whole accelerate process group, mid-epoch
-    killed_at = json.loads((latest_checkpoint(cfg.out_dir) / "DONE").read_text())["step"]
-    assert not (cfg.out_dir / "pytorch_lora_weights.safetensors").exists()
+    config = write_config(cfg, cfg.out_dir, "train")
+    command = accelerate_command(cfg, config)
+    assert command[-3:] == ["-m", "cosmos_synth.train", str(config)]
+    code, stderr, _ = _run(command[:-3] + [str(KILL_AT), "train", str(config), "checkpoint:2"])
+    assert code != 0 and "died with <Signals.SIGKILL: 9>" in stderr, stderr[-3000:]  # the launcher saw the kill
+
+    checkpoints = cfg.out_dir / CHECKPOINTS_DIR
+    assert _names(checkpoints) == ["epoch_000001", "epoch_000002"]  # killed before epoch 3 ended
+    assert json.loads((latest_checkpoint(cfg.out_dir) / "DONE").read_text()) == {"epoch": 2, "step": 8}
+    before = read_jsonl(cfg.out_dir / LOSS_LOG)
+    assert [r["step"] for r in before] == list(range(1, 9))  # 4 clips, one step each, for 2 epochs; nothing after
+    assert not (cfg.out_dir / ADAPTER_FILE).exists() and not (cfg.out_dir / RESULT_FILE).exists()
 
     resumed = launch_training(cfg)  # the same out_dir: continues from the latest checkpoint
     log = read_jsonl(cfg.out_dir / LOSS_LOG)
-    assert resumed.num_steps == 40 * 4 and [r["step"] for r in log] == list(range(1, 161))
-    assert killed_at >= 8 and "resumed from" in (cfg.out_dir / "train.log").read_text()
+    assert resumed.num_steps == 4 * 4 and [r["step"] for r in log] == list(range(1, 17))
+    assert log[:8] == before  # the steps before the kill were neither redone nor lost
+    assert f"resumed from {checkpoints / 'epoch_000002'} (epoch 2, step 8)" in (cfg.out_dir / "train.log").read_text()
+    assert _names(checkpoints) == [f"epoch_00000{i}" for i in range(1, 5)]
     assert resumed.adapter_file.is_file()
 
 
@@ -79,48 +87,61 @@ def test_generation_killed_mid_run_yields_each_sample_once(tiny_model, demo_data
                    [f"The robot arm picks up cube {i}." for i in range(4)])
     cfg = GenerateConfig(model=str(tiny_model), revision=None, pairs_dir=pairs, out_dir=tmp_path / "gen", height=32,
                          width=48, num_frames=9, num_steps=4, dtype="float32", device="cpu")
-    (tmp_path / "gen.json").write_text(json.dumps(config_to_dict(cfg)))
-    child = _start("from pathlib import Path; from cosmos_synth.config import GenerateConfig, load_config; "
-                   "from cosmos_synth.generate import generate_videos; "
-                   f"generate_videos(load_config(GenerateConfig, Path({str(tmp_path / 'gen.json')!r})))")
-    videos = tmp_path / "gen" / "videos"
-    _wait_for(lambda: len(list(videos.glob("p*.mp4"))) >= 1, 240, "the first video")
-    _kill(child)
-    before = sorted(p.name for p in videos.glob("p*.mp4"))
-    assert len(before) < 4
+    config = tmp_path / "gen.json"
+    config.write_text(json.dumps(config_to_dict(cfg)))
+    videos, manifest = cfg.out_dir / VIDEOS_DIR, cfg.out_dir / "manifest.jsonl"
+
+    _killed_at("generate", config, "video:2")  # killed once video 2 of 4 is written and recorded
+    assert _names(videos) == ["p0.mp4", "p1.mp4"]  # exactly the finished videos, no temporary file
+    assert [r["sample_id"] for r in read_jsonl(manifest)] == ["p0", "p1"]
+    assert all(video_is_complete(videos / f"p{i}.mp4", 9) for i in range(2))
+    inodes = {name: (videos / name).stat().st_ino for name in _names(videos)}
+
+    _killed_at("generate", config, "unrecorded:1")  # the rerun writes p2, then dies before the manifest lists it
+    assert _names(videos) == ["p0.mp4", "p1.mp4", "p2.mp4"]
+    assert [r["sample_id"] for r in read_jsonl(manifest)] == ["p0", "p1"]
+    inodes["p2.mp4"] = (videos / "p2.mp4").stat().st_ino
 
     result = generate_videos(cfg)
+    assert (result.num_videos, result.num_skipped) == (4, 2)  # p0 and p1 kept; p2 (unrecorded) redone; p3 new
     rows = read_jsonl(result.manifest)
-    assert [r["sample_id"] for r in rows] == ["p0", "p1", "p2", "p3"]  # the expected set, each once
-    assert result.num_skipped >= len(before) - 1  # finished videos were not redone (the last may have been torn)
+    assert [r["sample_id"] for r in rows] == ["p0", "p1", "p2", "p3"] and [r["seed"] for r in rows] == [0, 1, 2, 3]
     assert all(video_is_complete(videos / f"p{i}.mp4", 9) for i in range(4))
-    assert sorted(p.name for p in videos.iterdir()) == [f"p{i}.mp4" for i in range(4)]  # no partial file left
+    assert _names(videos) == [f"p{i}.mp4" for i in range(4)]  # each sample once, no partial file left
+    # a video is written under a temporary name and renamed: a kept file keeps its inode, a redone one does not
+    assert [(videos / n).stat().st_ino == inodes[n] for n in ("p0.mp4", "p1.mp4", "p2.mp4")] == [True, True, False]
 
 
 def test_export_killed_mid_write_leaves_no_readable_wrong_file(tiny_model, demo_dataset, tmp_path):
-    from cosmos_synth.config import ExportConfig
-    from cosmos_synth.export import export_episodes, export_paths
-
     pairs = _pairs(tmp_path / "pairs", demo_dataset / "test" / "pair_0001.png", [f"Prompt {i}." for i in range(6)])
     gen = generate_videos(GenerateConfig(model=str(tiny_model), revision=None, pairs_dir=pairs, out_dir=tmp_path / "g",
                                          height=32, width=48, num_frames=9, num_steps=1, dtype="float32",
                                          device="cpu"))
     cfg = ExportConfig(manifest=gen.manifest, out_dir=tmp_path / "export")
-    (tmp_path / "export.json").write_text(json.dumps(config_to_dict(cfg)))
+    config = tmp_path / "export.json"
+    config.write_text(json.dumps(config_to_dict(cfg)))
     hdf5, lerobot = export_paths(cfg)
-    for delay_s in (0.5, 1.5, 3.0):  # kill at different points of the write
-        child = _start("from pathlib import Path; from cosmos_synth.config import ExportConfig, load_config; "
-                       "from cosmos_synth.export import export_episodes; "
-                       f"export_episodes(load_config(ExportConfig, Path({str(tmp_path / 'export.json')!r})))")
-        time.sleep(delay_s)
-        _kill(child)
-        if hdf5.exists():  # either absent or complete: never readable but wrong
-            with h5py.File(hdf5, "r") as f:
-                assert len(f["data"]) == 6 and f["data"].attrs["total"] == 6 * 9
-        if lerobot.exists():
-            info = json.loads((lerobot / "meta" / "info.json").read_text())
-            assert (info["total_episodes"], info["total_frames"]) == (6, 6 * 9)
-        assert not [p for p in (tmp_path / "export").rglob("*") if p.is_file() and p.parent == tmp_path / "export"
-                    and p.suffix not in (".json",)]
+
+    def check_hdf5() -> None:
+        with h5py.File(hdf5, "r") as f:
+            assert len(f["data"]) == 6 and f["data"].attrs["total"] == 6 * 9
+
+    # (kill point, the formats renamed into place before it): mid-stream, all written and verified, between renames
+    for point, committed in [("episode:1", ()), ("episode:4", ()), ("commit:robomimic", ()),
+                             ("commit:lerobot", ("robomimic",))]:
+        pid = _killed_at("export", config, point)
+        # each format is absent or complete, never readable but wrong; what is half-written is only the killed
+        # run's own temporaries (the next run removes them)
+        tmp_hdf5, tmp_lerobot = f".{hdf5.name}.tmp{pid}", f".{lerobot.name}.tmp{pid}"
+        assert _names(hdf5.parent) == sorted([hdf5.name if "robomimic" in committed else tmp_hdf5]), point
+        assert _names(cfg.out_dir) == sorted([hdf5.parent.name, tmp_lerobot]), point
+        if "robomimic" in committed:
+            check_hdf5()
+
     result = export_episodes(cfg)
-    assert result.num_episodes == 6 and result.hdf5_path.is_file() and (result.lerobot_dir / "meta").is_dir()
+    assert (result.num_episodes, result.num_frames) == (6, 6 * 9)
+    check_hdf5()
+    info = json.loads((lerobot / "meta" / "info.json").read_text())
+    assert (info["total_episodes"], info["total_frames"]) == (6, 6 * 9)
+    assert _names(cfg.out_dir) == ["export_config.json", lerobot.name, hdf5.parent.name]
+    assert list(cfg.out_dir.rglob(".*")) == []  # no temporary file or folder left anywhere

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from cosmos_synth import launch
 from cosmos_synth.config import TrainConfig
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.launch import launch_training
@@ -43,11 +44,12 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, clips, tmp_path):
     assert any(a[k].abs().max() > 0 for k in a if "lora_B" in k)  # the adapter did train
 
 
-def test_finished_run_is_not_repeated(tiny_model, clips, tmp_path):
+def test_finished_run_is_not_repeated(tiny_model, clips, tmp_path, monkeypatch):
     cfg = _config(tiny_model, clips, tmp_path / "run", num_epochs=1)
     result = launch_training(cfg)
     assert result.num_steps == 4 and result.adapter_file.is_file()
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["num_epochs"] == 1
-    stamp = result.adapter_file.stat().st_mtime_ns
+    adapter = result.adapter_file.read_bytes()
+    monkeypatch.setattr(launch, "_run_child", lambda *args: pytest.fail("a finished run was started again"))
     again = launch_training(cfg)  # same config, finished: reuse it
-    assert again.adapter_file.stat().st_mtime_ns == stamp and again.num_steps == 4
+    assert again.adapter_file.read_bytes() == adapter and (again.num_steps, again.final_loss) == (4, result.final_loss)

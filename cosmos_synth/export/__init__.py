@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,8 +61,12 @@ def export_paths(cfg: ExportConfig) -> tuple[Path, Path]:
     return cfg.out_dir / ROBOMIMIC_DIR / f"{name}.hdf5", cfg.out_dir / LEROBOT_DIR
 
 
-def export_episodes(cfg: ExportConfig) -> ExportResult:
-    """Write every episode of `cfg.manifest` in each format; verify all before replacing the previous export."""
+def export_episodes(cfg: ExportConfig, *, on_episode: Callable[[int, int, str], None] | None = None) -> ExportResult:
+    """Write every episode of `cfg.manifest` in each format; verify all before replacing the previous export.
+
+    `on_episode` (optional) is called as on_episode(number, num_episodes, sample_id) once an episode has gone into
+    every writer (a progress bar; a test that stops the export at a chosen episode).
+    """
     rows = read_manifest_rows(cfg.manifest)   # fails on a missing video before anything is written
     retimed = sorted({row["fps"] for row in rows if row.get("fps") not in (None, cfg.fps)})
     if retimed:
@@ -91,6 +96,8 @@ def export_episodes(cfg: ExportConfig) -> ExportResult:
                 writer.add(episode)
             num_frames += episode.num_frames
             logger.info("episode %d/%d -> %s (%d frames)", i + 1, len(rows), episode.sample_id, episode.num_frames)
+            if on_episode is not None:
+                on_episode(i + 1, len(rows), episode.sample_id)
         for writer in writers:                 # every format read back before any replaces the previous export
             writer.finish()
         for writer in writers:

@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from cosmos_synth.export.episodes import Episode, frame_size
 from cosmos_synth.export.lerobot import frame_table, replace_dir, video_info, video_key
 from cosmos_synth.export.stats import FeatureStats, to_json
-from cosmos_synth.files import write_text_atomic
+from cosmos_synth.files import remove_stale_temporaries, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class GrootWriter:
         self.camera, self.key = camera, video_key(camera)
         self.groups = {"states": state_groups, "actions": action_groups}
         self.tmp = self.root.with_name(f".{self.root.name}.tmp{os.getpid()}")
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        remove_stale_temporaries(self.root)  # a killed earlier export's half-written folder
         self.tmp.mkdir(parents=True)
         self.num_episodes = 0
         self.tasks: dict[str, int] = {}            # task string -> task_index, in order of first appearance

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from cosmos_synth.export.episodes import Episode, frame_size
 from cosmos_synth.export.stats import FeatureStats, to_json
-from cosmos_synth.files import write_text_atomic
+from cosmos_synth.files import remove_stale_temporaries, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class LeRobotWriter:
         self.repo_id, self.fps, self.robot_type = repo_id, fps, robot_type
         self.key = video_key(camera)
         self.tmp = self.root.with_name(f".{self.root.name}.tmp{os.getpid()}")
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        remove_stale_temporaries(self.root)  # a killed earlier export's half-written folder
         self.tmp.mkdir(parents=True)
         self.container: Any = None                 # av output container, opened by the first episode
         self.stream: Any = None

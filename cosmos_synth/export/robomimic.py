@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 from cosmos_synth.export.episodes import Episode
+from cosmos_synth.files import remove_stale_temporaries
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class RobomimicWriter:
         self.env_name = env_name
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        remove_stale_temporaries(self.path)  # a killed earlier export's half-written file
         self.file: h5py.File | None = h5py.File(self.tmp, "w")
         self.data = self.file.create_group("data")
         self.names: list[str] = []

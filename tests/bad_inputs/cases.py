@@ -84,6 +84,16 @@ def _broken_image(build):
     return lambda d, s: build(make_pair(d, s) / f"{s}.png")
 
 
+def _linked_out(suffix: str):
+    """A pair whose `<s><suffix>` is a symbolic link to a good file beside the pairs folder, outside it."""
+    def build(d: Path, s: str) -> None:
+        outside = make_pair(d.parent / "outside", s) / f"{s}{suffix}"
+        make_pair(d, s)
+        (d / f"{s}{suffix}").unlink()
+        corpus.symlink_outside(d / f"{s}{suffix}", outside)
+    return build
+
+
 PAIR_CASES = {
     "missing_prompt": (lambda d, s: corpus.rgb_png(d / f"{s}.png"), r"{s}\.png has no partner {s}\.txt in .*; add it"),
     "missing_image": (lambda d, s: (d / f"{s}.txt").write_text("a prompt"), r"{s}\.txt has no partner {s}\.png"),
@@ -102,6 +112,13 @@ PAIR_CASES = {
     "huge_png": (_broken_image(corpus.huge_png),
                  r"Image .*{s}\.png is 10000x10000 pixels; cosmos-synth decodes at most MAX_IMAGE_PIXELS = 64 "
                  r"megapixels \(a guard against decompression bombs\).* Downscale it"),
+    "image_linked_out": (_linked_out(".png"),
+                         r"Image .*pairs/{s}\.png is a symbolic link to .*/outside/{s}\.png, outside the pairs folder "
+                         r".*pairs; copy the file into the pairs folder instead of linking to it \(lenient mode skips "
+                         r"the pair\)"),
+    "prompt_linked_out": (_linked_out(".txt"),
+                          r"Prompt .*pairs/{s}\.txt is a symbolic link to .*/outside/{s}\.txt, outside the pairs "
+                          r"folder .*pairs; copy the file into the pairs folder instead of linking to it"),
 }
 
 

@@ -10,7 +10,8 @@ Kinds (the test that covers each is named after it in tests/test_bad_inputs.py):
                 absolute path, symbolic link out of the root; BOM + CRLF (must work)
     images      RGBA, greyscale, 16-bit greyscale, 16-bit RGB, palette (converted); truncated, bad checksum, JPEG
                 named .png, zero bytes, 100-megapixel header (refused)
-    pairs       missing half, empty prompt, non-UTF-8 prompt, case-colliding ids
+    pairs       missing half, empty prompt, non-UTF-8 prompt, case-colliding ids, image or prompt a symbolic link out
+                of the pairs folder
     weights     pickle named .safetensors, legacy pickle, .bin adapter, another architecture, wrong shape, rank
                 unlike its metadata, NaN; a pipeline folder whose DiT weights are only a pickle
 """
@@ -91,7 +92,7 @@ def metadata_csv(path: Path, lines: list[str | bytes], *, bom: bool = False, crl
 
 
 def symlink_outside(link: Path, target: Path) -> Path:
-    """`link` inside the dataset pointing at `target` outside it."""
+    """`link` inside the dataset (or pairs folder) pointing at `target` outside it."""
     link.parent.mkdir(parents=True, exist_ok=True)
     os.symlink(target, link)
     return link

@@ -1,7 +1,10 @@
 """One frozen, keyword-only config per stage, validated before any work starts.
 
 Each class is the CLI's arguments, the Prefect flow's parameters, the tests' input, and the record written next to
-the stage's outputs (``<stage>_config.json``) so any output can be reproduced.
+the stage's outputs (``<stage>_config.json``) so any output can be reproduced. Each checks its own values in
+``__post_init__``; :func:`cosmos_synth.pipeline.load_pipeline_config` builds every stage's config as soon as a recipe
+and its overrides are read, so a misspelt key or a wrong value for any stage (even export, the last) fails at once,
+in the CLI and in the flow, before the first stage runs.
 """
 
 from __future__ import annotations
@@ -341,7 +344,7 @@ def _coerce(value: Any, annotation: Any, name: str, where: str = "config", examp
 
 def config_from_dict(cls: type, values: dict[str, Any], *, where: str = "config") -> Any:
     """Build `cls` from a dict (JSON, a recipe, CLI overrides, Prefect parameters), naming any unknown field and any
-    value of the wrong type (`train: rank='abc' is not a whole number; ...`)."""
+    value of the wrong type (`train: rank='abc' is not a whole number; ...`). Every error starts with `where`."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
@@ -349,7 +352,11 @@ def config_from_dict(cls: type, values: dict[str, Any], *, where: str = "config"
         raise ValueError(f"{where}: unknown field(s) {unknown} for {cls.__name__}; known fields: {sorted(names)}.")
     examples = {f.name: json.dumps(str(f.default) if isinstance(f.default, Path) else f.default)
                 for f in dataclasses.fields(cls) if isinstance(f.default, (int, float, str, Path))}
-    return cls(**{k: _coerce(v, hints[k], k, where, examples.get(k)) for k, v in values.items()})
+    coerced = {k: _coerce(v, hints[k], k, where, examples.get(k)) for k, v in values.items()}
+    try:
+        return cls(**coerced)
+    except ValueError as exc:  # the class's own checks (__post_init__): say where the values came from too
+        raise ValueError(f"{where}: {exc}") from exc
 
 
 def load_config(cls: type, path: Path) -> Any:

@@ -1,13 +1,18 @@
 """The whole pipeline's settings (a recipe plus overrides) and the stage configs they expand to.
 
 A recipe is a TOML file in `datasets/<name>/recipe.toml`. Top-level keys are :class:`PipelineConfig` fields; the
-tables `[train]`, `[generate]` and `[export]` override the matching stage config's fields. Overrides use dotted
-keys: `num_frames=29`, `train.rank=16`, `generate.num_steps=4`.
+tables `[demo]`, `[idm_train]`, `[cache]`, `[train]`, `[generate]` and `[export]` override the matching stage config's
+fields (:data:`STAGE_TABLES`). Overrides use dotted keys: `num_frames=29`, `train.rank=16`, `generate.num_steps=4`.
+
+Loading checks everything at once, before any work starts: an unknown key names the closest valid one ("did you mean
+train.rank?"), a value of the wrong type names its field, and every stage's config is built once, so a mistake in
+`export.*` surfaces before training, not after it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import tomllib
 from dataclasses import dataclass, field
@@ -22,6 +27,10 @@ from cosmos_synth.models import NVIDIA_MODEL, NVIDIA_REVISION
 
 TINY = "tiny"  # model alias: the tiny offline Cosmos-architecture model, built on first use
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "datasets"
+STAGE_TABLES: dict[str, type] = {  # recipe table (and override prefix) -> the stage config whose fields it sets
+    "demo": DemoDataConfig, "idm_train": IDMTrainConfig, "cache": CacheConfig, "train": TrainConfig,
+    "generate": GenerateConfig, "export": ExportConfig,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +83,19 @@ class PipelineConfig:
             raise ValueError(f"generate_shards={self.generate_shards} must be >= 1 (1: generate in the flow itself).")
         if self.source not in ("procedural", "local", "hub"):
             raise ValueError(f"source={self.source!r}: use 'procedural', 'local' or 'hub'.")
+        for table, cls in STAGE_TABLES.items():
+            if not isinstance(getattr(self, table), dict):
+                raise ValueError(f"{table}={getattr(self, table)!r} is not a table of {cls.__name__} settings; "
+                                 f"give one, e.g. {table}={{...}}.")
+        self.stage_configs()  # every stage's settings are checked now, not hours later when that stage starts
+
+    def stage_configs(self) -> dict[str, Any]:
+        """Every stage's config, built once, by stage name. Building one only computes paths and checks values:
+        nothing is written, downloaded or loaded. Generation's adapter is a placeholder (the run's train folder)."""
+        return {"demo": self.demo_config(), "ingest": self.ingest_config(), "preprocess": self.preprocess_config(),
+                "cache": self.cache_config(), "train": self.train_config(),
+                "generate": self.generate_config(adapter=self.stage_dir("train")),
+                "idm_train": self.idm_train_config(), "label": self.label_config(), "export": self.export_config()}
 
     # -- paths, written once ------------------------------------------------------------------------------------
     @property
@@ -159,6 +181,35 @@ class PipelineConfig:
         return config_from_dict(ExportConfig, {**base, **self.export}, where="export")
 
 
+def _unknown_key(key: str, name: str, known: list[str], prefix: str, fallback: str) -> str:
+    """`unknown key train.rnak (did you mean train.rank?)`: `name` is compared with `known`, and the closest one is
+    given with `prefix`; `fallback` says what the keys are when none is close."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"unknown key {key} " + (f"(did you mean {prefix}{close[0]}?)" if close else f"({fallback})")
+
+
+def _check_keys(values: dict[str, Any]) -> None:
+    """Refuse unknown top-level keys, unknown tables and unknown keys in a stage's table, each with the closest valid
+    key. `values` is a recipe with its overrides applied (dotted keys already nested)."""
+    top = [f.name for f in dataclasses.fields(PipelineConfig)]
+    fields = {table: [f.name for f in dataclasses.fields(cls)] for table, cls in STAGE_TABLES.items()}
+    every = top + [f"{table}.{name}" for table, names in fields.items() for name in names]
+    problems = []
+    for key, value in values.items():
+        if key in STAGE_TABLES and isinstance(value, dict):  # a stage's keys are compared with that stage's only
+            for name in (n for n in value if n not in fields[key]):
+                problems.append(f"unknown key {key}.{name} ({name} is a top-level key: write {name}=<value>)"
+                                if name in top else
+                                _unknown_key(f"{key}.{name}", name, fields[key], f"{key}.",
+                                             f"[{key}] takes {', '.join(fields[key])}"))
+        elif key not in top:  # a misspelt top-level key or table: compared with every valid key
+            leaves = [f"{key}.{name}" for name in value] if isinstance(value, dict) and value else [key]
+            problems += [_unknown_key(leaf, leaf, every, "", f"top-level keys are {', '.join(top)}")
+                         for leaf in leaves]
+    if problems:
+        raise ValueError("; ".join(problems) + ".")
+
+
 def _set_dotted(values: dict[str, Any], key: str, value: Any) -> None:
     head, _, rest = key.partition(".")
     if rest:
@@ -196,18 +247,18 @@ def find_recipe(recipe: str | Path) -> Path:
 
 
 def load_pipeline_config(recipe: str | Path = "demo", overrides: dict[str, Any] | None = None) -> PipelineConfig:
-    """Read a recipe and apply dotted overrides ({"train.rank": 16, "run_dir": "runs/x"})."""
+    """Read a recipe and apply dotted overrides ({"train.rank": 16, "run_dir": "runs/x"}); check every key and build
+    every stage's config once, so any mistake fails here, naming the recipe, before any work starts."""
     path = find_recipe(recipe)
     with path.open("rb") as fh:
         values: dict[str, Any] = tomllib.load(fh)
     values.pop("recipe", None)  # descriptive metadata (name, licence, source) lives in the recipe's [recipe] table
-    for key, value in (overrides or {}).items():
-        _set_dotted(values, key, value)
-    fields = {f.name for f in dataclasses.fields(PipelineConfig)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {sorted(fields)}.")
-    for name in ("run_dir", "dataset_dir", "pairs_dir", "cache_dir", "idm"):  # TOML and JSON carry paths as text
-        if values.get(name) is not None:
-            values[name] = Path(values[name])
-    return PipelineConfig(**values)
+    where = f"recipe {path}"
+    try:
+        for key, value in (overrides or {}).items():
+            _set_dotted(values, key, value)
+        _check_keys(values)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+    # Values arrive as TOML, JSON or text ("16", "runs/x"): each is coerced to its field's type or refused by name.
+    return config_from_dict(PipelineConfig, values, where=where)

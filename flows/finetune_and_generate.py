@@ -27,6 +27,7 @@ OUTPUTS_ARTIFACT = "finetune-and-generate-outputs"  # flows/local_stack.py print
 @flow(name="finetune-and-generate")
 def finetune_and_generate(recipe: str = "demo", overrides: dict[str, Any] | None = None) -> dict[str, str]:
     """Run every stage of `recipe` with dotted `overrides` ({"train.rank": 16}); return the output paths."""
+    # Checks every key and builds every stage's config: a bad override fails here, before the first task.
     cfg = load_pipeline_config(recipe, overrides)
     prepare_model_task(cfg)
     prepare_source_task(cfg)

@@ -320,7 +320,8 @@ def test_disk_full_while_writing_a_video(tmp_path, monkeypatch):
 @pytest.mark.parametrize("override, message", [
     ({"train.rank": "abc"}, r"train: rank='abc' is not a whole number; give a whole number, e.g\. rank=32\."),
     ({"train.rank": 3.5}, r"train: rank=3\.5 is not a whole number"),
-    ({"num_frames": "lots"}, r"train: num_frames='lots' is not a whole number; .* e\.g\. num_frames=93\."),
+    ({"num_frames": "lots"}, r"recipe \S+/demo/recipe\.toml: num_frames='lots' is not a whole number; .* e\.g\. "
+                             r"num_frames=93\."),  # a top-level key: refused as such, before any stage is built
     ({"train.learning_rate": "fast"}, r"train: learning_rate='fast' is not a number"),
     ({"train.learning_rate": float("nan")}, r"train: learning_rate=nan is not a number \(it must be finite\)"),
     ({"train.cpu": "yes"}, r"train: cpu='yes' is not true or false"),
@@ -329,15 +330,15 @@ def test_disk_full_while_writing_a_video(tmp_path, monkeypatch):
     ({"train.rank": None}, r"train: rank is null but has no 'none' setting"),
 ])
 def test_wrong_parameter_types_name_the_field(override, message):
-    with pytest.raises(ValueError, match=message):
-        load_pipeline_config("demo", override).train_config()
+    with pytest.raises(ValueError, match=message):  # at load: tests/test_pipeline.py covers every stage
+        load_pipeline_config("demo", override)
 
 
 def test_parameters_given_as_text_still_work():
     cfg = load_pipeline_config("demo", {"train.rank": "16", "train.cpu": "true", "generate.mode": "lenient"})
     assert (cfg.train_config().rank, cfg.train_config().cpu, cfg.generate_config(None).mode) == (16, True, "lenient")
     with pytest.raises(ValueError, match=r"generate: mode='loose' is not one of \['strict', 'lenient'\]"):
-        load_pipeline_config("demo", {"generate.mode": "loose"}).generate_config(None)
+        load_pipeline_config("demo", {"generate.mode": "loose"})
 
 
 # ---------------------------------------------------------------------------------------------------- security

@@ -43,9 +43,9 @@ def test_overrides_reach_the_stage_configs():
     train = cfg.train_config()
     assert (train.rank, train.cond_frame_probs, train.num_frames) == (16, {2: 1.0}, 29)
     assert cfg.generate_config(None).num_frames == 29
-    with pytest.raises(ValueError, match=r"unknown field\(s\) \['rnak'\]"):
-        load_pipeline_config("gr1", {"train.rnak": 16}).train_config()
-    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['hieght'\]"):
+    with pytest.raises(ValueError, match=r"gr1/recipe\.toml: unknown key train\.rnak \(did you mean train\.rank\?\)"):
+        load_pipeline_config("gr1", {"train.rnak": 16})
+    with pytest.raises(ValueError, match=r"gr1/recipe\.toml: unknown key hieght \(did you mean height\?\)"):
         load_pipeline_config("gr1", {"hieght": 16})
 
 

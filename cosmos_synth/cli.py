@@ -8,6 +8,7 @@ folder (`run_dir`), so they can be run one at a time.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -136,6 +137,31 @@ def export(recipe: Recipe = "demo", param: Params = None) -> None:
     from cosmos_synth.export import export_episodes
 
     _show(export_episodes(_config(recipe, param).export_config()))
+
+
+@app.command()
+def evaluate(recipe: Recipe = "demo", param: Params = None,
+             model: Annotated[Optional[list[str]], typer.Option(
+                 "--model", "-m", help="Evaluate these models instead: name=<training out_dir>, or name= for the "
+                                       "base model. Repeatable, e.g. -m base= -m lora=runs/a/train -m "
+                                       "dora=runs/b/train.")] = None) -> None:
+    """Generate from the held-out episodes' first frames with each model and compare with the real episodes."""
+    from cosmos_synth.evaluate import evaluate_models, metrics_table
+    from cosmos_synth.run import prepare_model
+
+    cfg = _config(recipe, param)
+    if cfg.resolved_heldout_dir is None:
+        raise typer.BadParameter("this recipe has no held-out episodes; set heldout_dir=<folder in the GR1 layout>.")
+    prepare_model(cfg)
+    eval_cfg = cfg.evaluate_config(cfg.stage_dir("train"))
+    if model:
+        models = dict(m.partition("=")[::2] for m in model)
+        eval_cfg = dataclasses.replace(eval_cfg, models={k: v or None for k, v in models.items()},
+                                       generated={k: v for k, v in eval_cfg.generated.items() if k in models
+                                                  and models[k] == eval_cfg.models.get(k)})
+    result = evaluate_models(eval_cfg)
+    typer.echo(metrics_table(list(result.rows)))
+    typer.echo(f"report: {result.report}")
 
 
 @app.command()

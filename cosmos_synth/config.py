@@ -48,8 +48,10 @@ class DemoDataConfig:
     task_family: Literal["pick_place", "push"] = "pick_place"  # pick_place: the pretraining family; push: the new
                                         # family the demo world model never saw
     num_episodes: int = 8               # training episodes
-    num_test_pairs: int = 4             # held-out episodes: recorded under heldout/, their first frame + prompt as
-                                        # (image .png, prompt .txt) pairs under test/
+    num_test_pairs: int = 4             # held-out episodes per held-out family: recorded under heldout/, their
+                                        # first frame + prompt as (image .png, prompt .txt) pairs under test/
+    heldout_families: tuple[str, ...] = ()  # families of the held-out episodes (each on the same held-out scenes);
+                                        # empty: task_family only. E.g. ("push", "pick_place") to see forgetting
     num_frames: int = 17                # frames per episode (at least 8: the expert's phases)
     height: int = 64                    # pixels
     width: int = 96                     # pixels
@@ -58,6 +60,10 @@ class DemoDataConfig:
     heldout_seed: int = 1_000_000       # held-out episode k uses scene heldout_seed + k (a range of its own)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "heldout_families", tuple(self.heldout_families))
+        _require(set(self.heldout_families) <= {"pick_place", "push"} and len(set(self.heldout_families))
+                 == len(self.heldout_families), f"heldout_families={list(self.heldout_families)}: use distinct "
+                 f"families out of 'pick_place' and 'push'.")
         _require(self.num_episodes >= 1, f"num_episodes={self.num_episodes}: need at least 1 episode.")
         _require(self.num_test_pairs >= 0, f"num_test_pairs={self.num_test_pairs} must be >= 0.")
         _require(self.num_frames >= 8, f"num_frames={self.num_frames}: an expert episode needs at least 8 frames.")
@@ -411,3 +417,51 @@ class LabelConfig:
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvaluateConfig:
+    """Held-out real episodes against what each model generates from their first frame and caption."""
+
+    episodes_dir: Path                        # held-out real episodes in the GR1 layout (metadata.csv + videos;
+                                              # trajectories/ for tracking error and IDM scores)
+    out_dir: Path                             # metrics.json, episodes.jsonl, report.md, sheet-*.png, <model>/ videos
+    models: dict[str, str | None] = field(default_factory=lambda: {"base": None})  # name -> training out_dir
+                                              # (LoRA/DoRA/full) or None for the base model, e.g.
+                                              # {"base": None, "lora": "runs/demo/train"}
+    generated: dict[str, str] = field(default_factory=dict)  # name -> a generate out_dir already holding that
+                                              # model's videos of these episodes' pairs (reused, not generated again)
+    pairs_dir: Path | None = None             # the episodes' (first frame, caption) pairs, ids = episode names;
+                                              # None: written from the videos into out_dir/pairs
+    model: str = NVIDIA_MODEL                 # Hub id or local folder, as for generate
+    revision: str | None = NVIDIA_REVISION
+    height: int = 432                         # generation settings, as for generate
+    width: int = 768
+    num_frames: int = 93
+    num_steps: int = 36
+    guidance_scale: float = 7.0
+    fps: int = 16
+    seed: int = 0
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    device: str = "cuda"
+    guardrail: bool = True
+    idm: Path | None = None                   # an IDM folder: its labels of generated videos scored against the
+                                              # real episodes' actions (idm_action_mse)
+    judge: Literal["auto", "demo", "none"] = "auto"  # auto: the demo world's rule-based judge when every caption
+                                              # is a demo-world prompt; none: image metrics only (GR1-style data)
+    max_episodes: int | None = None           # the first N held-out episodes (None: all)
+    sheet_episodes: int = 4                   # episodes drawn in each contact sheet (real above each model)
+
+    def __post_init__(self) -> None:
+        models = {str(k): (None if v in (None, "") else str(v)) for k, v in dict(self.models).items()}
+        object.__setattr__(self, "models", models)
+        object.__setattr__(self, "generated", {str(k): str(v) for k, v in dict(self.generated).items()})
+        _require(bool(models) and all(k.replace("-", "").replace("_", "").isalnum() for k in models),
+                 f"models={models}: name at least one model, with letters, digits, '-' and '_' (e.g. base, lora).")
+        _require(set(self.generated) <= set(models), f"generated names {sorted(set(self.generated) - set(models))} "
+                 f"are not in models {sorted(models)}; reuse videos only of models being evaluated.")
+        _check_size(self.height, self.width)
+        _check_frames(self.num_frames)
+        _require(self.num_steps >= 1, f"num_steps={self.num_steps} must be >= 1.")
+        _require(self.max_episodes is None or self.max_episodes >= 1, f"max_episodes={self.max_episodes} must be "
+                 f">= 1 (or null for every episode).")

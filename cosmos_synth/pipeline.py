@@ -20,16 +20,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cosmos_synth.config import (
-    CacheConfig, DemoDataConfig, ExportConfig, GenerateConfig, IDMTrainConfig, IngestConfig, LabelConfig,
-    PreprocessConfig, TrainConfig, config_from_dict,
+    CacheConfig, DemoDataConfig, EvaluateConfig, ExportConfig, GenerateConfig, IDMTrainConfig, IngestConfig,
+    LabelConfig, PreprocessConfig, TrainConfig, config_from_dict,
 )
-from cosmos_synth.models import NVIDIA_MODEL, NVIDIA_REVISION
+from cosmos_synth.models import DEMO_WORLD_MODEL, NVIDIA_MODEL, NVIDIA_REVISION
+from cosmos_synth.sources.layout import HELDOUT_DIR
 
-TINY = "tiny"  # model alias: the tiny offline Cosmos-architecture model, built on first use
+TINY = "tiny"  # model alias: the tiny offline Cosmos-architecture model (random weights), built on first use
+DEMO_WORLD = "demo-world"  # model alias: the demo world model shipped in datasets/demo/world_model/
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "datasets"
 STAGE_TABLES: dict[str, type] = {  # recipe table (and override prefix) -> the stage config whose fields it sets
     "demo": DemoDataConfig, "idm_train": IDMTrainConfig, "cache": CacheConfig, "train": TrainConfig,
-    "generate": GenerateConfig, "export": ExportConfig,
+    "generate": GenerateConfig, "export": ExportConfig, "evaluate": EvaluateConfig,
 }
 
 
@@ -69,12 +71,15 @@ class PipelineConfig:
     label: bool = True                             # label generated videos with actions (inverse dynamics model)
     idm: Path | None = None                        # a trained IDM folder (idm.safetensors + idm_config.json); None:
                                                    # train one on the dataset's episodes that carry actions
+    heldout_dir: Path | None = None                # held-out real episodes (GR1 layout) to evaluate against; None:
+                                                   # <dataset>/heldout when the source writes one (procedural)
     demo: dict[str, Any] = field(default_factory=dict)      # DemoDataConfig overrides (source=procedural)
     idm_train: dict[str, Any] = field(default_factory=dict)  # IDMTrainConfig overrides (idm unset)
     cache: dict[str, Any] = field(default_factory=dict)     # CacheConfig overrides (latent_cache=true)
     train: dict[str, Any] = field(default_factory=dict)     # TrainConfig overrides
     generate: dict[str, Any] = field(default_factory=dict)  # GenerateConfig overrides
     export: dict[str, Any] = field(default_factory=dict)    # ExportConfig overrides
+    evaluate: dict[str, Any] = field(default_factory=dict)  # EvaluateConfig overrides (held-out episodes known)
 
     def __post_init__(self) -> None:
         if self.source == "local" and self.dataset_dir is None:
@@ -95,7 +100,8 @@ class PipelineConfig:
         return {"demo": self.demo_config(), "ingest": self.ingest_config(), "preprocess": self.preprocess_config(),
                 "cache": self.cache_config(), "train": self.train_config(),
                 "generate": self.generate_config(adapter=self.stage_dir("train")),
-                "idm_train": self.idm_train_config(), "label": self.label_config(), "export": self.export_config()}
+                "idm_train": self.idm_train_config(), "label": self.label_config(), "export": self.export_config(),
+                "evaluate": self.evaluate_config(adapter=self.stage_dir("train"))}
 
     # -- paths, written once ------------------------------------------------------------------------------------
     @property
@@ -122,7 +128,9 @@ class PipelineConfig:
 
     @property
     def resolved_model(self) -> str:
-        return str(self.cache_dir / "tiny-cosmos-predict2.5") if self.model == TINY else self.model
+        if self.model == TINY:
+            return str(self.cache_dir / "tiny-cosmos-predict2.5")
+        return str(DEMO_WORLD_MODEL) if self.model == DEMO_WORLD else self.model
 
     def stage_dir(self, stage: str) -> Path:
         return self.run_dir / stage
@@ -179,6 +187,29 @@ class PipelineConfig:
         source = self.stage_dir("label" if self.label else "generate")
         base = dict(manifest=source / "manifest.jsonl", out_dir=self.stage_dir("export"), fps=self.fps)
         return config_from_dict(ExportConfig, {**base, **self.export}, where="export")
+
+    @property
+    def resolved_heldout_dir(self) -> Path | None:
+        """The held-out real episodes evaluate compares with: heldout_dir, else the procedural source's heldout/."""
+        if self.heldout_dir is not None:
+            return self.heldout_dir
+        return self.data_dir / HELDOUT_DIR if self.source == "procedural" else None
+
+    def evaluate_config(self, adapter: Path | None) -> EvaluateConfig:
+        """Base model against this run's trained weights (named by train.adapter) on the held-out episodes. The
+        procedural source's test/ pairs are those episodes' first frames, so the generate stage's videos are
+        reused for the trained model; the base model's are generated under evaluate/base/."""
+        gen = self.generate_config(adapter)
+        trained = self.train_config().adapter
+        base = dict(episodes_dir=self.resolved_heldout_dir or self.data_dir / HELDOUT_DIR,
+                    out_dir=self.stage_dir("evaluate"), models={"base": None, trained: str(adapter)},
+                    model=gen.model, revision=gen.revision, height=gen.height, width=gen.width,
+                    num_frames=gen.num_frames, num_steps=gen.num_steps, guidance_scale=gen.guidance_scale,
+                    fps=gen.fps, seed=gen.seed, dtype=gen.dtype, device=gen.device, guardrail=gen.guardrail,
+                    idm=str(self.idm_dir) if self.label else None)
+        if self.source == "procedural" and self.pairs_dir is None:
+            base.update(pairs_dir=self.resolved_pairs_dir, generated={trained: str(gen.out_dir)})
+        return config_from_dict(EvaluateConfig, {**base, **self.evaluate}, where="evaluate")
 
 
 def _unknown_key(key: str, name: str, known: list[str], prefix: str, fallback: str) -> str:

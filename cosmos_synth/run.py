@@ -40,13 +40,16 @@ def prepare_source(cfg: PipelineConfig) -> Path:
 def output_paths(cfg: PipelineConfig, results: dict) -> dict[str, str]:
     """Where a user finds each output of a run."""
     export = results["export"]
-    return {"run_dir": str(cfg.run_dir), "adapter": str(results["train"].adapter_file),
-            "videos": str(results["generate"].out_dir / "videos"), "hdf5": str(export.hdf5_path),
-            "lerobot": str(export.lerobot_dir)}
+    paths = {"run_dir": str(cfg.run_dir), "adapter": str(results["train"].adapter_file),
+             "videos": str(results["generate"].out_dir / "videos"), "hdf5": str(export.hdf5_path),
+             "lerobot": str(export.lerobot_dir)}
+    if "evaluate" in results:
+        paths["evaluation"] = str(results["evaluate"].report)
+    return paths
 
 
 def run_pipeline(cfg: PipelineConfig) -> dict:
-    """source → ingest → preprocess → (latent cache) → finetune → generate → (IDM, label) → export.
+    """source → ingest → preprocess → (latent cache) → finetune → generate → (IDM, label) → export → (evaluate).
 
     Returns each stage's result by stage name."""
     from cosmos_synth.export import export_episodes
@@ -73,5 +76,9 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
             results["idm"] = train_idm(cfg.idm_train_config())
         results["label"] = label_videos(cfg.label_config())
     results["export"] = export_episodes(cfg.export_config())
+    if cfg.resolved_heldout_dir is not None:
+        from cosmos_synth.evaluate import evaluate_models
+
+        results["evaluate"] = evaluate_models(cfg.evaluate_config(results["train"].adapter_dir))
     logger.info("run finished: %s", output_paths(cfg, results))
     return results

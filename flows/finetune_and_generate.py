@@ -1,5 +1,5 @@
-"""finetune-and-generate: source -> ingest -> preprocess -> (latent cache) -> LoRA/DoRA -> generate -> (IDM ->
-label) -> export.
+"""finetune-and-generate: source -> ingest -> preprocess -> (latent cache) -> LoRA/DoRA/full -> generate -> (IDM ->
+label) -> export -> (evaluate, with held-out episodes).
 
     prefect deployment run finetune-and-generate/demo --param overrides='{"train.num_epochs": 2}'
 
@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 from cosmos_synth.generate import VIDEOS_DIR
 from cosmos_synth.pipeline import load_pipeline_config
 from tasks.stages import (
-    cache_task, export_task, fan_out_task, generate_task, ingest_task, label_task, prepare_model_task, prepare_source_task,
+    cache_task, evaluate_task, export_task, fan_out_task, generate_task, ingest_task, label_task, prepare_model_task, prepare_source_task,
     preprocess_task, train_idm_task, train_task,
 )
 
@@ -46,11 +46,15 @@ def finetune_and_generate(recipe: str = "demo", overrides: dict[str, Any] | None
             train_idm_task(cfg.idm_train_config())
         label_task(cfg.label_config())
     exported = export_task(cfg.export_config())
+    evaluated = None
+    if cfg.resolved_heldout_dir is not None:
+        evaluated = evaluate_task(cfg.evaluate_config(adapter=trained.adapter_dir))
 
     outputs = {name: str(path.resolve()) for name, path in [
         ("run_dir", cfg.run_dir), ("adapter", trained.adapter_file), ("videos", generated.out_dir / VIDEOS_DIR),
         ("hdf5", exported.hdf5_path), ("lerobot", exported.lerobot_dir), ("groot", exported.groot_dir),
-    ] if path is not None}  # groot: labelled runs only
+        ("evaluation", evaluated.report if evaluated else None),
+    ] if path is not None}  # groot: labelled runs only; evaluation: runs with held-out episodes
     create_markdown_artifact(key=OUTPUTS_ARTIFACT, markdown="\n".join(f"- **{k}**: `{v}`" for k, v in outputs.items()),
                              description=f"Outputs of recipe {recipe!r}")
     return outputs

@@ -9,12 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from cosmos_synth.cache import CacheResult, encode_latent_cache
 from cosmos_synth.config import (
-    CacheConfig, ExportConfig, GenerateConfig, IDMTrainConfig, IngestConfig, LabelConfig, PreprocessConfig, TrainConfig,
+    CacheConfig, EvaluateConfig, ExportConfig, GenerateConfig, IDMTrainConfig, IngestConfig, LabelConfig, PreprocessConfig, TrainConfig,
 )
+from cosmos_synth.evaluate import EvaluateResult, evaluate_models
 from cosmos_synth.export import ExportResult, export_episodes
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import GenerateResult, generate_videos
@@ -136,4 +137,15 @@ def export_task(cfg: ExportConfig) -> ExportResult:
                           description=f"{result.num_episodes} episodes, {result.num_frames} frames -> "
                                       + ", ".join(row["path"] for row in rows)
                                       + (f" (GR00T skipped: {result.groot_skipped})" if result.groot_skipped else ""))
+    return result
+
+
+@task(name="evaluate", timeout_seconds=12 * HOUR_S)
+def evaluate_task(cfg: EvaluateConfig) -> EvaluateResult:
+    """Held-out episodes against each model's generated videos; the report (with the table) as a markdown artifact."""
+    result = evaluate_models(cfg)
+    create_table_artifact(key="evaluation", table=result.summary_rows(),
+                          description=f"held-out evaluation, one row per (model, task family) -> {result.metrics}")
+    create_markdown_artifact(key="evaluation-report", markdown=result.report.read_text(encoding="utf-8"),
+                             description=f"{result.report}")
     return result

@@ -4,7 +4,9 @@ Every episode is a rollout of the scripted expert in the demo world's simulator 
 recorded actions replay to the same frames and states. Training episode i uses the scene seed `seed + i`; held-out
 episode k uses `heldout_seed + k`, a seed range of its own, so the held-out set does not change with the number of
 training episodes. The held-out episodes are recorded in full under heldout/ (for evaluation against the real
-continuation) and their first frames with their prompts are the (image, prompt) pairs under test/.
+continuation) and their first frames with their prompts are the (image, prompt) pairs under test/. With several
+held-out families, each family gets the same held-out scenes, one after the other (pair_0000 ... of the first family,
+then the next).
 
 Coordinates are normalised: x in [0, 1] from left to right, y in [0, 1] from top to bottom. The per-frame ground
 truth is saved next to each video (STATE_NAMES and ACTION_NAMES).
@@ -103,8 +105,10 @@ def _build(cfg: DemoDataConfig, root: Path) -> None:
     size = dict(num_frames=cfg.num_frames, height=cfg.height, width=cfg.width)
     train = record_episodes(cfg.task_family, range(cfg.seed, cfg.seed + cfg.num_episodes), **size)
     _write_episodes(root, train, [f"episode_{i:04d}" for i in range(cfg.num_episodes)], cfg.fps)
-    heldout = record_episodes(cfg.task_family, range(cfg.heldout_seed, cfg.heldout_seed + cfg.num_test_pairs), **size)
-    names = [f"pair_{k:04d}" for k in range(cfg.num_test_pairs)]
+    seeds = range(cfg.heldout_seed, cfg.heldout_seed + cfg.num_test_pairs)
+    heldout = [e for family in cfg.heldout_families or (cfg.task_family,)
+               for e in record_episodes(family, seeds, **size)]
+    names = [f"pair_{k:04d}" for k in range(len(heldout))]
     if heldout:
         _write_episodes(root / HELDOUT_DIR, heldout, names, cfg.fps)
     _write_test_pairs(root, heldout, names)

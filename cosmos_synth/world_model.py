@@ -52,6 +52,7 @@ from cosmos_synth.models import MODEL_MARKER, _CHAT_TEMPLATE, _SPECIAL_TOKENS, _
 logger = logging.getLogger(__name__)
 
 VAE_DIR, CACHE_DIR, DIT_DIR = "vae", "cache", "dit"
+VAE_INPUTS = ("num_episodes", "num_frames", "height", "width", "seed", "time_limit_s")  # with vae_*: the VAE stage
 TEXT_HIDDEN, TEXT_LAYERS, TEXT_HEADS = 32, 2, 2
 MROPE_SECTION = [2, 3, 3]                 # Qwen2.5-VL's rotary sections (time, height, width): head_dim / 2 = 8
 MAX_SEQUENCE_LENGTH = 512                 # the pipeline pads every prompt to 512 tokens
@@ -269,7 +270,8 @@ def train_vae(cfg: WorldModelConfig) -> dict:
     out = cfg.work_dir / VAE_DIR
     vae.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
     record = {"steps": steps_done, "seconds": round(time.perf_counter() - t0, 1), "heldout_psnr_db": round(psnr, 2),
-              "heldout_clips": len(held), "log": log, "device": _device_name(device)}
+              "heldout_clips": len(held), "log": log, "device": _device_name(device),
+              "config": {k: v for k, v in config_to_dict(cfg).items() if k.startswith("vae_") or k in VAE_INPUTS}}
     write_text_atomic(out / "vae_training.json", json.dumps(record, indent=2))
     logger.info("VAE: %d steps, held-out PSNR %.2f dB -> %s", steps_done, psnr, out)
     return record
@@ -438,7 +440,8 @@ def save_model(pipe, cfg: WorldModelConfig, dit_record: dict) -> Path:
             getattr(pipe, name).to("cpu", torch.bfloat16)
         pipe.save_pretrained(tmp, safe_serialization=True)
         vae_record = json.loads((cfg.work_dir / VAE_DIR / "vae_training.json").read_text())
-        marker = {"model": "cosmos-synth demo world model", "config": config_to_dict(cfg), "vae": vae_record,
+        dit_fields = {k: v for k, v in config_to_dict(cfg).items() if not k.startswith("vae_") and k != "time_limit_s"}
+        marker = {"model": "cosmos-synth demo world model", "config": dit_fields, "vae": vae_record,
                   "dit": {k: v for k, v in dit_record.items() if k != "train_config"},
                   "dit_train_config": dit_record["train_config"]}
         (tmp / MODEL_MARKER).write_text(json.dumps(marker, indent=2, default=str) + "\n")

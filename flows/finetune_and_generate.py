@@ -4,7 +4,8 @@ label) -> export.
     prefect deployment run finetune-and-generate/demo --param overrides='{"train.num_epochs": 2}'
 
 Parameters are a recipe name (datasets/<recipe>/recipe.toml) and dotted overrides, exactly as for `cosmos-synth run`.
-Each stage hands the next one folders and manifests; the flow returns the paths of what it wrote.
+Each stage hands the next one folders and manifests; the flow returns the paths of what it wrote, and shows them in
+its outputs artifact with the loss curve, the contact sheet and the animated preview of the generated videos.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from cosmos_synth.generate import VIDEOS_DIR
 from cosmos_synth.pipeline import load_pipeline_config
+from tasks.markdown import picture
 from tasks.stages import (
     cache_task, export_task, fan_out_task, generate_task, ingest_task, label_task, prepare_model_task, prepare_source_task,
     preprocess_task, train_idm_task, train_task,
@@ -46,10 +48,17 @@ def finetune_and_generate(recipe: str = "demo", overrides: dict[str, Any] | None
         label_task(cfg.label_config())
     exported = export_task(cfg.export_config())
 
+    previews = generated.previews
     outputs = {name: str(path.resolve()) for name, path in [
         ("run_dir", cfg.run_dir), ("adapter", trained.adapter_file), ("videos", generated.out_dir / VIDEOS_DIR),
         ("hdf5", exported.hdf5_path), ("lerobot", exported.lerobot_dir), ("groot", exported.groot_dir),
-    ] if path is not None}  # groot: labelled runs only
-    create_markdown_artifact(key=OUTPUTS_ARTIFACT, markdown="\n".join(f"- **{k}**: `{v}`" for k, v in outputs.items()),
-                             description=f"Outputs of recipe {recipe!r}")
+        ("loss_curve", trained.loss_curve), ("contact_sheet", previews and previews.contact_sheet),
+        ("preview", previews and previews.animation),
+    ] if path is not None}  # groot: labelled runs only; previews: runs with videos
+    markdown = "\n".join(f"- **{k}**: `{v}`" for k, v in outputs.items())
+    markdown += f"\n- **tensorboard**: `tensorboard --logdir {trained.out_dir.resolve()}`\n\n"
+    markdown += picture(trained.loss_curve, "Training loss")
+    if previews is not None:
+        markdown += picture(previews.contact_sheet, "Generated videos") + picture(previews.animation, "Preview")
+    create_markdown_artifact(key=OUTPUTS_ARTIFACT, markdown=markdown, description=f"Outputs of recipe {recipe!r}")
     return outputs

@@ -1,8 +1,9 @@
 """A stage's progress as a Prefect progress artifact: created at the stage's first update, updated as it goes.
 
 The artifact's description is the update's one line (`step 48/96, loss 0.512, lr 0.000494, 1.31 step/s, ETA
-0:00:37`). Updates are sent at most every MIN_INTERVAL_S, and always at the end, so a fast stage does not flood the
-API. The progress is only for watching: an API error while sending it is logged and the stage goes on.
+0:00:37`). An update is sent when the bar moved by a percentage point or a minute went by, never more often than
+every MIN_INTERVAL_S, and always at the end: a few hundred updates for a five-hour, 9,200-step run, not one per step.
+The progress is only for watching: an API error while sending it is logged and the stage goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from prefect.logging import get_run_logger
 
 from cosmos_synth.progress import ProgressUpdate
 
-MIN_INTERVAL_S = 2.0
+MIN_INTERVAL_S = 2.0    # seconds between two updates at least
+MAX_INTERVAL_S = 60.0   # and at most, while the stage runs (the rate and the time left move on)
+MIN_STEP_PERCENT = 1.0  # otherwise an update waits until the bar moved this much
 
 
 class ProgressArtifact:
@@ -25,13 +28,14 @@ class ProgressArtifact:
     def __init__(self, key: str) -> None:
         self.key = key
         self.artifact_id: UUID | None = None
-        self.sent_at = 0.0
+        self.sent_at, self.sent_percent = 0.0, 0.0
 
     def __call__(self, update: ProgressUpdate) -> None:
-        now, finished = time.monotonic(), update.done >= update.total
-        if self.artifact_id is not None and not finished and now - self.sent_at < MIN_INTERVAL_S:
+        now, percent = time.monotonic(), round(100 * update.fraction, 1)
+        waited = now - self.sent_at
+        due = waited >= MAX_INTERVAL_S or (waited >= MIN_INTERVAL_S and percent - self.sent_percent >= MIN_STEP_PERCENT)
+        if self.artifact_id is not None and update.done < update.total and not due:
             return
-        percent = round(100 * update.fraction, 1)
         try:
             if self.artifact_id is None:
                 self.artifact_id = create_progress_artifact(progress=percent, key=self.key,
@@ -41,4 +45,4 @@ class ProgressArtifact:
         except httpx.HTTPError as exc:  # the API is busy or restarting: the next update tries again
             get_run_logger().warning("progress artifact %s not updated (%s); the stage goes on", self.key, exc)
             return
-        self.sent_at = now
+        self.sent_at, self.sent_percent = now, percent

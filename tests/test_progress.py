@@ -63,6 +63,24 @@ def test_tqdm_bars_stay_quiet_off_a_terminal(capsys):
     assert captured.err == "" and captured.out == ""  # pytest's stderr is no terminal, like CI's
 
 
+def test_progress_artifact_is_updated_a_few_hundred_times_in_a_five_hour_run(monkeypatch):
+    import tasks.progress
+
+    sent: list[float] = []
+    monkeypatch.setattr(tasks.progress, "create_progress_artifact",
+                        lambda progress, key, description: sent.append(progress) or "artifact-id")
+    monkeypatch.setattr(tasks.progress, "update_progress_artifact",
+                        lambda artifact_id, progress, description: sent.append(progress))
+    now = [0.0]
+    monkeypatch.setattr(tasks.progress.time, "monotonic", lambda: now[0])
+    artifact = tasks.progress.ProgressArtifact("training-progress")
+    for step in range(9201):  # 9,200 steps of 2 s: a GR1 run
+        now[0] = 2.0 * step
+        artifact(ProgressUpdate(stage="train", done=step, total=9200, unit="step", elapsed_s=now[0]))
+    assert 300 <= len(sent) <= 320 and sent[0] == 0.0 and sent[-1] == 100.0  # one a minute, and the end
+    assert sent == sorted(sent)
+
+
 def _train_config(tiny_model: Path, clips: Path, out: Path, **kw) -> TrainConfig:
     values = dict(model=str(tiny_model), revision=None, data_dir=clips, out_dir=out, rank=4, alpha=4, num_frames=9,
                   num_epochs=2, learning_rate=1e-3, num_warmup_steps=2, num_training_steps=50,

@@ -79,24 +79,23 @@ def frame_indices(num_frames: int, count: int = FRAMES_PER_VIDEO) -> list[int]:
 
 def write_video_previews(rows: list[dict], out_dir: Path) -> VideoPreviews | None:
     """contact_sheet.png and preview.gif in `out_dir` for generate manifest rows (sample_id, seed, prompt, video,
-    fps); None when there are no rows. Each video is decoded once."""
+    fps); None when there are no rows. Each video is decoded once and only its thumbnails are kept."""
     if not rows:
         return None
     shown = rows[:MAX_SHEET_VIDEOS]
     if len(rows) > len(shown):
         logger.info("contact sheet: the first %d of %d videos", len(shown), len(rows))
-    sheet_rows, clips, stride = [], [], 1
+    sheet_rows, clips, stride = [], [], None
     for number, row in enumerate(shown):
         frames, _ = read_video(Path(row["video"]))
         picks = frame_indices(len(frames))
         sheet_rows.append((row, picks, [_thumbnail(frames[i]) for i in picks]))
         if number < MAX_ANIMATED_VIDEOS:
-            stride = max(stride, math.ceil(len(frames) / MAX_ANIMATED_FRAMES))
-            clips.append(frames)
+            stride = stride or math.ceil(len(frames) / MAX_ANIMATED_FRAMES)  # a generation's videos share a length
+            clips.append([_thumbnail(frame) for frame in frames[::stride]])
     sheet = _save(draw_contact_sheet(sheet_rows, total=len(rows)), out_dir / CONTACT_SHEET, optimize=True)
     fps = float(shown[0].get("fps") or 16)
-    animation = write_animation([[_thumbnail(f) for f in frames[::stride]] for frames in clips],
-                                out_dir / ANIMATION, frame_ms=1000 * stride / fps)
+    animation = write_animation(clips, out_dir / ANIMATION, frame_ms=1000 * stride / fps)
     logger.info("previews of %d videos: %s, %s", len(shown), sheet, animation)
     return VideoPreviews(contact_sheet=sheet, animation=animation, num_videos=len(shown))
 
@@ -106,7 +105,8 @@ def draw_contact_sheet(sheet_rows: list[tuple[dict, list[int], list[Image.Image]
     title_font, text_font, small_font = _font(16), _font(13), _font(11)
     thumb_width = max(t.width for _, _, thumbs in sheet_rows for t in thumbs)
     width = 2 * MARGIN + FRAMES_PER_VIDEO * (thumb_width + GAP) - GAP
-    chars = max(20, int((width - 2 * MARGIN) / text_font.getlength("n")))
+    sample = "The robot arm picks up the cube."  # the average width of a character of prose
+    chars = max(20, int((width - 2 * MARGIN) * len(sample) / text_font.getlength(sample)))
     blocks = [(row, picks, thumbs, textwrap.wrap(str(row.get("prompt", "")), chars, max_lines=3, placeholder=" ..."))
               for row, picks, thumbs in sheet_rows]
     line = 17

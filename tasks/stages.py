@@ -4,12 +4,11 @@ No retries: every stage works on local files or the GPU, and neither fails trans
 re-run (each stage skips the outputs it already verified). Artifact keys use lowercase letters, digits and dashes.
 Long stages also update a progress artifact (`<stage>-progress`) as they go, and the stages' own log lines reach the
 run's logs: Prefect forwards the `cosmos_synth` loggers (PREFECT_LOGGING_EXTRA_LOGGERS, set in prefect.yaml and
-flows/local_stack.py) at the level set below.
+flows/local_stack.py) at the level tasks/__init__.py sets.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from prefect import task
@@ -32,10 +31,6 @@ from cosmos_synth.run import prepare_model, prepare_source
 from tasks.progress import ProgressArtifact
 
 HOUR_S = 3600
-
-# Python's default level (WARNING) would drop the stages' INFO lines: sample counts, losses, where outputs went.
-logging.getLogger("cosmos_synth").setLevel(logging.INFO)
-
 
 @task(name="prepare-model")
 def prepare_model_task(cfg: PipelineConfig) -> str:

@@ -3,6 +3,7 @@ the loss curve, and the contact sheet and animated preview of generated videos."
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import re
@@ -212,3 +213,15 @@ def test_preview_command_draws_an_existing_runs_pictures(tiny_model, tmp_path, m
 
 def test_moving_average_by_hand():
     np.testing.assert_allclose(moving_average(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0])
+
+
+def test_progress_tracking_and_previews_neither_print_nor_read_the_environment():
+    import cosmos_synth.preview
+    import cosmos_synth.progress
+    import cosmos_synth.tracking
+
+    for module in (cosmos_synth.progress, cosmos_synth.tracking, cosmos_synth.preview):
+        for node in ast.walk(ast.parse(Path(module.__file__).read_text())):
+            assert not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"), module
+            assert not (isinstance(node, ast.Attribute) and node.attr == "environ"), module
+            assert not (isinstance(node, ast.Name) and node.id == "tqdm"), module  # bars belong to the CLI

@@ -28,6 +28,7 @@ from cosmos_synth.config import CacheConfig, write_config
 from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
 from cosmos_synth.models import load_pipeline, model_fingerprint
 from cosmos_synth.preprocess import clip_shape, load_clip
+from cosmos_synth.progress import Progress, ProgressReporter
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +78,13 @@ def _save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
     tmp.replace(path)
 
 
-def encode_latent_cache(cfg: CacheConfig, pipe=None) -> CacheResult:
-    """Encode every preprocessed clip's windows and every caption once; reuse entries whose key still matches."""
+def encode_latent_cache(cfg: CacheConfig, pipe=None, progress: Progress | None = None) -> CacheResult:
+    """Encode every preprocessed clip's windows and every caption once; reuse entries whose key still matches.
+    `progress` gets the clips done."""
     from cosmos_synth.train import encode_video
 
     clips = read_jsonl(cfg.data_dir / "manifest.jsonl")
+    report = ProgressReporter(progress, "cache", total=len(clips), unit="clip").start()
     fingerprint = model_fingerprint(cfg.model, cfg.revision)
     rows, encoded, prompts = [], 0, {}
     for index, clip in enumerate(clips, start=1):
@@ -110,6 +113,7 @@ def encode_latent_cache(cfg: CacheConfig, pipe=None) -> CacheResult:
         rows.append({"sample_id": clip["sample_id"], "latents": str(latents_path.resolve()),
                      "prompt": str(prompt_path.resolve()), "caption": clip["caption"], "key": key, "starts": starts})
         logger.info("cache %d/%d %s: %s", index, len(clips), clip["sample_id"], "encoded" if needs_latents else "hit")
+        report.advance()
     manifest = write_jsonl(cfg.out_dir / "manifest.jsonl", rows)
     write_config(cfg, cfg.out_dir, "cache")
     return CacheResult(out_dir=cfg.out_dir, manifest=manifest, num_clips=len(rows), num_encoded=encoded,

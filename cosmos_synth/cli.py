@@ -2,7 +2,8 @@
 
 Every command reads a recipe (`datasets/<name>/recipe.toml` or a .toml path) plus `--param key=value` overrides
 and builds the same config objects the Prefect flow uses. Stages read the previous stage's outputs from the run
-folder (`run_dir`), so they can be run one at a time.
+folder (`run_dir`), so they can be run one at a time. Long stages draw a progress bar on a terminal (none when
+stderr is a file or a pipe, as in CI).
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ import contextlib
 import dataclasses
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from cosmos_synth.pipeline import PipelineConfig, load_pipeline_config, parse_override
+from cosmos_synth.progress import ProgressUpdate
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
@@ -36,6 +41,41 @@ def _config(recipe: str, params: list[str] | None) -> PipelineConfig:
 
 def _show(result) -> None:
     typer.echo(json.dumps({k: str(v) for k, v in vars(result).items()}, indent=2))
+
+
+class TqdmProgress:
+    """A stage's progress updates as a tqdm bar on stderr (rate and time left by tqdm, the latest loss and lr as
+    its postfix). disable=None: no bar at all when stderr is not a terminal."""
+
+    def __init__(self) -> None:
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, update: ProgressUpdate) -> None:
+        bar = self.bars.get(update.stage)
+        if bar is None:
+            bar = self.bars[update.stage] = tqdm(total=update.total, initial=update.done, desc=update.stage,
+                                                 unit=update.unit, disable=None, dynamic_ncols=True)
+        if update.metrics:
+            bar.set_postfix({k: f"{v:.3g}" for k, v in update.metrics.items()}, refresh=False)
+        bar.update(update.done - bar.n)
+        if update.done >= update.total:
+            self.bars.pop(update.stage).close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+@contextlib.contextmanager
+def _progress() -> Iterator[TqdmProgress]:
+    """Progress bars for the stages run inside; log lines are written above the bars instead of through them."""
+    bars = TqdmProgress()
+    with logging_redirect_tqdm():
+        try:
+            yield bars
+        finally:
+            bars.close()
 
 
 @app.command("demo-data")
@@ -81,7 +121,8 @@ def cache(recipe: Recipe = "demo", param: Params = None) -> None:
 
     cfg = _config(recipe, param)
     prepare_model(cfg)
-    _show(encode_latent_cache(cfg.cache_config()))
+    with _progress() as progress:
+        _show(encode_latent_cache(cfg.cache_config(), progress=progress))
 
 
 @app.command()
@@ -92,7 +133,8 @@ def train(recipe: Recipe = "demo", param: Params = None) -> None:
 
     cfg = _config(recipe, param)
     prepare_model(cfg)
-    _show(launch_training(cfg.train_config()))
+    with _progress() as progress:
+        _show(launch_training(cfg.train_config(), progress=progress))
 
 
 @app.command()
@@ -111,7 +153,8 @@ def generate(recipe: Recipe = "demo", param: Params = None,
         with contextlib.suppress(ValueError):  # the run's train/ holds no trained weights: the base model
             trained_weights_file(trained)
             adapter = trained
-    _show(generate_videos(cfg.generate_config(adapter)))
+    with _progress() as progress:
+        _show(generate_videos(cfg.generate_config(adapter), progress=progress))
 
 
 @app.command("train-idm")
@@ -119,7 +162,9 @@ def train_idm_command(recipe: Recipe = "demo", param: Params = None) -> None:
     """Train the inverse dynamics model on the ingested episodes that carry actions; report held-out error."""
     from cosmos_synth.idm import train_idm
 
-    result = train_idm(_config(recipe, param).idm_train_config())
+    cfg = _config(recipe, param)
+    with _progress() as progress:
+        result = train_idm(cfg.idm_train_config(), progress=progress)
     typer.echo(json.dumps(result.summary_rows(), indent=2))
 
 
@@ -128,7 +173,9 @@ def label(recipe: Recipe = "demo", param: Params = None) -> None:
     """Label generated videos with per-frame actions predicted by the IDM (the recipe's idm, or the trained one)."""
     from cosmos_synth.label import label_videos
 
-    _show(label_videos(_config(recipe, param).label_config()))
+    cfg = _config(recipe, param)
+    with _progress() as progress:
+        _show(label_videos(cfg.label_config(), progress=progress))
 
 
 @app.command()
@@ -136,7 +183,9 @@ def export(recipe: Recipe = "demo", param: Params = None) -> None:
     """Export generated (and labelled) episodes: robomimic HDF5, LeRobot v3.0 and, when labelled, the GR00T flavour."""
     from cosmos_synth.export import export_episodes
 
-    _show(export_episodes(_config(recipe, param).export_config()))
+    cfg = _config(recipe, param)
+    with _progress() as progress:
+        _show(export_episodes(cfg.export_config(), progress=progress))
 
 
 @app.command()
@@ -170,7 +219,25 @@ def run(recipe: Recipe = "demo", param: Params = None) -> None:
     from cosmos_synth.run import output_paths, run_pipeline
 
     cfg = _config(recipe, param)
-    typer.echo(json.dumps(output_paths(cfg, run_pipeline(cfg)), indent=2))
+    with _progress() as progress:
+        results = run_pipeline(cfg, progress=progress)
+    typer.echo(json.dumps(output_paths(cfg, results), indent=2))
+
+
+@app.command()
+def preview(run_dir: Annotated[Path, typer.Argument(help="A run folder, e.g. runs/demo.")]) -> None:
+    """Draw a run's pictures again (loss curve, contact sheet and animated preview of the generated videos) and
+    print where they are."""
+    from cosmos_synth.preview import write_run_previews
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        written = write_run_previews(run_dir)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="RUN_DIR") from exc
+    for name, path in written.items():
+        typer.echo(f"{name}: {path}")
+    typer.echo(f"TensorBoard: tensorboard --logdir {run_dir}")
 
 
 if __name__ == "__main__":

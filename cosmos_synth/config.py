@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cosmos_synth.models import NVIDIA_MODEL, NVIDIA_REVISION
+from cosmos_synth.tracking import check_report_to
 
 TARGET_MODULES = ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2")
 
@@ -171,6 +172,7 @@ class TrainConfig:
     fp8_matmuls: bool = False                          # frozen block linears in FP8 (e4m3, per-row scales), forward
                                                        # and input gradient; needs compute capability 8.9+; moves
                                                        # the loss slightly (benchmarks/RESULTS.md)
+    report_to: Literal["tensorboard", "wandb", "none"] = "tensorboard"  # per step: loss, lr, grad_norm, memory
 
     def __post_init__(self) -> None:
         # JSON (Prefect parameters, --param) delivers dict keys as strings: normalise them once, here.
@@ -192,6 +194,7 @@ class TrainConfig:
                  f"activation_memory_budget={self.activation_memory_budget} must be in (0, 1], e.g. 0.5.")
         _require(self.checkpoint_layers is None or self.checkpoint_layers >= 0,
                  f"checkpoint_layers={self.checkpoint_layers} must be >= 0 (or None for every block).")
+        check_report_to(self.report_to)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -386,8 +389,10 @@ class IDMTrainConfig:
     holdout_fraction: float = 0.25            # fraction of EPISODES (not frames) held out for evaluation, >= 1 episode
     seed: int = 0                             # weights, shuffling and the held-out episodes
     device: str = "cpu"                       # "cpu", "cuda", "cuda:1"
+    report_to: Literal["tensorboard", "wandb", "none"] = "tensorboard"  # per epoch: loss, lr
 
     def __post_init__(self) -> None:
+        check_report_to(self.report_to)
         if self.action_names is not None:
             object.__setattr__(self, "action_names", tuple(str(name) for name in self.action_names))
             _require(len(set(self.action_names)) == len(self.action_names) and all(self.action_names),

@@ -25,6 +25,8 @@ from cosmos_synth.fp8_attention import use_fp8_attention
 from cosmos_synth.models import (
     ADAPTER_FILE, load_full_transformer, load_pipeline, model_fingerprint, trained_weights_file,
 )
+from cosmos_synth.preview import PREVIEWS_DIR, VideoPreviews, write_video_previews
+from cosmos_synth.progress import Progress, ProgressReporter
 from cosmos_synth.speed import compile_blocks, set_attention_backend, use_fp8_matmuls
 from cosmos_synth.validate import Mode, Quarantine, check_pairs, read_png_rgb, validate_adapter_file, writing
 from cosmos_synth.video import read_video, write_video
@@ -52,6 +54,7 @@ class GenerateResult:
     num_videos: int
     num_skipped: int  # pairs whose video already existed and verified
     quarantined: tuple[dict, ...] = ()  # lenient mode: the bad pairs left out, {"sample_id", "file", "reason"}
+    previews: VideoPreviews | None = None  # contact sheet and animated preview of the videos (None: no videos)
 
     def summary_rows(self) -> list[dict]:
         return [{"sample_id": r["sample_id"], "seed": r["seed"], "video": Path(r["video"]).name,
@@ -205,13 +208,12 @@ def to_uint8(frames: torch.Tensor) -> np.ndarray:
     return (frames.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-def generate_videos(cfg: GenerateConfig, pipe=None, *,
-                    on_video: Callable[[int, int, str], None] | None = None) -> GenerateResult:
+def generate_videos(cfg: GenerateConfig, pipe=None, progress: Progress | None = None) -> GenerateResult:
     """Generate one video per pair in cfg.pairs_dir; skip pairs whose outputs already verify.
 
     `pipe` (optional) is a base pipeline to use instead of loading cfg.model; cfg.adapter is fused into it.
-    `on_video` (optional) is called as on_video(number, num_pending, sample_id) once each video this run makes is
-    written and in the manifest (a progress bar; a test that stops the run at a chosen video).
+    `progress` gets the videos done (s/video, time left). Previews of the videos are written at the end
+    (previews/, or previews/<shard>/ for a shard: see cosmos_synth.preview).
 
     A pair counts as done when the manifest already holds the identical row (same seed, prompt, image, adapter
     contents, model and settings) and its video decodes to num_frames frames. The manifest is rewritten after
@@ -243,6 +245,8 @@ def generate_videos(cfg: GenerateConfig, pipe=None, *,
         release_text_encoder(pipe)
         if cfg.compile:
             compile_blocks(pipe.transformer)  # once per worker: every later video reuses the compiled blocks
+    report = ProgressReporter(progress, "generate", total=len(pairs), unit="video",
+                              done=len(pairs) - len(pending)).start()
     for number, pair in enumerate(pending, start=1):
         frames = generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative)
         with writing(videos_dir / f"{pair.sample_id}.mp4"):  # disk full: an error naming the file, nothing partial
@@ -250,11 +254,13 @@ def generate_videos(cfg: GenerateConfig, pipe=None, *,
         done[pair.sample_id] = wanted[pair.sample_id]
         write_jsonl(manifest, [done[p.sample_id] for p in pairs if p.sample_id in done])
         logger.info("video %d/%d -> %s (seed %d)", number, len(pending), pair.sample_id, cfg.seed + pair.index)
-        if on_video is not None:
-            on_video(number, len(pending), pair.sample_id)
-    write_jsonl(manifest, [done[p.sample_id] for p in pairs])
+        report.advance()
+    rows = [done[p.sample_id] for p in pairs]
+    write_jsonl(manifest, rows)
+    previews = write_video_previews(rows, cfg.out_dir / PREVIEWS_DIR / (cfg.shard or ""))
+    logger.info("%d videos (%d generated now) in %s", len(pairs), len(pending), videos_dir)
     return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs),
-                          num_skipped=len(pairs) - len(pending), quarantined=tuple(rejected))
+                          num_skipped=len(pairs) - len(pending), quarantined=tuple(rejected), previews=previews)
 
 
 def manifest_path(cfg: GenerateConfig) -> Path:
@@ -291,8 +297,10 @@ def merge_shards(cfg: GenerateConfig, shards: dict[str, list[str]]) -> GenerateR
     missing = [p.sample_id for p in pairs if p.sample_id not in rows]
     if missing:
         raise ValueError(f"pairs {missing[:5]} are in no shard; split every pair of {cfg.pairs_dir} into shards.")
-    manifest = write_jsonl(cfg.out_dir / "manifest.jsonl", [rows[p.sample_id] for p in pairs])
-    return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs), num_skipped=0)
+    merged = [rows[p.sample_id] for p in pairs]
+    manifest = write_jsonl(cfg.out_dir / "manifest.jsonl", merged)
+    return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs), num_skipped=0,
+                          previews=write_video_previews(merged, cfg.out_dir / PREVIEWS_DIR))
 
 
 def file_digest(path: Path) -> str:

@@ -36,8 +36,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from cosmos_synth.config import IDMTrainConfig, write_config
+from cosmos_synth.config import IDMTrainConfig, config_to_dict, write_config
 from cosmos_synth.files import read_jsonl, write_text_atomic
+from cosmos_synth.progress import Progress, ProgressReporter
+from cosmos_synth.tracking import tracker_run
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
@@ -236,8 +238,9 @@ class IDMResult:
     metrics: dict[str, Any]             # the contents of idm_metrics.json
 
     def summary_rows(self) -> list[dict[str, Any]]:
-        """One row per action dimension: held-out MSE and R2 of the IDM and of the mean-action baseline."""
-        return [{"name": name, **values} for name, values in self.metrics["per_action"].items()]
+        """One row per action dimension: held-out MSE and R2 of the IDM and of the mean-action baseline (3 digits)."""
+        return [{"name": name, **{k: v if v is None else float(f"{v:.3g}") for k, v in values.items()}}
+                for name, values in self.metrics["per_action"].items()]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -311,8 +314,10 @@ def make_spec(cfg: IDMTrainConfig, train: list[TrainingEpisode]) -> IDMSpec:
                    action_mean=tuple(actions.mean(axis=0).tolist()), action_std=tuple(std.tolist()))
 
 
-def fit(model: InverseDynamicsModel, train: list[TrainingEpisode], cfg: IDMTrainConfig) -> float:
-    """The training loop: AdamW on the MSE of standardised action chunks; returns the last epoch's mean loss."""
+def fit(model: InverseDynamicsModel, train: list[TrainingEpisode], cfg: IDMTrainConfig, *,
+        report: ProgressReporter, tracker=None) -> float:
+    """The training loop: AdamW on the MSE of standardised action chunks; returns the last epoch's mean loss.
+    Each epoch's mean loss and learning rate go to `report` and `tracker`."""
     k, device = cfg.clip_frames, torch.device(cfg.device)
     video = torch.cat([e.video for e in train]).to(device)         # every episode back to back, on the device
     targets = torch.from_numpy(np.concatenate([e.actions for e in train])).to(device)
@@ -338,6 +343,9 @@ def fit(model: InverseDynamicsModel, train: list[TrainingEpisode], cfg: IDMTrain
             epoch_loss += loss.detach() * len(batch)
         mean_loss = epoch_loss.item() / len(starts)                  # one CPU-GPU sync per epoch
         logger.info("IDM epoch %d/%d: loss %.4f", epoch + 1, cfg.num_epochs, mean_loss)
+        report.advance(loss=mean_loss, lr=schedule.get_last_lr()[0])
+        if tracker is not None:
+            tracker.log({"loss": mean_loss, "lr": schedule.get_last_lr()[0]}, step=epoch + 1)
     return mean_loss
 
 
@@ -361,8 +369,9 @@ def evaluate(model: InverseDynamicsModel, heldout: list[TrainingEpisode]) -> dic
             "per_action": per_action}
 
 
-def train_idm(cfg: IDMTrainConfig) -> IDMResult:
+def train_idm(cfg: IDMTrainConfig, progress: Progress | None = None) -> IDMResult:
     """Train an IDM on cfg.manifest's episodes with trajectories; evaluate it on held-out episodes; save it.
+    `progress` gets the epochs done; cfg.report_to's tracker the loss and learning rate per epoch.
 
     Deterministic given cfg.seed: the held-out episodes, the initial weights and the batch order all follow from it
     (bit for bit on one machine on CPU; CUDA convolutions may differ in the last bits from run to run).
@@ -376,7 +385,10 @@ def train_idm(cfg: IDMTrainConfig) -> IDMResult:
     model.to(cfg.device)
     logger.info("IDM: %d training episodes, %d held out, %d actions %s", len(train), len(heldout),
                 spec.num_actions, list(spec.action_names))
-    final_loss = fit(model, train, cfg)
+    report = ProgressReporter(progress, "train-idm", total=cfg.num_epochs, unit="epoch").start()
+    with tracker_run(cfg.report_to, cfg.out_dir, f"{Path(cfg.out_dir).resolve().parent.name}-idm",
+                     config_to_dict(cfg)) as tracker:
+        final_loss = fit(model, train, cfg, report=report, tracker=tracker)
     metrics = {"train_episodes": [e.sample_id for e in train], "final_train_loss": final_loss,
                **evaluate(model, heldout)}
     model_path = save_idm(model, cfg.out_dir)
@@ -384,5 +396,5 @@ def train_idm(cfg: IDMTrainConfig) -> IDMResult:
     write_config(cfg, cfg.out_dir, "idm_train")
     for name, values in metrics["per_action"].items():
         logger.info("IDM held-out %s: mse %.3g r2 %s (mean baseline: mse %.3g)", name, values["mse"],
-                    values["r2"], values["baseline_mse"])
+                    values["r2"] if values["r2"] is None else round(values["r2"], 3), values["baseline_mse"])
     return IDMResult(out_dir=cfg.out_dir, model_path=model_path, metrics=metrics)

@@ -270,6 +270,7 @@ def ingest_dataset(cfg: IngestConfig) -> IngestResult:
         raise ValueError(f"{csv}: no good sample is left; all {len(quarantine.entries)} were quarantined (reasons "
                          f"in {path}). Fix them and rerun ingest.")
     manifest, quarantined = _write_outputs(cfg, [s for _, s in samples], quarantine)
+    logger.info("%d samples ingested, %d quarantined -> %s", len(samples), len(quarantine.entries), manifest)
     return IngestResult(out_dir=cfg.out_dir, manifest=manifest, num_samples=len(samples),
                         num_quarantined=len(quarantine.entries), quarantine=quarantined,
                         unlisted_videos=tuple(unlisted))

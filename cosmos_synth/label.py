@@ -27,6 +27,7 @@ from cosmos_synth.config import LabelConfig, write_config
 from cosmos_synth.export.episodes import ACTION_KEY, read_actions, read_manifest_rows
 from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
 from cosmos_synth.idm import InverseDynamicsModel, idm_files, load_idm, predict_actions
+from cosmos_synth.progress import Progress, ProgressReporter
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
@@ -79,10 +80,11 @@ def labels_are_current(row: dict[str, Any], previous: dict[str, Any] | None) -> 
             and (frames is None or len(actions) == int(frames)))
 
 
-def label_videos(cfg: LabelConfig) -> LabelResult:
+def label_videos(cfg: LabelConfig, progress: Progress | None = None) -> LabelResult:
     """Label every video of cfg.manifest with per-frame IDM actions; skip samples whose labels are current.
 
     The output manifest is rewritten after every sample, so an interrupted run loses at most the one in flight.
+    `progress` gets the videos done.
     """
     rows = read_manifest_rows(cfg.manifest)      # every video present before any work
     model = load_idm(cfg.idm, device=cfg.device)
@@ -93,6 +95,7 @@ def label_videos(cfg: LabelConfig) -> LabelResult:
     write_config(cfg, cfg.out_dir, "label")
     done: list[dict[str, Any]] = []
     num_skipped = 0
+    report = ProgressReporter(progress, "label", total=len(rows), unit="video").start()
     for number, source in enumerate(rows, start=1):
         video = Path(source["video"])
         row = {**source, "video": str(video), "actions": str((cfg.out_dir / ACTIONS_DIR).resolve()
@@ -106,6 +109,8 @@ def label_videos(cfg: LabelConfig) -> LabelResult:
             logger.info("labelled %d/%d %s", number, len(rows), row["sample_id"])
         done.append(row)
         write_jsonl(manifest, done)
+        report.advance()
+    logger.info("labelled %d videos (%d already current) -> %s", len(rows) - num_skipped, num_skipped, manifest)
     return LabelResult(out_dir=cfg.out_dir, manifest=manifest, num_labelled=len(rows) - num_skipped,
                        num_skipped=num_skipped)
 

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from cosmos_synth.pipeline import TINY, PipelineConfig
+from cosmos_synth.progress import Progress
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +40,18 @@ def prepare_source(cfg: PipelineConfig) -> Path:
 
 def output_paths(cfg: PipelineConfig, results: dict) -> dict[str, str]:
     """Where a user finds each output of a run."""
-    export = results["export"]
-    paths = {"run_dir": str(cfg.run_dir), "adapter": str(results["train"].adapter_file),
-             "videos": str(results["generate"].out_dir / "videos"), "hdf5": str(export.hdf5_path),
-             "lerobot": str(export.lerobot_dir)}
-    if "evaluate" in results:
-        paths["evaluation"] = str(results["evaluate"].report)
-    return paths
+    export, generated = results["export"], results["generate"]
+    return {"run_dir": str(cfg.run_dir), "adapter": str(results["train"].adapter_file),
+            "videos": str(generated.out_dir / "videos"), "hdf5": str(export.hdf5_path),
+            "lerobot": str(export.lerobot_dir), "loss_curve": str(results["train"].loss_curve),
+            **({"contact_sheet": str(generated.previews.contact_sheet), "preview": str(generated.previews.animation)}
+               if generated.previews else {})}
 
 
-def run_pipeline(cfg: PipelineConfig) -> dict:
+def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
     """source → ingest → preprocess → (latent cache) → finetune → generate → (IDM, label) → export → (evaluate).
 
-    Returns each stage's result by stage name."""
+    Returns each stage's result by stage name. `progress` gets every long stage's progress."""
     from cosmos_synth.export import export_episodes
     from cosmos_synth.generate import generate_videos
     from cosmos_synth.ingest import ingest_dataset
@@ -65,17 +65,17 @@ def run_pipeline(cfg: PipelineConfig) -> dict:
     if cfg.latent_cache:
         from cosmos_synth.cache import encode_latent_cache
 
-        results["cache"] = encode_latent_cache(cfg.cache_config())
-    results["train"] = launch_training(cfg.train_config())
-    results["generate"] = generate_videos(cfg.generate_config(results["train"].adapter_dir))
+        results["cache"] = encode_latent_cache(cfg.cache_config(), progress=progress)
+    results["train"] = launch_training(cfg.train_config(), progress=progress)
+    results["generate"] = generate_videos(cfg.generate_config(results["train"].adapter_dir), progress=progress)
     if cfg.label:
         from cosmos_synth.idm import train_idm
         from cosmos_synth.label import label_videos
 
         if cfg.idm is None:
-            results["idm"] = train_idm(cfg.idm_train_config())
-        results["label"] = label_videos(cfg.label_config())
-    results["export"] = export_episodes(cfg.export_config())
+            results["idm"] = train_idm(cfg.idm_train_config(), progress=progress)
+        results["label"] = label_videos(cfg.label_config(), progress=progress)
+    results["export"] = export_episodes(cfg.export_config(), progress=progress)
     if cfg.resolved_heldout_dir is not None:
         from cosmos_synth.evaluate import evaluate_models
 

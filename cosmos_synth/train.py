@@ -21,19 +21,21 @@ from pathlib import Path
 
 import torch
 
-from cosmos_synth.config import TrainConfig, load_config
+from cosmos_synth.config import TrainConfig, config_to_dict, load_config
 from cosmos_synth.files import read_jsonl, write_text_atomic
 from cosmos_synth.loss import build_flow_inputs, masked_velocity_loss, predict_velocity, sample_sigma
 from cosmos_synth.models import ADAPTER_FILE, FULL_DIR, load_pipeline
 from cosmos_synth.cache import load_cached, pick_window
 from cosmos_synth.preprocess import load_clip, sample_window
 from cosmos_synth.speed import checkpoint_blocks, compile_blocks, set_attention_backend, use_fp8_matmuls
+from cosmos_synth.tracking import init_trackers, log_with, peak_memory_gib
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("cosmos_synth.train")  # not __name__: run as `-m cosmos_synth.train`, that is "__main__"
 
 CHECKPOINTS_DIR = "checkpoints"
 RESULT_FILE = "train_result.json"
 LOSS_LOG = "loss.jsonl"
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"  # train.log; launch.CHILD_LINE parses it
 
 
 def add_adapter(transformer, cfg: TrainConfig) -> list[torch.nn.Parameter]:
@@ -183,7 +185,8 @@ def train(cfg: TrainConfig, pipe=None) -> dict:
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     mixed = "bf16" if cfg.dtype == "bfloat16" and not cfg.cpu else "no"
-    accelerator = Accelerator(mixed_precision=mixed, cpu=cfg.cpu, project_dir=str(cfg.out_dir))
+    accelerator = Accelerator(mixed_precision=mixed, cpu=cfg.cpu, project_dir=str(cfg.out_dir),
+                              log_with=log_with(cfg.report_to))
     set_seed(cfg.seed)
     torch.backends.cuda.matmul.allow_tf32 = True  # as the reference: tf32 for any float32 matmul on GPU
     logger.info("%s", str(accelerator.state).replace("\n", "; "))  # distributed type, processes, backend
@@ -194,9 +197,15 @@ def train(cfg: TrainConfig, pipe=None) -> dict:
                                                 f_min=cfg.f_min, f_max=cfg.f_max)
     transformer, optimizer, scheduler = accelerator.prepare(transformer, optimizer, scheduler)
     start_epoch, step = resume_if_possible(accelerator, cfg.out_dir)
+    init_trackers(accelerator, cfg.report_to, cfg.out_dir, run_name=cfg.out_dir.resolve().parent.name,
+                  config=config_to_dict(cfg), purge_step=step + 1)
+    per_process = math.ceil(len(samples) / accelerator.num_processes)  # epoch_order's padded count
+    num_steps = cfg.num_epochs * math.ceil(per_process / cfg.batch_size)
+    logger.info("training %d steps: %d epochs of %d clips", num_steps, cfg.num_epochs, len(samples))
 
     loss_value = math.nan
     for epoch in range(start_epoch, cfg.num_epochs):
+        epoch_losses = []
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch * 1009 + accelerator.process_index)
         order = epoch_order(len(samples), cfg.seed + epoch, accelerator.process_index, accelerator.num_processes)
         for first in range(0, len(order), cfg.batch_size):
@@ -208,15 +217,20 @@ def train(cfg: TrainConfig, pipe=None) -> dict:
                                              f"{[s['sample_id'] for s in batch]}; lower learning_rate or check the "
                                              f"data.")
                 accelerator.backward(loss)
-                accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+                grad_norm = accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
             step += 1
             loss_value = loss.item()  # a CPU-GPU sync point; cheap next to a DiT step, and it makes step_s honest
+            epoch_losses.append(loss_value)
             if accelerator.is_main_process:
-                log_step(cfg.out_dir, epoch, step, loss_value, scheduler.get_last_lr()[0], time.perf_counter() - started)
-        logger.info("epoch %d/%d step %d loss %.5f", epoch + 1, cfg.num_epochs, step, loss_value)
+                log_step(accelerator, cfg.out_dir, {
+                    "epoch": epoch, "step": step, "num_steps": num_steps, "loss": loss_value,
+                    "lr": scheduler.get_last_lr()[0], "grad_norm": float(grad_norm) if grad_norm is not None else None,
+                    "step_s": round(time.perf_counter() - started, 4), **peak_memory_gib(accelerator.device)})
+        logger.info("epoch %d/%d: step %d/%d, mean loss %.5f", epoch + 1, cfg.num_epochs, step, num_steps,
+                    sum(epoch_losses) / len(epoch_losses) if epoch_losses else math.nan)
         if (epoch + 1) % cfg.checkpoint_every_epochs == 0 or epoch + 1 == cfg.num_epochs:
             save_checkpoint(accelerator, cfg.out_dir, epoch + 1, step)
 
@@ -238,9 +252,12 @@ def epoch_order(num_samples: int, seed: int, rank: int, world: int) -> list[int]
     return order[rank::world]
 
 
-def log_step(out_dir: Path, epoch: int, step: int, loss: float, lr: float, seconds: float) -> None:
+def log_step(accelerator, out_dir: Path, row: dict) -> None:
+    """One step's row in loss.jsonl (which launch.py follows for progress) and its scalars for the trackers."""
     with (out_dir / LOSS_LOG).open("a") as fh:
-        fh.write(json.dumps({"epoch": epoch, "step": step, "loss": loss, "lr": lr, "step_s": round(seconds, 4)}) + "\n")
+        fh.write(json.dumps(row) + "\n")
+    accelerator.log({k: v for k, v in row.items() if k not in ("epoch", "step", "num_steps") and v is not None},
+                    step=row["step"])
 
 
 def resume_if_possible(accelerator, out_dir: Path) -> tuple[int, int]:
@@ -278,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         raise SystemExit("usage: python -m cosmos_synth.train <train_config.json>")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     train(load_config(TrainConfig, Path(argv[0])))
 
 

@@ -12,7 +12,10 @@ from prefect.deployments import run_deployment
 from prefect.logging import get_run_logger
 
 from cosmos_synth.config import GenerateConfig, config_to_dict
+from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import GenerateResult, list_pairs, manifest_path, merge_shards, split_shards
+from cosmos_synth.progress import ProgressReporter
+from tasks.progress import ProgressArtifact
 
 POLL_S = 3            # how often the parent looks at its shards' states
 MAX_ATTEMPTS = 3      # a failed or crashed shard is run again (it skips the samples it already finished)
@@ -27,9 +30,12 @@ def fan_out_generation(cfg: GenerateConfig, *, num_shards: int, deployment: str)
     attempts = {name: 0 for name in shards}
     running = {name: _submit(deployment, config, name, ids, attempts) for name, ids in shards.items()}
     outputs = {}
+    report = ProgressReporter(ProgressArtifact("generation-progress"), "generate", unit="video",
+                              total=sum(len(ids) for ids in shards.values())).start()
     with get_client(sync_client=True) as client:
         while running:
             time.sleep(POLL_S)
+            report.update(_videos_done(cfg, shards))
             for name, flow_run_id in list(running.items()):
                 state = client.read_flow_run(flow_run_id).state
                 if not state.is_final():
@@ -45,10 +51,17 @@ def fan_out_generation(cfg: GenerateConfig, *, num_shards: int, deployment: str)
                     raise RuntimeError(f"shard {name} ended {state.type.value} after {MAX_ATTEMPTS} attempts: "
                                        f"{state.message}")
     merged = merge_shards(cfg, shards)
+    report.update(merged.num_videos)
     workers = [{"shard": name, "flow_run": str(outputs[name]), "attempts": attempts[name], "samples": len(shards[name]),
                 **json.loads((manifest_path(replace(cfg, shard=name)).with_suffix(".worker.json")).read_text())}
                for name in shards]
     return merged, workers
+
+
+def _videos_done(cfg: GenerateConfig, shards: dict[str, list[str]]) -> int:
+    """Videos the shards have finished so far (each shard rewrites its manifest after every video)."""
+    paths = [manifest_path(replace(cfg, shard=name)) for name in shards]
+    return sum(len(read_jsonl(path)) for path in paths if path.is_file())
 
 
 def _submit(deployment: str, config: dict[str, Any], name: str, ids: list[str], attempts: dict[str, int]):

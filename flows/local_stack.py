@@ -131,6 +131,7 @@ class LocalStack:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_ENABLED": "true" if ui else "false",
             "PREFECT_WORKER_QUERY_SECONDS": "2",   # pick up new runs quickly (default 10 s)
+            "PREFECT_LOGGING_EXTRA_LOGGERS": "cosmos_synth",  # the stages' lines in the run's logs, as prefect.yaml
             "PYTHONUNBUFFERED": "1",
             "PROJECT_DIR": str(REPO_ROOT),         # `{{ $PROJECT_DIR }}` in prefect.yaml, read by `prefect deploy`
         }
@@ -253,6 +254,16 @@ class LocalStack:
         """Every artifact a flow run (and its tasks) created."""
         return self.api("POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
 
+    def logs(self, flow_run_id: str) -> list[dict]:
+        """Every log line of a flow run and its tasks, oldest first (what the UI's Logs tab shows)."""
+        lines: list[dict] = []
+        while True:  # the API returns at most 200 per call
+            page = self.api("POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}},
+                                                     "sort": "TIMESTAMP_ASC", "offset": len(lines), "limit": 200})
+            lines += page
+            if len(page) < 200:
+                return lines
+
 
 @contextlib.contextmanager
 def local_stack(stack_dir: Path, *, ui: bool = False, echo: bool = False,
@@ -296,7 +307,9 @@ def _demo(recipe: str, overrides: dict[str, Any], ui: bool) -> int:
               f"{_tail(stack_dir / 'worker-cpu.log')}", file=sys.stderr)
         return run.returncode
     print("\nOutputs:")
-    print(outputs[0]["data"] if outputs else f"(no outputs artifact; see {run_dir})")
+    # The artifact's pictures are inlined for the UI; the terminal gets the lines that name files.
+    print("\n".join(line for line in outputs[0]["data"].splitlines() if line and "](data:" not in line)
+          if outputs else f"(no outputs artifact; see {run_dir})")
     print(f"Prefect logs: {stack_dir}")
     return 0
 

@@ -2,6 +2,9 @@
 
 No retries: every stage works on local files or the GPU, and neither fails transiently; a failed stage is fixed and
 re-run (each stage skips the outputs it already verified). Artifact keys use lowercase letters, digits and dashes.
+Long stages also update a progress artifact (`<stage>-progress`) as they go, and the stages' own log lines reach the
+run's logs: Prefect forwards the `cosmos_synth` loggers (PREFECT_LOGGING_EXTRA_LOGGERS, set in prefect.yaml and
+flows/local_stack.py) at the level tasks/__init__.py sets.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ from cosmos_synth.launch import TrainResult, launch_training
 from cosmos_synth.preprocess import PreprocessResult, preprocess_dataset
 from cosmos_synth.pipeline import PipelineConfig
 from cosmos_synth.run import prepare_model, prepare_source
+from tasks.progress import ProgressArtifact
 
 HOUR_S = 3600
-
 
 @task(name="prepare-model")
 def prepare_model_task(cfg: PipelineConfig) -> str:
@@ -44,7 +47,7 @@ def prepare_source_task(cfg: PipelineConfig) -> Path:
 
 @task(name="cache", timeout_seconds=6 * HOUR_S)
 def cache_task(cfg: CacheConfig) -> CacheResult:
-    result = encode_latent_cache(cfg)
+    result = encode_latent_cache(cfg, progress=ProgressArtifact("cache-progress"))
     create_table_artifact(key="latent-cache", table=result.summary_rows(),
                           description=f"{result.num_clips} clips ({result.num_encoded} encoded now), "
                                       f"{result.num_prompts} prompts -> {result.out_dir}")
@@ -79,16 +82,16 @@ def preprocess_task(cfg: PreprocessConfig) -> PreprocessResult:
 
 @task(name="train", timeout_seconds=48 * HOUR_S)  # `accelerate launch` child; GPU work is not transient: no retries
 def train_task(cfg: TrainConfig) -> TrainResult:
-    result = launch_training(cfg)
+    result = launch_training(cfg, progress=ProgressArtifact("training-progress"))
     create_table_artifact(key="training-loss", table=result.summary_rows(),
-                          description=f"{result.num_steps} steps, final loss {result.final_loss:.5f} -> "
-                                      f"{result.adapter_file}")
+                          description=f"{result.num_steps} steps, final loss {result.final_loss:.4g} -> "
+                                      f"{result.adapter_file}; curve: {result.loss_curve}")
     return result
 
 
 @task(name="generate", timeout_seconds=24 * HOUR_S)
 def generate_task(cfg: GenerateConfig) -> GenerateResult:
-    result = generate_videos(cfg)
+    result = generate_videos(cfg, progress=ProgressArtifact("generation-progress"))
     if result.quarantined:
         create_table_artifact(key="quarantined-pairs", table=list(result.quarantined),
                               description=f"{len(result.quarantined)} bad pairs left out (lenient mode)")
@@ -113,7 +116,7 @@ def fan_out_task(cfg: GenerateConfig, num_shards: int, deployment: str) -> Gener
 
 @task(name="train-idm", timeout_seconds=6 * HOUR_S)
 def train_idm_task(cfg: IDMTrainConfig) -> IDMResult:
-    result = train_idm(cfg)
+    result = train_idm(cfg, progress=ProgressArtifact("idm-training-progress"))
     create_table_artifact(key="idm-heldout-error", table=result.summary_rows(),
                           description="Inverse dynamics model: per-dimension MSE and R2 on held-out real episodes, "
                                       f"against predicting the mean action -> {result.model_path}")
@@ -122,7 +125,7 @@ def train_idm_task(cfg: IDMTrainConfig) -> IDMResult:
 
 @task(name="label", timeout_seconds=6 * HOUR_S)
 def label_task(cfg: LabelConfig) -> LabelResult:
-    result = label_videos(cfg)
+    result = label_videos(cfg, progress=ProgressArtifact("labelling-progress"))
     create_table_artifact(key="action-labels", table=result.summary_rows(),
                           description=f"{result.num_labelled} videos labelled ({result.num_skipped} already) -> "
                                       f"{result.manifest}")
@@ -131,7 +134,7 @@ def label_task(cfg: LabelConfig) -> LabelResult:
 
 @task(name="export")
 def export_task(cfg: ExportConfig) -> ExportResult:
-    result = export_episodes(cfg)
+    result = export_episodes(cfg, progress=ProgressArtifact("export-progress"))
     rows = result.summary_rows()
     create_table_artifact(key="exported-episodes", table=rows,
                           description=f"{result.num_episodes} episodes, {result.num_frames} frames -> "

@@ -44,14 +44,27 @@ def die_on_call(function, number: int):
     return wrapped
 
 
+def die_after(k: int):
+    """A progress callback that kills the process once k more units are done than at its first update."""
+    first = None
+
+    def progress(update) -> None:
+        nonlocal first
+        first = update.done if first is None else first
+        if update.done - first == k:
+            die()
+
+    return progress
+
+
 def generate(config: Path, point: str, k: int) -> None:
     import cosmos_synth.generate as generate_module
 
     assert point in ("video", "unrecorded"), point
     if point == "unrecorded":  # the manifest is rewritten once after each video: its k-th write records video k
         generate_module.write_jsonl = die_on_call(generate_module.write_jsonl, k)
-    on_video = (lambda number, total, sample_id: number == k and die()) if point == "video" else None
-    generate_module.generate_videos(load_config(GenerateConfig, config), on_video=on_video)
+    progress = die_after(k) if point == "video" else None  # progress advances once a video is in the manifest
+    generate_module.generate_videos(load_config(GenerateConfig, config), progress=progress)
 
 
 def export(config: Path, point: str, where: str) -> None:
@@ -60,13 +73,13 @@ def export(config: Path, point: str, where: str) -> None:
     from cosmos_synth.export.robomimic import RobomimicWriter
 
     assert point in ("episode", "commit"), point
-    on_episode = None
+    progress = None
     if point == "episode":
-        on_episode = lambda number, total, sample_id: number == int(where) and die()  # noqa: E731
+        progress = die_after(int(where))  # progress advances once an episode is in every writer
     else:
         writer = {"robomimic": RobomimicWriter, "lerobot": LeRobotWriter}[where]
         writer.commit = die_on_call(writer.commit, 1)
-    export_episodes(load_config(ExportConfig, config), on_episode=on_episode)
+    export_episodes(load_config(ExportConfig, config), progress=progress)
 
 
 def train(config: Path, point: str, epoch: int) -> None:

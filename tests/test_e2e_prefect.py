@@ -19,11 +19,15 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import VIDEOS_DIR
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.pipeline import load_pipeline_config
+from cosmos_synth.preview import ANIMATION, CONTACT_SHEET, LOSS_CURVE, PREVIEWS_DIR
+from cosmos_synth.tracking import TENSORBOARD_DIR
 from flows.finetune_and_generate import OUTPUTS_ARTIFACT
 from flows.local_stack import DEMO_DEPLOYMENT, _stop_process, local_stack
 
@@ -35,7 +39,8 @@ CODEC_TOLERANCE = 4.0         # mean |difference| (0-255) allowed between a fram
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """Run the demo deployment once into a temporary run_dir; return (its PipelineConfig, flow run, artifacts)."""
+    """Run the demo deployment once into a temporary run_dir; return (its PipelineConfig, flow run, artifacts).
+    The flow run's log lines are kept as the flow run's "logs"."""
     tmp = tmp_path_factory.mktemp("e2e")
     overrides = {"run_dir": str(tmp / "run"), "cache_dir": str(tmp / "cache")}
     with local_stack(tmp / "prefect") as stack:
@@ -43,6 +48,7 @@ def demo_run(tmp_path_factory):
         assert run.flow_run_id, f"no flow run id in the CLI output:\n{run.output}"
         flow_run = stack.flow_run(run.flow_run_id)
         artifacts = stack.artifacts(run.flow_run_id)
+        flow_run["logs"] = stack.logs(run.flow_run_id)
         started = stack.processes()
     assert len(started) >= 2
     left = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
@@ -63,6 +69,50 @@ def test_flow_run_completes_with_artifacts(demo_run):
     outputs = next(a for a in artifacts if a["key"] == OUTPUTS_ARTIFACT)["data"]
     assert str(cfg.stage_dir("train").resolve()) in outputs
     assert f"**groot**: `{(cfg.stage_dir('export') / 'groot').resolve()}`" in outputs  # the demo run is labelled
+
+
+@pytest.mark.e2e
+def test_run_logs_hold_the_stages_own_lines(demo_run):
+    cfg, flow_run, _ = demo_run
+    ours = [(log["name"], log["level"], log["message"]) for log in flow_run["logs"]
+            if log["name"].startswith("cosmos_synth")]
+    messages = {name: [m for n, _, m in ours if n == name] for name, _, _ in ours}
+    assert any(m.startswith("16 samples ingested, 0 quarantined") for m in messages["cosmos_synth.ingest"]), messages
+    epochs = [m for m in messages["cosmos_synth.train"] if m.startswith("epoch ")]  # relayed from the child
+    assert len(epochs) == 6 and epochs[-1].startswith("epoch 6/6: step 96/96, mean loss"), epochs
+    assert any(str(cfg.stage_dir("generate") / VIDEOS_DIR) in m for m in messages["cosmos_synth.generate"])
+    assert any(m.startswith("exported 4 episodes") for m in messages["cosmos_synth.export"])
+    assert {level for _, level, _ in ours} >= {20}  # INFO lines arrive at their level
+
+
+@pytest.mark.e2e
+def test_progress_reaches_the_end_and_tensorboard_has_every_step(demo_run):
+    cfg, _, artifacts = demo_run
+    progress = {a["key"]: a["data"] for a in artifacts if a["type"] == "progress"}
+    assert progress == {key: 100.0 for key in ("cache-progress", "training-progress", "generation-progress",
+                                               "idm-training-progress", "labelling-progress", "export-progress")}
+    described = next(a for a in artifacts if a["key"] == "training-progress")["description"]
+    assert described.startswith("step 96/96, loss "), described
+    num_steps = json.loads((cfg.stage_dir("train") / "train_result.json").read_text())["num_steps"]
+    events = EventAccumulator(str(cfg.stage_dir("train") / TENSORBOARD_DIR))
+    events.Reload()
+    for tag in ("loss", "lr", "grad_norm", "step_s"):
+        assert [s.step for s in events.Scalars(tag)] == list(range(1, num_steps + 1)), tag
+    idm = EventAccumulator(str(cfg.stage_dir("idm") / TENSORBOARD_DIR))
+    idm.Reload()
+    assert len(idm.Scalars("loss")) == cfg.idm_train_config().num_epochs
+
+
+@pytest.mark.e2e
+def test_outputs_artifact_shows_the_pictures(demo_run):
+    cfg, _, artifacts = demo_run
+    previews = cfg.stage_dir("generate") / PREVIEWS_DIR
+    for path in (previews / CONTACT_SHEET, previews / ANIMATION, cfg.stage_dir("train") / LOSS_CURVE):
+        with Image.open(path) as image:
+            assert image.format in ("PNG", "GIF") and min(image.size) >= 128, path
+    outputs = next(a for a in artifacts if a["key"] == OUTPUTS_ARTIFACT)["data"]
+    assert f"**contact_sheet**: `{(previews / CONTACT_SHEET).resolve()}`" in outputs
+    assert outputs.count("](data:image/png;base64,") == 2 and outputs.count("](data:image/gif;base64,") == 1
 
 
 def _transformer_output(pipe) -> torch.Tensor:

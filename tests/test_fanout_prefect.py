@@ -9,6 +9,7 @@ import pytest
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import SHARDS_DIR, video_is_complete
 from cosmos_synth.pipeline import load_pipeline_config
+from cosmos_synth.preview import ANIMATION, CONTACT_SHEET, PREVIEWS_DIR
 from flows.local_stack import DEMO_DEPLOYMENT, local_stack
 
 RUN_TIMEOUT_S = 1500
@@ -38,4 +39,8 @@ def test_two_workers_share_one_generation_run(tmp_path):
     workers = {json.loads((out / SHARDS_DIR / f"{s}.worker.json").read_text())["COSMOS_SYNTH_WORKER"] for s in shards}
     assert workers == {"gpu-a", "gpu-b"}  # both workers took a shard of the same run
     assert "generation-shards" in {a["key"] for a in artifacts}
+    progress = [a for a in artifacts if a["key"] == "generation-progress"]  # the parent's, over every shard
+    assert [a["data"] for a in progress] == [100.0] and progress[0]["description"].startswith("video 4/4"), progress
+    for folder in ("", "shard-000", "shard-001"):  # each shard's pictures, and the merged run's
+        assert all((out / PREVIEWS_DIR / folder / name).is_file() for name in (CONTACT_SHEET, ANIMATION)), folder
     assert (cfg.stage_dir("export") / "lerobot" / "meta" / "info.json").is_file()

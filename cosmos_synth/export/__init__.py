@@ -25,6 +25,7 @@ from cosmos_synth.export.episodes import Episode, iter_episodes, load_episode, r
 from cosmos_synth.export.groot import GrootWriter, write_groot_dataset
 from cosmos_synth.export.lerobot import LeRobotWriter, write_lerobot_dataset
 from cosmos_synth.export.robomimic import RobomimicWriter, write_robomimic_hdf5
+from cosmos_synth.progress import Progress, ProgressReporter
 
 __all__ = ["Episode", "ExportResult", "export_episodes", "export_paths", "iter_episodes",
            "write_groot_dataset", "write_lerobot_dataset", "write_robomimic_hdf5"]
@@ -61,13 +62,11 @@ def export_paths(cfg: ExportConfig) -> tuple[Path, Path]:
     return cfg.out_dir / ROBOMIMIC_DIR / f"{name}.hdf5", cfg.out_dir / LEROBOT_DIR
 
 
-def export_episodes(cfg: ExportConfig, *, on_episode: Callable[[int, int, str], None] | None = None) -> ExportResult:
+def export_episodes(cfg: ExportConfig, progress: Progress | None = None) -> ExportResult:
     """Write every episode of `cfg.manifest` in each format; verify all before replacing the previous export.
-
-    `on_episode` (optional) is called as on_episode(number, num_episodes, sample_id) once an episode has gone into
-    every writer (a progress bar; a test that stops the export at a chosen episode).
-    """
+    `progress` gets the episodes written."""
     rows = read_manifest_rows(cfg.manifest)   # fails on a missing video before anything is written
+    report = ProgressReporter(progress, "export", total=len(rows), unit="episode").start()
     retimed = sorted({row["fps"] for row in rows if row.get("fps") not in (None, cfg.fps)})
     if retimed:
         logger.warning("manifest videos have fps %s; the export writes them at fps=%d (ExportConfig.fps).",
@@ -96,8 +95,7 @@ def export_episodes(cfg: ExportConfig, *, on_episode: Callable[[int, int, str], 
                 writer.add(episode)
             num_frames += episode.num_frames
             logger.info("episode %d/%d -> %s (%d frames)", i + 1, len(rows), episode.sample_id, episode.num_frames)
-            if on_episode is not None:
-                on_episode(i + 1, len(rows), episode.sample_id)
+            report.advance()
         for writer in writers:                 # every format read back before any replaces the previous export
             writer.finish()
         for writer in writers:
@@ -106,6 +104,8 @@ def export_episodes(cfg: ExportConfig, *, on_episode: Callable[[int, int, str], 
         shutil.rmtree(groot_dir)
         logger.warning("removed the previous GR00T export %s: it held other episodes.", groot_dir)
     write_config(cfg, cfg.out_dir, "export")
+    logger.info("exported %d episodes (%d frames): %s, %s%s", len(rows), num_frames, hdf5_path, lerobot_dir,
+                "" if groot_skipped else f", {groot_dir}")
     return ExportResult(out_dir=cfg.out_dir, hdf5_path=hdf5_path, lerobot_dir=lerobot_dir,
                         num_episodes=len(rows), num_frames=num_frames,
                         groot_dir=None if groot_skipped else groot_dir, groot_skipped=groot_skipped)

@@ -1,6 +1,6 @@
 """Full-size Cosmos Predict 2.5 (2B DiT, Wan VAE, Qwen2.5-VL-7B) through cosmos-synth's own code, on random weights.
 
-No download: the three networks are built from their configs (REFERENCE.md §2) with random weights; speed and
+No download: the three networks are built from their configs (docs/recipe.md, "Full-size sizes and costs") with random weights; speed and
 memory do not depend on weight values. The run goes through the project's real stages: ingest and preprocess of
 synthetic 432x768 clips, `cosmos_synth.train.train` for LoRA (>= 20 steps) and DoRA (>= 5 steps) at 93x432x768,
 the saved LoRA adapter reloaded and fused by `cosmos_synth.generate.generate_videos`, and one video at the eval

@@ -1,6 +1,6 @@
 """The reference training objective: rectified flow with a velocity target and conditioning latent frames.
 
-Per sample (REFERENCE.md §1):
+Per sample (docs/recipe.md, "Training"):
     t = sigmoid(randn);  sigma = 5t / (1 + 4t)                     logit-normal, shifted towards high noise
     xt = noise * sigma + clean * (1 - sigma);  xt = clean where cond_mask
     target v = noise - clean

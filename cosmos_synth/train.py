@@ -1,7 +1,7 @@
 """LoRA / DoRA / full fine-tuning of the Cosmos DiT: one readable loop, run under `accelerate launch`.
 
 `python -m cosmos_synth.train <out_dir>/train_config.json` is what :func:`cosmos_synth.launch.launch_training`
-starts (one process per GPU, or one CPU process). The loop follows the reference recipe (REFERENCE.md §1): frozen
+starts (one process per GPU, or one CPU process). The loop follows the reference recipe (docs/recipe.md): frozen
 base weights, adapters on the six attention/MLP projections in float32, AdamW with a linear warm-up/decay schedule
 bounded by f_min/f_max, the flow-matching loss of :mod:`cosmos_synth.loss`, accelerate checkpoints every
 `checkpoint_every_epochs`, and a final adapter in diffusers format (`pytorch_lora_weights.safetensors`).

@@ -21,7 +21,7 @@ def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small procedural dataset (GR1 layout), written once per session: 4 episodes of 33 frames at 64x96, 2 test
     pairs. Read-only: copy it (shutil.copytree) before changing anything."""
     root = tmp_path_factory.mktemp("demo") / "data"
-    return write_demo_dataset(DemoDataConfig(out_dir=root, num_episodes=4, num_test_pairs=2))
+    return write_demo_dataset(DemoDataConfig(out_dir=root, num_episodes=4, num_test_pairs=2, num_frames=33))
 
 
 # tiny model fixtures --------------------------------------------------------------------------------------------

@@ -102,3 +102,40 @@ def test_the_shipped_world_model_does_its_pretraining_family(pick_place_heldout,
     assert model["distractor_rate"] == 0.0 and model["track_error"] < 0.06
     assert model["psnr_db"] > baseline["psnr_db"] + 3 and model["ssim"] > baseline["ssim"]
     assert model["frame0_psnr_db"] > 28
+
+
+def test_a_flipped_velocity_sign_is_caught(pick_place_heldout, tmp_path, monkeypatch):
+    """A fine-tune whose objective has the velocity's sign flipped (a classic bug) must not pass evaluation: ten
+    LoRA steps on the demo world model with the flipped target, and the judge and PSNR say so, where the base model
+    passes on the same episode."""
+    import cosmos_synth.train as train_module
+    from cosmos_synth.cache import encode_latent_cache
+    from cosmos_synth.config import CacheConfig, IngestConfig, PreprocessConfig, TrainConfig
+    from cosmos_synth.ingest import ingest_dataset
+    from cosmos_synth.loss import FlowInputs, build_flow_inputs
+    from cosmos_synth.preprocess import preprocess_dataset
+
+    ingest = ingest_dataset(IngestConfig(dataset_dir=pick_place_heldout / HELDOUT_DIR, out_dir=tmp_path / "ingest",
+                                         min_frames=17))
+    clips = preprocess_dataset(PreprocessConfig(manifest=ingest.manifest, out_dir=tmp_path / "pre", height=64,
+                                                width=96)).out_dir
+    cache = encode_latent_cache(CacheConfig(model=str(DEMO_WORLD_MODEL), revision=None, data_dir=clips,
+                                            out_dir=tmp_path / "cache", num_frames=17, num_windows=1, dtype="float32",
+                                            device="cpu")).out_dir
+
+    def flipped(*args, **kwargs) -> FlowInputs:
+        inputs = build_flow_inputs(*args, **kwargs)
+        return FlowInputs(noisy=inputs.noisy, timestep=inputs.timestep, cond_mask=inputs.cond_mask,
+                          target=-inputs.target)
+
+    monkeypatch.setattr(train_module, "build_flow_inputs", flipped)
+    train_module.train(TrainConfig(model=str(DEMO_WORLD_MODEL), revision=None, data_dir=clips, out_dir=tmp_path / "t",
+                                   adapter="lora", rank=16, alpha=16, num_frames=17, num_epochs=10, batch_size=2,
+                                   learning_rate=1e-3, num_warmup_steps=1, f_min=1.0, f_max=1.0, dtype="float32",
+                                   cpu=True, gradient_checkpointing=False, latent_cache=cache,
+                                   cond_frame_probs={1: 1.0}, checkpoint_every_epochs=100, report_to="none"))
+    cfg = _config(DEMO_WORLD_MODEL, pick_place_heldout, tmp_path / "eval", num_steps=10, max_episodes=1,
+                  models={"base": None, "flipped": str(tmp_path / "t")})
+    _, base, broken = evaluate_models(cfg).rows
+    assert base["success_rate"] == 1.0 and broken["success_rate"] == 0.0
+    assert broken["psnr_db"] < base["psnr_db"] - 3 and broken["track_error"] > 3 * base["track_error"]

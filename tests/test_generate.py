@@ -96,7 +96,8 @@ def test_pair_errors_name_the_file(tmp_path, make_pairs):
 
 def test_missing_adapter_is_reported(tiny_model, tmp_path, make_pairs):
     cfg = _config(tiny_model, make_pairs(tmp_path / "pairs"), tmp_path / "out", adapter=tmp_path / "no-adapter")
-    with pytest.raises(ValueError, match="adapter file .*pytorch_lora_weights.safetensors does not exist"):
+    with pytest.raises(ValueError, match=r"adapter .*no-adapter holds neither pytorch_lora_weights\.safetensors "
+                                         r"\(LoRA/DoRA\) nor transformer/diffusion_pytorch_model\.safetensors"):
         generate_videos(cfg)
 
 

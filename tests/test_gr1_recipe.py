@@ -17,7 +17,7 @@ from cosmos_synth.pipeline import load_pipeline_config
 from cosmos_synth.run import prepare_source
 from cosmos_synth.video import write_video
 
-# REFERENCE.md §1, the guide's command at 432x768.
+# docs/recipe.md, the published command at 432x768.
 REFERENCE = {
     "height": 432, "width": 768, "num_frames": 93, "rank": 32, "alpha": 32, "learning_rate": 2**-14.5,
     "weight_decay": 0.001, "max_grad_norm": 1.0, "num_warmup_steps": 1000, "num_training_steps": 100_000,

@@ -1,4 +1,4 @@
-"""The training objective against its formulas (REFERENCE.md §1)."""
+"""The training objective against its formulas (docs/recipe.md)."""
 
 from __future__ import annotations
 

@@ -32,6 +32,8 @@ BAD_OVERRIDES = [  # (override, what the error says after the recipe's path)
     ({"idm_train.learning_rate": "fast"}, r"idm_train: learning_rate='fast' is not a number"),
     ({"export.repoid": "me/x"}, r"unknown key export\.repoid \(did you mean export\.repo_id\?\)"),
     ({"export.lerobot_codec": "vp9"}, r"export: lerobot_codec='vp9' is not one of \['h264', 'av1'\]; pick one"),
+    ({"evaluate.max_episode": 4}, r"unknown key evaluate\.max_episode \(did you mean evaluate\.max_episodes\?\)"),
+    ({"evaluate.judge": "vlm"}, r"evaluate: judge='vlm' is not one of \['auto', 'demo', 'none'\]; pick one"),
     ({"hieght": 64}, r"unknown key hieght \(did you mean height\?\)"),
     ({"num_frames": "lots"}, r"num_frames='lots' is not a whole number; give a whole number, e\.g\. num_frames=93\."),
 ]
@@ -55,10 +57,10 @@ def test_bad_overrides_fail_at_load_naming_the_recipe(override, message):
     ({"trian.rank": 16}, r"unknown key trian\.rank \(did you mean train\.rank\?\)"),  # an unknown table
     ({"num_epochs": 2}, r"unknown key num_epochs \(did you mean train\.num_epochs\?\)"),  # a stage key at the top
     ({"train.height": 64}, r"unknown key train\.height \(height is a top-level key: write height=<value>\)"),
-    ({"train.zzz": 1}, r"unknown key train\.zzz \(\[train\] takes model, revision, .*, fp8_matmuls\)"),  # none close
-    ({"zzz": 1}, r"unknown key zzz \(top-level keys are run_dir, source, .*, export\)"),
+    ({"train.zzz": 1}, r"unknown key train\.zzz \(\[train\] takes model, revision, .*, fp8_matmuls, report_to\)"),  # none close
+    ({"zzz": 1}, r"unknown key zzz \(top-level keys are run_dir, source, .*, export, evaluate\)"),
     ({"train": 5}, r"train=5 is not a table; give one, e\.g\. train=\{\.\.\.\}\."),
-    ({"train.rank": 0}, r"train: rank=0, alpha=8 must be >= 1\."),  # a stage's own check, named by its table
+    ({"train.rank": 0}, r"train: rank=0, alpha=16 must be >= 1\."),  # a stage's own check, named by its table
     ({"export.repo_id": "flat"}, r"export: repo_id='flat': use '<owner>/<name>'\."),
     ({"height": 60}, r"height=60, width=96: both must be positive multiples of 16"),
 ])
@@ -86,7 +88,8 @@ def test_loading_builds_every_stage_config_without_side_effects(tmp_path):
                                         "generate_shards": "2", "export.robot_type": "arm"})
     assert list(tmp_path.iterdir()) == []  # nothing written: no run folder, no tiny model built
     stages = cfg.stage_configs()
-    assert set(stages) == {"demo", "ingest", "preprocess", "cache", "train", "generate", "idm_train", "label", "export"}
+    assert set(stages) == {"demo", "ingest", "preprocess", "cache", "train", "generate", "idm_train", "label", "export",
+                           "evaluate"}
     assert (cfg.generate_shards, stages["export"].robot_type) == (2, "arm")  # text coerced to the field's type
     assert stages["generate"].adapter == tmp_path / "run" / "train"  # the placeholder adapter: the run's train folder
     assert isinstance(cfg.run_dir, Path) and list(tmp_path.iterdir()) == []

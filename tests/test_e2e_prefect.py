@@ -65,7 +65,8 @@ def test_flow_run_completes_with_artifacts(demo_run):
     assert flow_run["parameters"]["overrides"]["run_dir"] == str(cfg.run_dir)
     keys = {a["key"] for a in artifacts}
     assert {"ingested-samples", "preprocessed-clips", "latent-cache", "training-loss", "generated-videos",
-            "idm-heldout-error", "action-labels", "exported-episodes", OUTPUTS_ARTIFACT} <= keys
+            "idm-heldout-error", "action-labels", "exported-episodes", "evaluation", "evaluation-report",
+            OUTPUTS_ARTIFACT} <= keys
     outputs = next(a for a in artifacts if a["key"] == OUTPUTS_ARTIFACT)["data"]
     assert str(cfg.stage_dir("train").resolve()) in outputs
     assert f"**groot**: `{(cfg.stage_dir('export') / 'groot').resolve()}`" in outputs  # the demo run is labelled
@@ -79,7 +80,9 @@ def test_run_logs_hold_the_stages_own_lines(demo_run):
     messages = {name: [m for n, _, m in ours if n == name] for name, _, _ in ours}
     assert any(m.startswith("16 samples ingested, 0 quarantined") for m in messages["cosmos_synth.ingest"]), messages
     epochs = [m for m in messages["cosmos_synth.train"] if m.startswith("epoch ")]  # relayed from the child
-    assert len(epochs) == 6 and epochs[-1].startswith("epoch 6/6: step 96/96, mean loss"), epochs
+    num_epochs, num_steps = cfg.train_config().num_epochs, _num_steps(cfg)
+    assert len(epochs) == num_epochs, epochs
+    assert epochs[-1].startswith(f"epoch {num_epochs}/{num_epochs}: step {num_steps}/{num_steps}, mean loss"), epochs
     assert any(str(cfg.stage_dir("generate") / VIDEOS_DIR) in m for m in messages["cosmos_synth.generate"])
     assert any(m.startswith("exported 4 episodes") for m in messages["cosmos_synth.export"])
     assert {level for _, level, _ in ours} >= {20}  # INFO lines arrive at their level
@@ -92,7 +95,7 @@ def test_progress_reaches_the_end_and_tensorboard_has_every_step(demo_run):
     assert progress == {key: 100.0 for key in ("cache-progress", "training-progress", "generation-progress",
                                                "idm-training-progress", "labelling-progress", "export-progress")}
     described = next(a for a in artifacts if a["key"] == "training-progress")["description"]
-    assert described.startswith("step 96/96, loss "), described
+    assert described.startswith(f"step {_num_steps(cfg)}/{_num_steps(cfg)}, loss "), described
     num_steps = json.loads((cfg.stage_dir("train") / "train_result.json").read_text())["num_steps"]
     events = EventAccumulator(str(cfg.stage_dir("train") / TENSORBOARD_DIR))
     events.Reload()
@@ -115,6 +118,12 @@ def test_outputs_artifact_shows_the_pictures(demo_run):
     assert outputs.count("](data:image/png;base64,") == 2 and outputs.count("](data:image/gif;base64,") == 1
 
 
+def _num_steps(cfg) -> int:
+    """Training steps of the demo: epochs x batches of its training episodes."""
+    train = cfg.train_config()
+    return train.num_epochs * -(-cfg.demo_config().num_episodes // train.batch_size)
+
+
 def _transformer_output(pipe) -> torch.Tensor:
     """The DiT's prediction on one fixed input (2 latent frames of 8x12, 8 prompt tokens)."""
     g = torch.Generator().manual_seed(0)
@@ -124,7 +133,7 @@ def _transformer_output(pipe) -> torch.Tensor:
             hidden_states=torch.randn(1, 16, frames, height, width, generator=g),
             condition_mask=torch.zeros(1, 1, frames, height, width),
             timestep=torch.full((1, 1, frames, 1, 1), 0.5),
-            encoder_hidden_states=torch.randn(1, 8, 32, generator=g),
+            encoder_hidden_states=torch.randn(1, 8, pipe.transformer.config.crossattn_proj_in_channels, generator=g),
             padding_mask=torch.zeros(1, 1, height * 8, width * 8),
             return_dict=False,
         )[0]
@@ -261,3 +270,18 @@ def test_stopped_processes_have_exited_when_stop_returns():
     _stop_process(proc, num_terms=2, grace_s=0.2)
     proc.stdout.close()
     assert [p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in family] == [False, False]
+
+
+@pytest.mark.e2e
+def test_evaluation_compares_base_and_lora_on_the_heldout_episodes(demo_run):
+    cfg, _, artifacts = demo_run
+    rows = json.loads((cfg.stage_dir("evaluate") / "metrics.json").read_text())["rows"]
+    num_heldout = cfg.demo_config().num_test_pairs
+    assert [(r["model"], r["task_family"], r["episodes"]) for r in rows] == [
+        (model, "push", num_heldout) for model in ("copy-first-frame", "base", "lora")]
+    for row in rows:
+        assert 0.0 <= row["success_rate"] <= 1.0 and len(row["success_ci95"]) == 2 and row["psnr_db"] > 10
+    assert rows[1]["frame0_psnr_db"] > 25 and rows[2]["idm_action_mse"] is not None
+    assert not (cfg.stage_dir("evaluate") / "lora").exists()  # the generate stage's videos were reused
+    outputs = next(a for a in artifacts if a["key"] == OUTPUTS_ARTIFACT)["data"]
+    assert "### Held-out evaluation" in outputs and "| lora | push |" in outputs

@@ -196,12 +196,13 @@ def evaluate(recipe: Recipe = "demo", param: Params = None,
                                        "dora=runs/b/train.")] = None) -> None:
     """Generate from the held-out episodes' first frames with each model and compare with the real episodes."""
     from cosmos_synth.evaluate import evaluate_models, metrics_table
-    from cosmos_synth.run import prepare_model
+    from cosmos_synth.run import prepare_model, prepare_source
 
     cfg = _config(recipe, param)
     if cfg.resolved_heldout_dir is None:
         raise typer.BadParameter("this recipe has no held-out episodes; set heldout_dir=<folder in the GR1 layout>.")
     prepare_model(cfg)
+    prepare_source(cfg)  # the demo world's held-out episodes (an existing dataset is reused as it is)
     eval_cfg = cfg.evaluate_config(cfg.stage_dir("train"))
     if model:
         models = dict(m.partition("=")[::2] for m in model)

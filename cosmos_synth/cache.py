@@ -25,7 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from cosmos_synth.config import CacheConfig, write_config
-from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
+from cosmos_synth.files import atomic_write, file_sha256, read_jsonl, write_jsonl
 from cosmos_synth.models import load_pipeline, model_fingerprint
 from cosmos_synth.preprocess import clip_shape, load_clip
 from cosmos_synth.progress import Progress, ProgressReporter
@@ -72,10 +72,8 @@ def _is_hit(path: Path, key: str) -> bool:
 
 
 def _save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    with atomic_write(path) as tmp:
+        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=metadata)
 
 
 def encode_latent_cache(cfg: CacheConfig, pipe=None, progress: Progress | None = None) -> CacheResult:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cosmos_synth.files import write_text_atomic
 from cosmos_synth.models import NVIDIA_MODEL, NVIDIA_REVISION
 from cosmos_synth.tracking import check_report_to
 
@@ -287,12 +288,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 def write_config(cfg: Any, out_dir: Path, stage: str) -> Path:
     """Write `<stage>_config.json` next to a stage's outputs."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{stage}_config.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(config_to_dict(cfg), indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
+    return write_text_atomic(out_dir / f"{stage}_config.json", json.dumps(config_to_dict(cfg), indent=2, sort_keys=True))
 
 
 _KINDS = {int: ("a whole number", "32"), float: ("a number", "0.5"), bool: ("true or false", "true"),

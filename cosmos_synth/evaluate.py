@@ -31,7 +31,7 @@ import torch
 from cosmos_synth.config import EvaluateConfig, GenerateConfig, write_config
 from cosmos_synth.demo_world import parse_prompt
 from cosmos_synth.demo_world.judge import judge, track_error
-from cosmos_synth.files import read_jsonl, write_jsonl, write_text_atomic
+from cosmos_synth.files import atomic_write, read_jsonl, write_jsonl, write_text_atomic
 from cosmos_synth.ingest import read_metadata
 from cosmos_synth.sources.layout import METADATA_CSV, TRAJECTORIES_DIR
 from cosmos_synth.validate import resolve_inside
@@ -93,9 +93,8 @@ def write_pairs(episodes: list[HeldOutEpisode], pairs_dir: Path) -> Path:
     for episode in episodes:
         png, txt = pairs_dir / f"{episode.name}.png", pairs_dir / f"{episode.name}.txt"
         if not png.is_file():
-            tmp = png.with_name(f".{png.stem}.tmp.png")
-            cv2.imwrite(str(tmp), read_video(episode.video)[0][0][:, :, ::-1])  # cv2 writes BGR
-            tmp.replace(png)
+            with atomic_write(png) as tmp:
+                cv2.imwrite(str(tmp), read_video(episode.video)[0][0][:, :, ::-1])  # cv2 writes BGR
         write_text_atomic(txt, episode.caption + "\n")
     return pairs_dir
 
@@ -278,9 +277,8 @@ def write_contact_sheets(cfg: EvaluateConfig, episodes: list[HeldOutEpisode], re
             blocks.append(np.concatenate(strips))
             blocks.append(np.full((6, blocks[-1].shape[1], 3), 255, dtype=np.uint8))
         path = cfg.out_dir / f"sheet-{family}.png"
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        cv2.imwrite(str(tmp), np.concatenate(blocks)[:, :, ::-1])
-        tmp.replace(path)
+        with atomic_write(path) as tmp:
+            cv2.imwrite(str(tmp), np.concatenate(blocks)[:, :, ::-1])
         sheets.append(path)
     return sheets
 

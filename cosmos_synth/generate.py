@@ -20,7 +20,7 @@ from diffusers.pipelines.cosmos.pipeline_cosmos2_5_predict import DEFAULT_NEGATI
 from PIL import Image
 
 from cosmos_synth.config import GenerateConfig, write_config
-from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
+from cosmos_synth.files import file_sha256, read_jsonl, remove_stale_temporaries, write_jsonl
 from cosmos_synth.fp8_attention import use_fp8_attention
 from cosmos_synth.models import (
     ADAPTER_FILE, load_full_transformer, load_pipeline, model_fingerprint, trained_weights_file,
@@ -237,8 +237,7 @@ def generate_videos(cfg: GenerateConfig, pipe=None, progress: Progress | None = 
             if previous.get(sid) == row and video_is_complete(Path(row["video"]), cfg.num_frames)}
     pending = [p for p in pairs if p.sample_id not in done]
     for pair in pending:  # temporary files of a killed earlier run; only this run's samples (shards share the folder)
-        for stale in videos_dir.glob(f".{pair.sample_id}.mp4.tmp*"):
-            stale.unlink()
+        remove_stale_temporaries(videos_dir / f"{pair.sample_id}.mp4")
     if pending:
         pipe = prepare_pipeline(cfg, base=pipe)
         embeds, negative = encode_prompts(pipe, cfg, pending)

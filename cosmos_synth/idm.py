@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from cosmos_synth.config import IDMTrainConfig, config_to_dict, write_config
-from cosmos_synth.files import read_jsonl, write_text_atomic
+from cosmos_synth.files import atomic_write, read_jsonl, write_text_atomic
 from cosmos_synth.progress import Progress, ProgressReporter
 from cosmos_synth.tracking import tracker_run
 from cosmos_synth.video import read_video
@@ -183,16 +182,10 @@ def predict_resized(model: InverseDynamicsModel, video: torch.Tensor, *, batch_s
 
 def save_idm(model: InverseDynamicsModel, out_dir: Path) -> Path:
     """Write idm.safetensors and idm_config.json into out_dir atomically; return the weights' path."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    weights = out_dir / WEIGHTS_FILE
-    tmp = weights.with_name(f".{weights.name}.tmp{os.getpid()}")
-    try:
+    weights = Path(out_dir) / WEIGHTS_FILE
+    with atomic_write(weights) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp),
                   metadata={"format": CONFIG_FORMAT})
-        tmp.replace(weights)
-    finally:
-        tmp.unlink(missing_ok=True)
     write_text_atomic(out_dir / CONFIG_FILE, model.spec.to_json())
     return weights
 

@@ -16,7 +16,6 @@ A rerun skips every sample whose manifest row is unchanged (same video, same IDM
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import numpy as np
 
 from cosmos_synth.config import LabelConfig, write_config
 from cosmos_synth.export.episodes import ACTION_KEY, read_actions, read_manifest_rows
-from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
+from cosmos_synth.files import atomic_write, file_sha256, read_jsonl, write_jsonl
 from cosmos_synth.idm import InverseDynamicsModel, idm_files, load_idm, predict_actions
 from cosmos_synth.progress import Progress, ProgressReporter
 from cosmos_synth.video import read_video
@@ -56,14 +55,8 @@ class LabelResult:
 
 def write_actions(path: Path, actions: np.ndarray) -> Path:
     """np.savez `action` to `path` through a temporary name in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with tmp.open("wb") as fh:       # a file object: np.savez would append .npz to a temporary name
-            np.savez(fh, **{ACTION_KEY: actions})
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as tmp, tmp.open("wb") as fh:
+        np.savez(fh, **{ACTION_KEY: actions})
     return path
 
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from cosmos_synth.files import atomic_dir
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,8 @@ def _build_tiny_components(seed: int) -> dict:
 def build_tiny_model(folder: Path, *, seed: int = 0) -> Path:
     """Build the tiny Cosmos-architecture model with random weights and save it to `folder` (once).
 
-    The folder is written under a temporary name and renamed, so an interrupted build never looks complete.
+    The folder is written under a temporary name and renamed (files.atomic_dir), so an interrupted build never
+    looks complete.
     Returns `folder`. A folder that already holds a complete tiny model is left as it is.
     """
     from diffusers import Cosmos2_5_PredictBasePipeline
@@ -137,17 +138,10 @@ def build_tiny_model(folder: Path, *, seed: int = 0) -> Path:
         return folder
     if folder.exists() and any(folder.iterdir()):
         raise ValueError(f"{folder} exists and is not a tiny cosmos-synth model; choose an empty or new folder.")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         pipe = Cosmos2_5_PredictBasePipeline(**_build_tiny_components(seed), safety_checker=NoOpSafetyChecker())
         pipe.save_pretrained(tmp, safe_serialization=True)
         (tmp / TINY_MARKER).write_text(json.dumps({"seed": seed, "note": "random weights, for tests and the demo"}))
-        if folder.exists():
-            folder.rmdir()
-        tmp.rename(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("built tiny model -> %s", folder)
     return folder
 

@@ -17,7 +17,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from cosmos_synth.config import PreprocessConfig, write_config
-from cosmos_synth.files import read_jsonl, write_jsonl
+from cosmos_synth.files import atomic_write, read_jsonl, write_jsonl
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
@@ -77,9 +77,8 @@ def preprocess_dataset(cfg: PreprocessConfig) -> PreprocessResult:
         if not _clip_is_current(clip, key):
             frames, _ = read_video(source)
             resized = resize_frames(frames, cfg.height, cfg.width)
-            tmp = clip.with_name(f".{clip.name}.tmp")
-            save_file({"frames": torch.from_numpy(resized)}, str(tmp), metadata=key)
-            tmp.replace(clip)
+            with atomic_write(clip) as tmp:
+                save_file({"frames": torch.from_numpy(resized)}, str(tmp), metadata=key)
             logger.info("clip %d/%d %s: %d frames -> %dx%d", index, len(rows), row["sample_id"], len(frames),
                         cfg.height, cfg.width)
         out_rows.append({"sample_id": row["sample_id"], "clip": str(clip.resolve()), "caption": row["caption"],

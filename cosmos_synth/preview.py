@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cosmos_synth.files import read_jsonl
+from cosmos_synth.files import atomic_write, read_jsonl
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
@@ -54,13 +53,8 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 def _save(image: Image.Image, path: Path, **kwargs) -> Path:
     """Save through a temporary name in the same folder, then rename (a reader never sees half a picture)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
+    with atomic_write(path) as tmp:
         image.save(tmp, **kwargs)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -6,10 +6,11 @@ reasons (training on cached latents, the demo world model's builder) then run wh
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from cosmos_synth.files import atomic_write
 
 
 def read_video(path: Path) -> tuple[np.ndarray, float]:
@@ -49,22 +50,16 @@ def write_video(frames: np.ndarray, path: Path, *, fps: int, codec: str = "libx2
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"write_video({path}): expected uint8 (T, H, W, 3) frames, got {frames.dtype} {frames.shape}.")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{path.suffix}")
-    try:
-        with av.open(str(tmp), mode="w") as container:
-            stream = container.add_stream(codec, rate=fps)
-            stream.width, stream.height = frames.shape[2], frames.shape[1]
-            stream.pix_fmt = "yuv420p"
-            if codec == "libx264":
-                stream.options = {"crf": str(crf)}
-            for frame in frames:
-                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                    container.mux(packet)
-            for packet in stream.encode():
+    with atomic_write(path) as tmp, av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = frames.shape[2], frames.shape[1]
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"crf": str(crf)}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        for packet in stream.encode():
+            container.mux(packet)
     return path
 

@@ -46,7 +46,7 @@ from cosmos_synth.demo_world.scene import (
     CONTAINER_COLOURS, CONTAINER_PREPOSITION, EDGES, OBJECT_COLOURS, OBJECT_KINDS, PICK_PROMPT, PUSH_PROMPT,
 )
 from cosmos_synth.demo_world.sim import DemoWorld
-from cosmos_synth.files import write_jsonl, write_text_atomic
+from cosmos_synth.files import atomic_dir, write_jsonl, write_text_atomic
 from cosmos_synth.models import MODEL_MARKER, _CHAT_TEMPLATE, _SPECIAL_TOKENS, _byte_level_symbols
 
 logger = logging.getLogger(__name__)
@@ -433,9 +433,7 @@ def check_generation(pipe, cfg: WorldModelConfig, family: str, num_episodes: int
 def save_model(pipe, cfg: WorldModelConfig, dit_record: dict) -> Path:
     """save_pretrained (bfloat16 safetensors) into cfg.out_dir, through a temporary folder; the marker last."""
     out = Path(cfg.out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for name in ("transformer", "vae", "text_encoder"):
             getattr(pipe, name).to("cpu", torch.bfloat16)
         pipe.save_pretrained(tmp, safe_serialization=True)
@@ -445,10 +443,6 @@ def save_model(pipe, cfg: WorldModelConfig, dit_record: dict) -> Path:
                   "dit": {k: v for k, v in dit_record.items() if k != "train_config"},
                   "dit_train_config": dit_record["train_config"]}
         (tmp / MODEL_MARKER).write_text(json.dumps(marker, indent=2, default=str) + "\n")
-        shutil.rmtree(out, ignore_errors=True)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("demo world model -> %s", out)
     return out
 

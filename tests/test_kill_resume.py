@@ -132,7 +132,7 @@ def test_export_killed_mid_write_leaves_no_readable_wrong_file(tiny_model, demo_
         pid = _killed_at("export", config, point)
         # each format is absent or complete, never readable but wrong; what is half-written is only the killed
         # run's own temporaries (the next run removes them)
-        tmp_hdf5, tmp_lerobot = f".{hdf5.name}.tmp{pid}", f".{lerobot.name}.tmp{pid}"
+        tmp_hdf5, tmp_lerobot = f".{hdf5.name}.tmp{pid}{hdf5.suffix}", f".{lerobot.name}.tmp{pid}"
         assert _names(hdf5.parent) == sorted([hdf5.name if "robomimic" in committed else tmp_hdf5]), point
         assert _names(cfg.out_dir) == sorted([hdf5.parent.name, tmp_lerobot]), point
         if "robomimic" in committed:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 from collections.abc import Iterable, Mapping
 from fractions import Fraction
@@ -42,9 +41,9 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from cosmos_synth.export.episodes import Episode, frame_size
-from cosmos_synth.export.lerobot import frame_table, replace_dir, video_info, video_key
+from cosmos_synth.export.lerobot import frame_table, video_info, video_key
 from cosmos_synth.export.stats import FeatureStats, to_json
-from cosmos_synth.files import remove_stale_temporaries, write_text_atomic
+from cosmos_synth.files import remove_stale_temporaries, replace_dir, temporary_path, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ class GrootWriter:
         self.fps, self.robot_type = fps, robot_type
         self.camera, self.key = camera, video_key(camera)
         self.groups = {"states": state_groups, "actions": action_groups}
-        self.tmp = self.root.with_name(f".{self.root.name}.tmp{os.getpid()}")
+        self.tmp = temporary_path(self.root)
         remove_stale_temporaries(self.root)  # a killed earlier export's half-written folder
         self.tmp.mkdir(parents=True)
         self.num_episodes = 0

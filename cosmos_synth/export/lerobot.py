@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -35,7 +34,7 @@ import pyarrow.parquet as pq
 
 from cosmos_synth.export.episodes import Episode, frame_size
 from cosmos_synth.export.stats import FeatureStats, to_json
-from cosmos_synth.files import remove_stale_temporaries, write_text_atomic
+from cosmos_synth.files import remove_stale_temporaries, replace_dir, temporary_path, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +77,7 @@ class LeRobotWriter:
         self.root = Path(root)
         self.repo_id, self.fps, self.robot_type = repo_id, fps, robot_type
         self.key = video_key(camera)
-        self.tmp = self.root.with_name(f".{self.root.name}.tmp{os.getpid()}")
+        self.tmp = temporary_path(self.root)
         remove_stale_temporaries(self.root)  # a killed earlier export's half-written folder
         self.tmp.mkdir(parents=True)
         self.container: Any = None                 # av output container, opened by the first episode
@@ -280,16 +279,6 @@ def dataset_card(repo_id: str, info: dict[str, Any]) -> str:
             f"- config_name: default\n  data_files: data/*/*.parquet\n---\n\n# {repo_id}\n\n"
             f"Synthetic robot episodes generated with Cosmos Predict 2.5 and exported by cosmos-synth.\n\n"
             f"```json\n{json.dumps(info, indent=4)}\n```\n")
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Move folder `new` to `target`, replacing any previous `target` (moved aside first, then deleted)."""
-    old = target.with_name(f".{target.name}.old{os.getpid()}")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def verify_lerobot_dataset(root: Path, *, num_episodes: int, num_frames: int) -> None:

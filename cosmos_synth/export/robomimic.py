@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Iterable, Literal
 
@@ -32,7 +31,7 @@ import h5py
 import numpy as np
 
 from cosmos_synth.export.episodes import Episode
-from cosmos_synth.files import remove_stale_temporaries
+from cosmos_synth.files import remove_stale_temporaries, temporary_path
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +70,7 @@ class RobomimicWriter:
         self.key = obs_key(camera)
         self.env_name = env_name
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        self.tmp = temporary_path(self.path)
         remove_stale_temporaries(self.path)  # a killed earlier export's half-written file
         self.file: h5py.File | None = h5py.File(self.tmp, "w")
         self.data = self.file.create_group("data")

@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import cv2
@@ -26,7 +24,7 @@ import numpy as np
 
 from cosmos_synth.config import DemoDataConfig, config_to_dict
 from cosmos_synth.demo_world import ACTION_NAMES, STATE_NAMES, DemoWorld, Episode, rollout_expert
-from cosmos_synth.files import write_jsonl, write_text_atomic
+from cosmos_synth.files import atomic_dir, write_jsonl, write_text_atomic
 from cosmos_synth.sources.layout import (
     EPISODES_JSONL, HELDOUT_DIR, METADATA_CSV, TEST_DIR, TRAJECTORIES_DIR, VIDEOS_DIR,
 )
@@ -129,16 +127,8 @@ def write_demo_dataset(cfg: DemoDataConfig) -> Path:
     if _existing_is_current(cfg):
         logger.info("demo dataset %s is already complete; reusing it", out)
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)  # left by an earlier crash of a process with the same id
-    try:
+    with atomic_dir(out) as tmp:  # out is absent or an empty folder (checked above)
         _build(cfg, tmp)
-        if out.exists():  # an empty folder (checked above)
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("demo dataset: %d %s episodes, %d held-out episodes -> %s", cfg.num_episodes, cfg.task_family,
                 cfg.num_test_pairs, out)
     return out

@@ -32,7 +32,6 @@ import logging
 import math
 import shutil
 from collections.abc import Iterable, Mapping
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from cosmos_synth.export.episodes import Episode, frame_size
 from cosmos_synth.export.lerobot import frame_table, video_info, video_key
 from cosmos_synth.export.stats import FeatureStats, to_json
 from cosmos_synth.files import remove_stale_temporaries, replace_dir, temporary_path, write_text_atomic
+from cosmos_synth.video import VideoEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -248,17 +248,8 @@ def append_jsonl(path: Path, row: dict[str, Any]) -> None:
 def encode_episode(frames: np.ndarray, path: Path, *, fps: int) -> None:
     """One episode as H.264 yuv420p, frame k at pts k/fps exactly (GR00T looks frames up by timestamp or index)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
-        stream = container.add_stream(VIDEO_CODEC, rate=fps, options=VIDEO_OPTIONS)
-        stream.height, stream.width = frames.shape[1:3]
-        stream.pix_fmt = "yuv420p"
-        for k, frame in enumerate(frames):
-            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            video_frame.pts, video_frame.time_base = k, Fraction(1, fps)
-            for packet in stream.encode(video_frame):
-                container.mux(packet)
-        for packet in stream.encode():   # flush the encoder's delayed frames
-            container.mux(packet)
+    with VideoEncoder(path, fps=fps, encoder=VIDEO_CODEC, options=VIDEO_OPTIONS, faststart=True) as video:
+        video.add(frames)
 
 
 def verify_groot_dataset(root: Path, *, num_episodes: int, num_frames: int) -> None:

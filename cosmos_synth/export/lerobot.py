@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Literal
 
@@ -35,6 +34,7 @@ import pyarrow.parquet as pq
 from cosmos_synth.export.episodes import Episode, frame_size
 from cosmos_synth.export.stats import FeatureStats, to_json
 from cosmos_synth.files import remove_stale_temporaries, replace_dir, temporary_path, write_text_atomic
+from cosmos_synth.video import VideoEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +80,7 @@ class LeRobotWriter:
         self.tmp = temporary_path(self.root)
         remove_stale_temporaries(self.root)  # a killed earlier export's half-written folder
         self.tmp.mkdir(parents=True)
-        self.container: Any = None                 # av output container, opened by the first episode
-        self.stream: Any = None
+        self.video: VideoEncoder | None = None     # the one video file, opened by the first episode
         self.frame_columns: list[dict[str, np.ndarray]] = []
         self.episode_rows: list[dict[str, Any]] = []
         self.tasks: dict[str, int] = {}           # task string -> task_index, in order of first appearance
@@ -99,7 +98,7 @@ class LeRobotWriter:
     def add(self, episode: Episode) -> None:
         self._check(episode)
         start, n = self.num_frames, episode.num_frames
-        self._encode(episode.frames, start)
+        self._encode(episode.frames)
         task_index = self.tasks.setdefault(episode.task, len(self.tasks))
         columns = {
             "timestamp": (np.arange(n) / self.fps).astype(np.float32),
@@ -132,19 +131,14 @@ class LeRobotWriter:
                                  f"{self.dims[feature]} (None: absent); label all episodes or none, with one "
                                  f"{field} size.")
 
-    def _encode(self, frames: np.ndarray, start: int) -> None:
-        if self.container is None:
+    def _encode(self, frames: np.ndarray) -> None:
+        """Append an episode's frames to the one video: frame k of the file at k/fps."""
+        if self.video is None:
             self.video_file.parent.mkdir(parents=True)
             # faststart: the index goes first, so a reader (or the Hub viewer) can seek before the file is fetched
-            self.container = av.open(str(self.video_file), mode="w", options={"movflags": "faststart"})
-            self.stream = self.container.add_stream(self.encoder, rate=self.fps, options=self.encoder_options)
-            self.stream.height, self.stream.width = frames.shape[1:3]
-            self.stream.pix_fmt = "yuv420p"
-        for offset, frame in enumerate(frames):
-            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            video_frame.pts, video_frame.time_base = start + offset, Fraction(1, self.fps)  # frame k at k/fps
-            for packet in self.stream.encode(video_frame):
-                self.container.mux(packet)
+            self.video = VideoEncoder(self.video_file, fps=self.fps, encoder=self.encoder,
+                                      options=self.encoder_options, faststart=True)
+        self.video.add(frames)
 
     def _stats(self, feature: str) -> FeatureStats:
         return self.stats.setdefault(feature, FeatureStats(is_image=feature == self.key))
@@ -169,10 +163,8 @@ class LeRobotWriter:
         """Close the video, write the tables and metadata into the temporary folder, and read them back."""
         if not self.episode_rows:
             raise ValueError(f"No episodes to write to {self.root}; the manifest must name at least one video.")
-        for packet in self.stream.encode():   # flush the encoder's delayed frames
-            self.container.mux(packet)
-        self.container.close()
-        self.container = None
+        self.video.close()
+        self.video = None
         self._write_tables()
         self._write_meta()
         self.finished = True
@@ -222,8 +214,8 @@ class LeRobotWriter:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            if self.container is not None:
-                self.container.close()
+            if self.video is not None:
+                self.video.abandon()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

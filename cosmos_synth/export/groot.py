@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from cosmos_synth.export.episodes import Episode, frame_size
-from cosmos_synth.export.lerobot import frame_table, video_info, video_key
+from cosmos_synth.export.features import VideoCodec, frame_table, video_encoder, video_info, video_key
 from cosmos_synth.export.stats import FeatureStats, to_json
 from cosmos_synth.files import remove_stale_temporaries, replace_dir, temporary_path, write_text_atomic
 from cosmos_synth.video import VideoEncoder
@@ -58,8 +58,7 @@ EPISODES_STATS_PATH = "meta/episodes_stats.jsonl"
 STATS_PATH = "meta/stats.json"
 MODALITY_PATH = "meta/modality.json"
 TASK_ANNOTATION = "annotation.human.action.task_description"   # GR00T's language key, an int64 task index
-VIDEO_CODEC = "libx264"             # H.264 only: the GR00T loaders (decord, torchcodec builds) cannot read AV1
-VIDEO_OPTIONS = {"crf": "18", "g": "2"}
+VIDEO_CODEC: VideoCodec = "h264"    # H.264 only: the GR00T loaders (decord, torchcodec builds) cannot read AV1
 EPISODE_STATS_KEYS = ("min", "max", "mean", "std", "count")     # what LeRobot v2.1 keeps per episode
 ARRAYS = {"states": "observation.state", "actions": "action"}   # Episode field -> column (GR00T's default keys)
 SCALARS = {                         # per-frame columns after the arrays, in order, with their dtypes
@@ -248,7 +247,8 @@ def append_jsonl(path: Path, row: dict[str, Any]) -> None:
 def encode_episode(frames: np.ndarray, path: Path, *, fps: int) -> None:
     """One episode as H.264 yuv420p, frame k at pts k/fps exactly (GR00T looks frames up by timestamp or index)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with VideoEncoder(path, fps=fps, encoder=VIDEO_CODEC, options=VIDEO_OPTIONS, faststart=True) as video:
+    encoder, options = video_encoder(VIDEO_CODEC)
+    with VideoEncoder(path, fps=fps, encoder=encoder, options=options, faststart=True) as video:
         video.add(frames)
 
 

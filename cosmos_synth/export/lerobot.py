@@ -23,7 +23,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable
 
 import av
 import numpy as np
@@ -32,6 +32,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cosmos_synth.export.episodes import Episode, frame_size
+from cosmos_synth.export.features import (
+    DEFAULT_VIDEO_CODEC, VideoCodec, frame_table, video_encoder, video_info, video_key,
+)
 from cosmos_synth.export.stats import FeatureStats, to_json
 from cosmos_synth.files import remove_stale_temporaries, replace_dir, temporary_path, write_text_atomic
 from cosmos_synth.video import VideoEncoder
@@ -48,20 +51,10 @@ EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.par
 INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
 TASKS_PATH = "meta/tasks.parquet"
-VideoCodec = Literal["h264", "av1"]
-DEFAULT_VIDEO_CODEC: VideoCodec = "h264"  # every loader reads H.264 (GR00T's cannot read AV1); AV1 is lerobot's own default
-VIDEO_ENCODERS = {                  # codec -> (PyAV encoder, options); g=2: a keyframe every 2 frames, so random access
-    "h264": ("libx264", {"crf": "18", "g": "2"}),               # decodes little (as lerobot)
-    "av1": ("libsvtav1", {"crf": "30", "g": "2", "preset": "12"}),  # lerobot's own AV1 settings (encode_video_frames)
-}
 ARRAYS = {"actions": "action", "states": "observation.state"}  # Episode field -> LeRobot feature
 INDEX_FEATURES = {                  # lerobot's DEFAULT_FEATURES, in its order
     "timestamp": "float32", "frame_index": "int64", "episode_index": "int64", "index": "int64", "task_index": "int64",
 }
-
-
-def video_key(camera: str) -> str:
-    return f"observation.images.{camera}"
 
 
 class LeRobotWriter:
@@ -230,39 +223,6 @@ def write_lerobot_dataset(episodes: Iterable[Episode], root: Path, *, repo_id: s
         for episode in episodes:
             writer.add(episode)
         return writer.commit()
-
-
-def video_encoder(codec: str) -> tuple[str, dict[str, str]]:
-    """The PyAV encoder and its options for a codec name, failing early when this PyAV build lacks the encoder."""
-    if codec not in VIDEO_ENCODERS:
-        raise ValueError(f"codec={codec!r}: use one of {sorted(VIDEO_ENCODERS)} (h264 is read everywhere).")
-    encoder, options = VIDEO_ENCODERS[codec]
-    if encoder not in av.codecs_available:
-        raise ValueError(f"codec={codec!r} needs the {encoder} encoder, which this PyAV build lacks; install a PyAV "
-                         "wheel from PyPI (it bundles libx264 and libsvtav1) or use codec='h264'.")
-    return encoder, dict(options)
-
-
-def frame_table(columns: list[dict[str, np.ndarray]]) -> pa.Table:
-    """The per-frame parquet table; vector features become fixed-size lists (lerobot's Sequence(length=dim))."""
-    arrays = {}
-    for name in columns[0]:
-        values = np.concatenate([episode[name] for episode in columns])
-        if values.ndim == 2:
-            arrays[name] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
-        else:
-            arrays[name] = pa.array(values)
-    return pa.table(arrays)
-
-
-def video_info(path: Path) -> dict[str, Any]:
-    """The `info` block of a video feature, read from the encoded file (the keys lerobot's get_video_info writes)."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return {"video.height": stream.height, "video.width": stream.width,
-                "video.codec": stream.codec_context.codec.canonical_name, "video.pix_fmt": stream.pix_fmt,
-                "video.is_depth_map": False, "video.fps": int(stream.base_rate), "video.channels": 3,
-                "has_audio": bool(container.streams.audio)}
 
 
 def dataset_card(repo_id: str, info: dict[str, Any]) -> str:

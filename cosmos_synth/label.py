@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cosmos_synth.config import LabelConfig, write_config
-from cosmos_synth.export.episodes import ACTION_KEY, read_actions, read_manifest_rows
-from cosmos_synth.files import atomic_write, file_sha256, read_jsonl, write_jsonl
+from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
 from cosmos_synth.idm import InverseDynamicsModel, idm_files, load_idm, predict_actions
+from cosmos_synth.manifests import read_actions, read_manifest_rows, write_actions
 from cosmos_synth.progress import Progress, ProgressReporter
 from cosmos_synth.video import read_video
 
@@ -51,13 +49,6 @@ class LabelResult:
             rows.append({"sample_id": row["sample_id"], "frames": len(actions), "actions": Path(row["actions"]).name,
                          **means})
         return rows
-
-
-def write_actions(path: Path, actions: np.ndarray) -> Path:
-    """np.savez `action` to `path` through a temporary name in the same folder, then rename."""
-    with atomic_write(path) as tmp, tmp.open("wb") as fh:
-        np.savez(fh, **{ACTION_KEY: actions})
-    return path
 
 
 def labels_are_current(row: dict[str, Any], previous: dict[str, Any] | None) -> bool:

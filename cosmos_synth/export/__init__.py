@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from cosmos_synth.config import ExportConfig, write_config
-from cosmos_synth.export.episodes import Episode, iter_episodes, load_episode, read_manifest_rows
+from cosmos_synth.export.episodes import Episode, iter_episodes, load_episode
 from cosmos_synth.export.groot import GrootWriter, write_groot_dataset
 from cosmos_synth.export.lerobot import LeRobotWriter, write_lerobot_dataset
 from cosmos_synth.export.robomimic import RobomimicWriter, write_robomimic_hdf5
+from cosmos_synth.manifests import read_manifest_rows
 from cosmos_synth.progress import Progress, ProgressReporter
 
 __all__ = ["Episode", "ExportResult", "export_episodes", "export_paths", "iter_episodes",

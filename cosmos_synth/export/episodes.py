@@ -1,13 +1,13 @@
 """Episodes as the export writers see them, and the generate manifest read one video at a time.
 
 A manifest row with `actions` (the label stage's manifest) names a .npz whose `action` array, (T, A) with one row
-per video frame, becomes `Episode.actions`; its `action_names`, when present, become `Episode.action_names`.
+per video frame, becomes `Episode.actions`; its `action_names`, when present, become `Episode.action_names`
+(cosmos_synth.manifests reads both files).
 """
 
 from __future__ import annotations
 
 import logging
-import zipfile
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -16,14 +16,10 @@ from typing import Any, Iterator, Literal
 import numpy as np
 
 from cosmos_synth.export.stats import describe_values
-from cosmos_synth.files import read_jsonl
+from cosmos_synth.manifests import read_actions, read_manifest_rows
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
-
-REQUIRED_KEYS = ("sample_id", "prompt", "video")
-ACTION_KEY = "action"               # the array inside a row's `actions` .npz (the label stage writes it)
-
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class Episode:
@@ -88,48 +84,6 @@ def frame_size(episode: Episode, expected: tuple[int, int] | None, *, what: str)
                          f"{expected[0]}x{expected[1]}; one {what} has one size. "
                          "Export the sizes separately or regenerate at one size.")
     return expected
-
-
-def read_manifest_rows(manifest: Path) -> list[dict[str, Any]]:
-    """Read and validate the generate manifest before any work: keys, unique ids, every video present.
-
-    Relative video paths are resolved against the manifest's folder; the returned rows hold absolute `video` paths.
-    """
-    manifest = Path(manifest)
-    rows = read_jsonl(manifest)
-    if not rows:
-        raise ValueError(f"Manifest {manifest} has no rows; run the generate stage first.")
-    seen: set[str] = set()
-    resolved = []
-    for number, row in enumerate(rows, start=1):
-        missing = [key for key in REQUIRED_KEYS if row.get(key) in (None, "")]
-        if missing:
-            raise ValueError(f"Manifest {manifest} line {number} lacks {missing}; rerun the generate stage.")
-        if row["sample_id"] in seen:
-            raise ValueError(f"Manifest {manifest} line {number}: sample_id {row['sample_id']!r} appears twice; "
-                             "each generated video needs its own id.")
-        seen.add(row["sample_id"])
-        video = (manifest.parent / row["video"]).resolve()  # an absolute `video` stays as it is
-        if not video.is_file():
-            raise ValueError(f"Manifest {manifest} line {number} names video {video}, which does not exist; "
-                             "regenerate it or remove the row.")
-        resolved.append({**row, "video": video})
-        if row.get("actions"):
-            actions = (manifest.parent / row["actions"]).resolve()
-            if not actions.is_file():
-                raise ValueError(f"Manifest {manifest} line {number} names actions {actions}, which does not exist; "
-                                 "rerun the label stage.")
-            resolved[-1]["actions"] = actions
-    return resolved
-
-
-def read_actions(path: Path) -> np.ndarray:
-    """The (T, A) `action` array of a label .npz, naming the file when it cannot be read."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return np.asarray(data[ACTION_KEY], dtype=np.float32)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"Actions file {path} cannot be read ({exc}); rerun the label stage.") from exc
 
 
 def load_episode(row: dict[str, Any]) -> Episode:

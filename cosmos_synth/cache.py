@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from cosmos_synth.config import CacheConfig, write_config
+from cosmos_synth.encoding import embed_prompt, encode_video
 from cosmos_synth.files import atomic_write, file_sha256, read_jsonl, write_jsonl
 from cosmos_synth.models import load_pipeline, model_fingerprint
 from cosmos_synth.preprocess import clip_shape, load_clip
@@ -79,8 +80,6 @@ def _save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
 def encode_latent_cache(cfg: CacheConfig, pipe=None, progress: Progress | None = None) -> CacheResult:
     """Encode every preprocessed clip's windows and every caption once; reuse entries whose key still matches.
     `progress` gets the clips done."""
-    from cosmos_synth.train import encode_video
-
     clips = read_jsonl(cfg.data_dir / "manifest.jsonl")
     report = ProgressReporter(progress, "cache", total=len(clips), unit="clip").start()
     fingerprint = model_fingerprint(cfg.model, cfg.revision)
@@ -104,9 +103,7 @@ def encode_latent_cache(cfg: CacheConfig, pipe=None, progress: Progress | None =
                   latents_path, {"key": key, "starts": json.dumps(starts)})
             encoded += 1
         if needs_prompt:
-            with torch.no_grad():
-                embeds = pipe._get_prompt_embeds(clip["caption"], device=cfg.device)
-            _save({"prompt_embeds": embeds}, prompt_path, {"key": caption_id})
+            _save({"prompt_embeds": embed_prompt(pipe, clip["caption"], cfg.device)}, prompt_path, {"key": caption_id})
         prompts[caption_id] = prompt_path
         rows.append({"sample_id": clip["sample_id"], "latents": str(latents_path.resolve()),
                      "prompt": str(prompt_path.resolve()), "caption": clip["caption"], "key": key, "starts": starts})

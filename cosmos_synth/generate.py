@@ -20,6 +20,7 @@ from diffusers.pipelines.cosmos.pipeline_cosmos2_5_predict import DEFAULT_NEGATI
 from PIL import Image
 
 from cosmos_synth.config import GenerateConfig, write_config
+from cosmos_synth.encoding import embed_prompt
 from cosmos_synth.files import file_sha256, read_jsonl, remove_stale_temporaries, write_jsonl
 from cosmos_synth.fp8_attention import use_fp8_attention
 from cosmos_synth.models import (
@@ -178,7 +179,7 @@ def encode_prompts(pipe, cfg: GenerateConfig, pairs: list[Pair]) -> tuple[dict[s
         positive.update({p.sample_id: embeds[i:i + 1] for i, p in enumerate(batch)})
     negative = None
     if cfg.guidance_scale > 1.0:  # the pipeline's built-in negative prompt, the same for every video
-        negative = pipe._get_prompt_embeds(DEFAULT_NEGATIVE_PROMPT, device=device)
+        negative = embed_prompt(pipe, DEFAULT_NEGATIVE_PROMPT, device)
     return positive, negative
 
 

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import torch
 
+from cosmos_synth.cache import load_cached, pick_window
 from cosmos_synth.config import TrainConfig, config_to_dict, load_config
+from cosmos_synth.encoding import embed_captions, encode_video
 from cosmos_synth.files import read_jsonl, write_text_atomic
 from cosmos_synth.loss import build_flow_inputs, masked_velocity_loss, predict_velocity, sample_sigma
 from cosmos_synth.models import ADAPTER_FILE, FULL_DIR, load_pipeline
-from cosmos_synth.cache import load_cached, pick_window
 from cosmos_synth.preprocess import load_clip, sample_window
 from cosmos_synth.speed import checkpoint_blocks, compile_blocks, set_attention_backend, use_fp8_matmuls
 from cosmos_synth.tracking import init_trackers, log_with, peak_memory_gib
@@ -70,20 +71,6 @@ def save_adapter(transformer, out_dir: Path) -> Path:
         transformer_lora_adapter_metadata=transformer.peft_config["default"].to_dict(),
     )
     return out_dir / ADAPTER_FILE
-
-
-@torch.no_grad()
-def encode_prompts(pipe, captions: list[str], device) -> dict[str, torch.Tensor]:
-    """Prompt embeddings, once per distinct caption (the text encoder is frozen, so they never change)."""
-    return {c: pipe._get_prompt_embeds(c, device=device).cpu() for c in sorted(set(captions))}
-
-
-@torch.no_grad()
-def encode_video(pipe, video: torch.Tensor) -> torch.Tensor:
-    """(B, 3, T, H, W) in [-1, 1] → normalised clean latents: (mean - latents_mean) * (1 / latents_std)."""
-    vae = pipe.vae
-    mu = vae.encode(video.to(device=vae.device, dtype=vae.dtype)).latent_dist.mean.float()
-    return (mu - pipe.latents_mean.to(mu.device)) * pipe.latents_std.to(mu.device)
 
 
 def draw_num_cond_frames(probs: dict[int, float], generator: torch.Generator) -> int:
@@ -140,7 +127,7 @@ def load_samples(cfg: TrainConfig, pipe, device) -> list[dict]:
             samples.append({"latents": latents, "prompt_embeds": embeds, "sample_id": row["sample_id"]})
         return samples
     clips = read_jsonl(cfg.data_dir / "manifest.jsonl")
-    embeds = encode_prompts(pipe, [c["caption"] for c in clips], device)
+    embeds = embed_captions(pipe, [c["caption"] for c in clips], device)
     return [{"sample_id": c["sample_id"], "frames": load_clip(Path(c["clip"])), "prompt_embeds": embeds[c["caption"]]}
             for c in clips]
 

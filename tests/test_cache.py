@@ -16,7 +16,8 @@ from cosmos_synth.files import read_jsonl
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.preprocess import load_clip
 from cosmos_synth.speed import _ATTENTION_OPS, checkpoint_blocks
-from cosmos_synth.train import LOSS_LOG, encode_video, train
+from cosmos_synth.encoding import encode_video
+from cosmos_synth.train import LOSS_LOG, train
 
 
 def _cfg(model: Path, clips: Path, out: Path, **kw) -> CacheConfig:

@@ -12,7 +12,8 @@ from cosmos_synth.config import TrainConfig
 from cosmos_synth.loss import build_flow_inputs, masked_velocity_loss, predict_velocity
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.models import ADAPTER_FILE
-from cosmos_synth.train import add_adapter, encode_video, save_adapter
+from cosmos_synth.encoding import encode_video
+from cosmos_synth.train import add_adapter, save_adapter
 
 
 def _config(tmp_path: Path, adapter: str, **kw) -> TrainConfig:

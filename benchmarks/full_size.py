@@ -33,7 +33,8 @@ from cosmos_synth.files import read_jsonl  # noqa: E402
 from cosmos_synth.generate import generate_videos  # noqa: E402
 from cosmos_synth.ingest import ingest_dataset  # noqa: E402
 from cosmos_synth.preprocess import preprocess_dataset  # noqa: E402
-from cosmos_synth.train import LOSS_LOG, train  # noqa: E402
+from cosmos_synth.layout import LOSS_LOG  # noqa: E402
+from cosmos_synth.train import train  # noqa: E402
 from cosmos_synth.video import write_video  # noqa: E402
 
 def make_dataset(root: Path, num_clips: int) -> Path:

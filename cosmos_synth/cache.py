@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from cosmos_synth.config import CacheConfig, write_config
 from cosmos_synth.encoding import embed_prompt, encode_video
 from cosmos_synth.files import atomic_write, file_sha256, read_jsonl, write_jsonl
+from cosmos_synth.layout import MANIFEST
 from cosmos_synth.models import load_pipeline, model_fingerprint
 from cosmos_synth.preprocess import clip_shape, load_clip
 from cosmos_synth.progress import Progress, ProgressReporter
@@ -80,7 +81,7 @@ def _save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]
 def encode_latent_cache(cfg: CacheConfig, pipe=None, progress: Progress | None = None) -> CacheResult:
     """Encode every preprocessed clip's windows and every caption once; reuse entries whose key still matches.
     `progress` gets the clips done."""
-    clips = read_jsonl(cfg.data_dir / "manifest.jsonl")
+    clips = read_jsonl(cfg.data_dir / MANIFEST)
     report = ProgressReporter(progress, "cache", total=len(clips), unit="clip").start()
     fingerprint = model_fingerprint(cfg.model, cfg.revision)
     rows, encoded, prompts = [], 0, {}
@@ -109,7 +110,7 @@ def encode_latent_cache(cfg: CacheConfig, pipe=None, progress: Progress | None =
                      "prompt": str(prompt_path.resolve()), "caption": clip["caption"], "key": key, "starts": starts})
         logger.info("cache %d/%d %s: %s", index, len(clips), clip["sample_id"], "encoded" if needs_latents else "hit")
         report.advance()
-    manifest = write_jsonl(cfg.out_dir / "manifest.jsonl", rows)
+    manifest = write_jsonl(cfg.out_dir / MANIFEST, rows)
     write_config(cfg, cfg.out_dir, "cache")
     return CacheResult(out_dir=cfg.out_dir, manifest=manifest, num_clips=len(rows), num_encoded=encoded,
                        num_prompts=len(prompts))

@@ -33,6 +33,7 @@ from cosmos_synth.demo_world import parse_prompt
 from cosmos_synth.demo_world.judge import judge, track_error
 from cosmos_synth.files import atomic_write, read_jsonl, write_jsonl, write_text_atomic
 from cosmos_synth.ingest import read_metadata
+from cosmos_synth.layout import MANIFEST
 from cosmos_synth.sources.layout import METADATA_CSV, TRAJECTORIES_DIR
 from cosmos_synth.validate import resolve_inside
 from cosmos_synth.video import read_video
@@ -188,7 +189,7 @@ def generated_videos(cfg: EvaluateConfig, name: str, pairs_dir: Path, wanted: se
     from cosmos_synth.generate import generate_videos
 
     if name in cfg.generated:
-        manifest = Path(cfg.generated[name]) / "manifest.jsonl"
+        manifest = Path(cfg.generated[name]) / MANIFEST
         videos = {r["sample_id"]: Path(r["video"]) for r in read_jsonl(manifest)}
         missing = sorted(wanted - set(videos))
         if missing:

@@ -26,7 +26,8 @@ from cosmos_synth.fp8_attention import use_fp8_attention
 from cosmos_synth.models import (
     ADAPTER_FILE, load_full_transformer, load_pipeline, model_fingerprint, trained_weights_file,
 )
-from cosmos_synth.preview import PREVIEWS_DIR, VideoPreviews, write_video_previews
+from cosmos_synth.layout import MANIFEST, PREVIEWS_DIR, SHARDS_DIR, VIDEOS_DIR
+from cosmos_synth.preview import VideoPreviews, write_video_previews
 from cosmos_synth.progress import Progress, ProgressReporter
 from cosmos_synth.speed import compile_blocks, set_attention_backend, use_fp8_matmuls
 from cosmos_synth.validate import Mode, Quarantine, check_pairs, read_png_rgb, validate_adapter_file, writing
@@ -34,8 +35,6 @@ from cosmos_synth.video import read_video, write_video
 
 logger = logging.getLogger(__name__)
 
-VIDEOS_DIR = "videos"
-SHARDS_DIR = "shards"  # per-shard manifests of a fanned-out generation
 LATENT_CHANNELS = 16
 PROMPT_BATCH = 16  # prompts per text-encoder pass when encoding a shard's prompts up front
 
@@ -265,7 +264,7 @@ def generate_videos(cfg: GenerateConfig, pipe=None, progress: Progress | None = 
 
 def manifest_path(cfg: GenerateConfig) -> Path:
     """manifest.jsonl, or shards/<shard>.jsonl for one shard of a fanned-out run."""
-    return cfg.out_dir / SHARDS_DIR / f"{cfg.shard}.jsonl" if cfg.shard else cfg.out_dir / "manifest.jsonl"
+    return cfg.out_dir / SHARDS_DIR / f"{cfg.shard}.jsonl" if cfg.shard else cfg.out_dir / MANIFEST
 
 
 def split_shards(sample_ids: list[str], num_shards: int) -> dict[str, list[str]]:
@@ -298,7 +297,7 @@ def merge_shards(cfg: GenerateConfig, shards: dict[str, list[str]]) -> GenerateR
     if missing:
         raise ValueError(f"pairs {missing[:5]} are in no shard; split every pair of {cfg.pairs_dir} into shards.")
     merged = [rows[p.sample_id] for p in pairs]
-    manifest = write_jsonl(cfg.out_dir / "manifest.jsonl", merged)
+    manifest = write_jsonl(cfg.out_dir / MANIFEST, merged)
     return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs), num_skipped=0,
                           previews=write_video_previews(merged, cfg.out_dir / PREVIEWS_DIR))
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from cosmos_synth.config import IngestConfig, write_config
 from cosmos_synth.files import read_jsonl, write_jsonl
+from cosmos_synth.layout import MANIFEST
 from cosmos_synth.sources.layout import METADATA_CSV, TRAJECTORIES_DIR, TRAJECTORY_SUFFIX, VIDEO_SUFFIX
 from cosmos_synth.validate import (
     QUARANTINE_FILE, Quarantine, check_aspect_ratio, check_not_empty, common_size, resolve_inside, writing,
@@ -34,7 +35,6 @@ from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
 
-MANIFEST = "manifest.jsonl"     # written under cfg.out_dir, one JSON row per sample
 CAPTION_PREVIEW = 60            # characters of a caption shown in summary_rows()
 UNLISTED_PREVIEW = 5            # unlisted videos named in the warning (IngestResult.unlisted_videos has them all)
 

@@ -23,14 +23,13 @@ from typing import Any
 from cosmos_synth.config import LabelConfig, write_config
 from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
 from cosmos_synth.idm import InverseDynamicsModel, idm_files, load_idm, predict_actions
+from cosmos_synth.layout import ACTIONS_DIR, MANIFEST
 from cosmos_synth.manifests import read_actions, read_manifest_rows, write_actions
 from cosmos_synth.progress import Progress, ProgressReporter
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
 
-ACTIONS_DIR = "actions"             # <out_dir>/actions/<sample_id>.npz
-MANIFEST = "manifest.jsonl"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,13 +23,12 @@ from pathlib import Path
 from cosmos_synth.config import TrainConfig, config_to_dict, write_config
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.models import trained_weights_file
-from cosmos_synth.preview import LOSS_CURVE, write_loss_curve
+from cosmos_synth.layout import LOSS_CURVE, LOSS_LOG, RESULT_FILE, TRAIN_LOG
+from cosmos_synth.preview import write_loss_curve
 from cosmos_synth.progress import Progress, ProgressReporter
-from cosmos_synth.train import LOSS_LOG, RESULT_FILE
 
 logger = logging.getLogger(__name__)
 
-LOG_FILE = "train.log"
 LOG_TAIL_LINES = 40  # lines of the child's log quoted in an error
 POLL_S = 2.0         # how often the parent reads what the child appended
 # A line of the child's log (cosmos_synth.train.LOG_FORMAT: asctime, logger name, level, message) from one of ours.
@@ -98,7 +97,7 @@ def launch_training(cfg: TrainConfig, *, env: dict[str, str] | None = None,
     if finished is None:
         (cfg.out_dir / RESULT_FILE).unlink(missing_ok=True)
         config_path = write_config(cfg, cfg.out_dir, "train")
-        _run_child(accelerate_command(cfg, config_path), cfg.out_dir / LOG_FILE, env,
+        _run_child(accelerate_command(cfg, config_path), cfg.out_dir / TRAIN_LOG, env,
                    ChildFollower(cfg.out_dir, progress))
         finished = json.loads((cfg.out_dir / RESULT_FILE).read_text())
         write_loss_curve(cfg.out_dir / LOSS_LOG, cfg.out_dir / LOSS_CURVE)
@@ -148,7 +147,7 @@ class ChildFollower:
     """
 
     def __init__(self, out_dir: Path, progress: Progress | None) -> None:
-        self.log, self.losses = _Tail(out_dir / LOG_FILE), _Tail(out_dir / LOSS_LOG)
+        self.log, self.losses = _Tail(out_dir / TRAIN_LOG), _Tail(out_dir / LOSS_LOG)
         self.progress, self.report = progress, None
         self.launched_ns, self.loss_inode = 0, None
 

@@ -23,6 +23,7 @@ from cosmos_synth.config import (
     CacheConfig, DemoDataConfig, EvaluateConfig, ExportConfig, GenerateConfig, IDMTrainConfig, IngestConfig,
     LabelConfig, PreprocessConfig, TrainConfig, config_from_dict,
 )
+from cosmos_synth.layout import MANIFEST
 from cosmos_synth.models import DEMO_WORLD_MODEL, NVIDIA_MODEL, NVIDIA_REVISION
 from cosmos_synth.sources.layout import HELDOUT_DIR
 
@@ -146,7 +147,7 @@ class PipelineConfig:
                             caption_prefix=self.caption_prefix, videos_dir=self.videos_dir, mode=self.mode)
 
     def preprocess_config(self) -> PreprocessConfig:
-        return PreprocessConfig(manifest=self.stage_dir("ingest") / "manifest.jsonl",
+        return PreprocessConfig(manifest=self.stage_dir("ingest") / MANIFEST,
                                 out_dir=self.stage_dir("preprocess"), height=self.height, width=self.width)
 
     def cache_config(self) -> CacheConfig:
@@ -170,7 +171,7 @@ class PipelineConfig:
         return config_from_dict(GenerateConfig, {**base, **self.generate}, where="generate")
 
     def idm_train_config(self) -> IDMTrainConfig:
-        base = dict(manifest=self.stage_dir("ingest") / "manifest.jsonl", out_dir=self.stage_dir("idm"),
+        base = dict(manifest=self.stage_dir("ingest") / MANIFEST, out_dir=self.stage_dir("idm"),
                     seed=self.seed, device=self.device)
         return config_from_dict(IDMTrainConfig, {**base, **self.idm_train}, where="idm_train")
 
@@ -180,12 +181,12 @@ class PipelineConfig:
         return self.idm if self.idm is not None else self.stage_dir("idm")
 
     def label_config(self) -> LabelConfig:
-        return LabelConfig(manifest=self.stage_dir("generate") / "manifest.jsonl", idm=self.idm_dir,
+        return LabelConfig(manifest=self.stage_dir("generate") / MANIFEST, idm=self.idm_dir,
                            out_dir=self.stage_dir("label"), device=self.device)
 
     def export_config(self) -> ExportConfig:
         source = self.stage_dir("label" if self.label else "generate")
-        base = dict(manifest=source / "manifest.jsonl", out_dir=self.stage_dir("export"), fps=self.fps)
+        base = dict(manifest=source / MANIFEST, out_dir=self.stage_dir("export"), fps=self.fps)
         return config_from_dict(ExportConfig, {**base, **self.export}, where="export")
 
     @property

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from cosmos_synth.config import PreprocessConfig, write_config
 from cosmos_synth.files import atomic_write, read_jsonl, write_jsonl
+from cosmos_synth.layout import MANIFEST
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def preprocess_dataset(cfg: PreprocessConfig) -> PreprocessResult:
         out_rows.append({"sample_id": row["sample_id"], "clip": str(clip.resolve()), "caption": row["caption"],
                          "num_frames": row["num_frames"], "height": cfg.height, "width": cfg.width,
                          "source_video": str(source)})
-    manifest = write_jsonl(cfg.out_dir / "manifest.jsonl", out_rows)
+    manifest = write_jsonl(cfg.out_dir / MANIFEST, out_rows)
     write_config(cfg, cfg.out_dir, "preprocess")
     return PreprocessResult(out_dir=cfg.out_dir, manifest=manifest, num_clips=len(out_rows))
 

@@ -23,14 +23,13 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cosmos_synth.files import atomic_write, read_jsonl
+from cosmos_synth.layout import (
+    ANIMATION, CONTACT_SHEET, LOSS_CURVE, LOSS_LOG, MANIFEST, PREVIEWS_DIR, SHARDS_DIR,
+)
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
 
-PREVIEWS_DIR = "previews"          # under a generation's out_dir
-CONTACT_SHEET = "contact_sheet.png"
-ANIMATION = "preview.gif"
-LOSS_CURVE = "loss_curve.png"      # under the training out_dir
 FRAMES_PER_VIDEO = 5               # contact sheet frames per video
 MAX_SHEET_VIDEOS = 32              # contact sheet rows: the first videos of the manifest
 MAX_ANIMATED_VIDEOS = 4            # videos side by side in the animated preview
@@ -215,15 +214,12 @@ def draw_line_chart(x: np.ndarray, series: list[tuple[np.ndarray, tuple[int, int
 def write_run_previews(run_dir: Path) -> dict[str, Path]:
     """Write every picture of an existing run folder again: the loss curve, and the contact sheet and animated
     preview of the generation and of each of its shards. Returns {name: path} of those written."""
-    from cosmos_synth.generate import SHARDS_DIR  # generate imports this module
-    from cosmos_synth.train import LOSS_LOG
-
     written: dict[str, Path] = {}
     curve = write_loss_curve(run_dir / "train" / LOSS_LOG, run_dir / "train" / LOSS_CURVE)
     if curve is not None:
         written["loss_curve"] = curve
     generate_dir = run_dir / "generate"
-    manifests = [("", generate_dir / "manifest.jsonl")]
+    manifests = [("", generate_dir / MANIFEST)]
     manifests += [(m.stem, m) for m in sorted((generate_dir / SHARDS_DIR).glob("*.jsonl"))]
     for shard, manifest in manifests:
         previews = write_video_previews(read_jsonl(manifest), generate_dir / PREVIEWS_DIR / shard) \

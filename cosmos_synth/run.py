@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from cosmos_synth.layout import VIDEOS_DIR
 from cosmos_synth.pipeline import TINY, PipelineConfig
 from cosmos_synth.progress import Progress
 
@@ -42,7 +43,7 @@ def output_paths(cfg: PipelineConfig, results: dict) -> dict[str, str]:
     """Where a user finds each output of a run."""
     export, generated = results["export"], results["generate"]
     return {"run_dir": str(cfg.run_dir), "adapter": str(results["train"].adapter_file),
-            "videos": str(generated.out_dir / "videos"), "hdf5": str(export.hdf5_path),
+            "videos": str(generated.out_dir / VIDEOS_DIR), "hdf5": str(export.hdf5_path),
             "lerobot": str(export.lerobot_dir), "loss_curve": str(results["train"].loss_curve),
             **({"contact_sheet": str(generated.previews.contact_sheet), "preview": str(generated.previews.animation)}
                if generated.previews else {})}

@@ -25,6 +25,7 @@ from cosmos_synth.cache import load_cached, pick_window
 from cosmos_synth.config import TrainConfig, config_to_dict, load_config
 from cosmos_synth.encoding import embed_captions, encode_video
 from cosmos_synth.files import read_jsonl, write_text_atomic
+from cosmos_synth.layout import CHECKPOINTS_DIR, LOSS_LOG, MANIFEST, RESULT_FILE
 from cosmos_synth.loss import build_flow_inputs, masked_velocity_loss, predict_velocity, sample_sigma
 from cosmos_synth.models import ADAPTER_FILE, FULL_DIR, load_pipeline
 from cosmos_synth.preprocess import load_clip, sample_window
@@ -33,9 +34,6 @@ from cosmos_synth.tracking import init_trackers, log_with, peak_memory_gib
 
 logger = logging.getLogger("cosmos_synth.train")  # not __name__: run as `-m cosmos_synth.train`, that is "__main__"
 
-CHECKPOINTS_DIR = "checkpoints"
-RESULT_FILE = "train_result.json"
-LOSS_LOG = "loss.jsonl"
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"  # train.log; launch.CHILD_LINE parses it
 
 
@@ -119,14 +117,14 @@ def training_step(pipe, transformer, cfg: TrainConfig, batch: list[dict], genera
 def load_samples(cfg: TrainConfig, pipe, device) -> list[dict]:
     """Every clip with what a step needs: cached latents + embeddings, or frames + embeddings encoded now."""
     if cfg.latent_cache is not None:
-        rows, prompts = read_jsonl(cfg.latent_cache / "manifest.jsonl"), {}
+        rows, prompts = read_jsonl(cfg.latent_cache / MANIFEST), {}
         samples = []
         for row in rows:  # clips that share a caption share one embedding tensor
             latents, embeds = load_cached(row, prompts.get(row["prompt"]))
             prompts[row["prompt"]] = embeds
             samples.append({"latents": latents, "prompt_embeds": embeds, "sample_id": row["sample_id"]})
         return samples
-    clips = read_jsonl(cfg.data_dir / "manifest.jsonl")
+    clips = read_jsonl(cfg.data_dir / MANIFEST)
     embeds = embed_captions(pipe, [c["caption"] for c in clips], device)
     return [{"sample_id": c["sample_id"], "frames": load_clip(Path(c["clip"])), "prompt_embeds": embeds[c["caption"]]}
             for c in clips]

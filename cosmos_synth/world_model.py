@@ -47,6 +47,7 @@ from cosmos_synth.demo_world.scene import (
 )
 from cosmos_synth.demo_world.sim import DemoWorld
 from cosmos_synth.files import atomic_dir, write_jsonl, write_text_atomic
+from cosmos_synth.layout import MANIFEST
 from cosmos_synth.models import MODEL_MARKER, _CHAT_TEMPLATE, _SPECIAL_TOKENS, _byte_level_symbols
 
 logger = logging.getLogger(__name__)
@@ -338,7 +339,7 @@ def write_latent_cache(pipe, frames: np.ndarray, prompts: list[str], out_dir: Pa
             rows.append({"sample_id": sample_id, "latents": str(path.resolve()),
                          "prompt": str(prompt_files[prompts[i + j]].resolve()), "caption": prompts[i + j],
                          "key": "world-model", "starts": [0]})
-    return write_jsonl(out_dir / "manifest.jsonl", rows)
+    return write_jsonl(out_dir / MANIFEST, rows)
 
 
 def dit_train_config(cfg: WorldModelConfig) -> TrainConfig:

@@ -16,7 +16,7 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from cosmos_synth.evaluate import metrics_table
-from cosmos_synth.generate import VIDEOS_DIR
+from cosmos_synth.layout import VIDEOS_DIR
 from cosmos_synth.pipeline import load_pipeline_config
 from tasks.markdown import picture
 from tasks.stages import (

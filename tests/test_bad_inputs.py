@@ -26,9 +26,10 @@ from cosmos_synth.config import IngestConfig, TrainConfig
 from cosmos_synth.files import read_jsonl, write_jsonl
 from cosmos_synth.generate import list_pairs, list_pairs_checked, load_image
 from cosmos_synth.ingest import ingest_dataset
-from cosmos_synth.models import load_pipeline
+from cosmos_synth.layout import RESULT_FILE
+from cosmos_synth.models import ADAPTER_FILE, load_pipeline
 from cosmos_synth.pipeline import load_pipeline_config
-from cosmos_synth.train import ADAPTER_FILE, RESULT_FILE, add_adapter, save_adapter, train
+from cosmos_synth.train import add_adapter, save_adapter, train
 from cosmos_synth.validate import MAX_IMAGE_PIXELS, check_weights_folder, validate_adapter_file
 from cosmos_synth.video import read_video, write_video
 

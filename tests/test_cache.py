@@ -13,11 +13,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from cosmos_synth.cache import cache_key, encode_latent_cache, load_cached, window_starts
 from cosmos_synth.config import CacheConfig, TrainConfig
 from cosmos_synth.files import read_jsonl
+from cosmos_synth.layout import LOSS_LOG
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.preprocess import load_clip
 from cosmos_synth.speed import _ATTENTION_OPS, checkpoint_blocks
 from cosmos_synth.encoding import encode_video
-from cosmos_synth.train import LOSS_LOG, train
+from cosmos_synth.train import train
 
 
 def _cfg(model: Path, clips: Path, out: Path, **kw) -> CacheConfig:

@@ -7,8 +7,9 @@ from safetensors.torch import load_file
 
 from cosmos_synth.config import TrainConfig
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.launch import LOG_FILE, accelerate_command, launch_training
-from cosmos_synth.train import LOSS_LOG, epoch_order
+from cosmos_synth.launch import accelerate_command, launch_training
+from cosmos_synth.layout import LOSS_LOG, TRAIN_LOG
+from cosmos_synth.train import epoch_order
 
 
 def test_every_process_gets_the_same_number_of_clips():
@@ -33,7 +34,7 @@ def test_two_process_training_over_gloo(tiny_model, clips, tmp_path):
                       num_frames=9, num_epochs=2, learning_rate=1e-3, num_warmup_steps=1, checkpoint_every_epochs=1,
                       dtype="float32", cpu=True, num_processes=2, gradient_checkpointing=False)
     result = launch_training(cfg)
-    log = (tmp_path / "ddp" / LOG_FILE).read_text()
+    log = (tmp_path / "ddp" / TRAIN_LOG).read_text()
     assert "DistributedType.MULTI_CPU" in log and "Num processes: 2" in log and "Backend: gloo" in log
     assert result.num_steps == 4  # 4 clips per epoch, 2 per process, 2 epochs: rank 0 logs its own steps
     assert len(read_jsonl(tmp_path / "ddp" / LOSS_LOG)) == 4

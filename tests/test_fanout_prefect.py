@@ -7,9 +7,9 @@ import json
 import pytest
 
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.generate import SHARDS_DIR, video_is_complete
+from cosmos_synth.generate import video_is_complete
+from cosmos_synth.layout import ANIMATION, CONTACT_SHEET, PREVIEWS_DIR, SHARDS_DIR
 from cosmos_synth.pipeline import load_pipeline_config
-from cosmos_synth.preview import ANIMATION, CONTACT_SHEET, PREVIEWS_DIR
 from flows.local_stack import DEMO_DEPLOYMENT, local_stack
 
 RUN_TIMEOUT_S = 1500

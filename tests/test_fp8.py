@@ -21,9 +21,10 @@ from cosmos_synth.fp8_attention import (
     Fp8SelfAttnProcessor, fp8_attention, fp8_sdpa, use_fp8_attention,
 )
 from cosmos_synth.generate import generate_videos
+from cosmos_synth.layout import LOSS_LOG
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.speed import FP8_MODULES, Fp8Linear, to_e4m3, use_fp8_matmuls
-from cosmos_synth.train import LOSS_LOG, train
+from cosmos_synth.train import train
 from cosmos_synth.video import read_video
 
 

@@ -19,9 +19,11 @@ import h5py
 from cosmos_synth.config import ExportConfig, GenerateConfig, TrainConfig, config_to_dict, write_config
 from cosmos_synth.export import export_episodes, export_paths
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.generate import VIDEOS_DIR, generate_videos, video_is_complete
+from cosmos_synth.generate import generate_videos, video_is_complete
 from cosmos_synth.launch import accelerate_command, launch_training
-from cosmos_synth.train import ADAPTER_FILE, CHECKPOINTS_DIR, LOSS_LOG, RESULT_FILE, latest_checkpoint
+from cosmos_synth.layout import CHECKPOINTS_DIR, LOSS_LOG, RESULT_FILE, VIDEOS_DIR
+from cosmos_synth.models import ADAPTER_FILE
+from cosmos_synth.train import latest_checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
 KILL_AT = Path(__file__).with_name("kill_at.py")

@@ -23,12 +23,10 @@ from cosmos_synth.generate import generate_videos
 from cosmos_synth.idm import train_idm
 from cosmos_synth.ingest import ingest_dataset
 from cosmos_synth.launch import launch_training
-from cosmos_synth.preview import (
-    ANIMATION, CONTACT_SHEET, FRAMES_PER_VIDEO, LOSS_CURVE, PREVIEWS_DIR, THUMB_HEIGHT, frame_indices, moving_average,
-)
+from cosmos_synth.layout import ANIMATION, CONTACT_SHEET, LOSS_CURVE, LOSS_LOG, PREVIEWS_DIR
+from cosmos_synth.preview import FRAMES_PER_VIDEO, THUMB_HEIGHT, frame_indices, moving_average
 from cosmos_synth.progress import ProgressReporter, ProgressUpdate
 from cosmos_synth.tracking import TENSORBOARD_DIR
-from cosmos_synth.train import LOSS_LOG
 from cosmos_synth.video import read_video
 
 

@@ -14,7 +14,9 @@ from cosmos_synth import launch
 from cosmos_synth.config import TrainConfig
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.launch import launch_training
-from cosmos_synth.train import ADAPTER_FILE, LOSS_LOG, latest_checkpoint, train
+from cosmos_synth.layout import LOSS_LOG
+from cosmos_synth.models import ADAPTER_FILE
+from cosmos_synth.train import latest_checkpoint, train
 
 
 def _config(tiny_model: Path, clips: Path, out: Path, num_epochs: int) -> TrainConfig:

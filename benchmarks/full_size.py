@@ -69,7 +69,7 @@ def run_training(vae, data_dir: Path, out_dir: Path, adapter: str, num_epochs: i
     assert all(np.isfinite(losses)), losses
     assert (out_dir / "pytorch_lora_weights.safetensors").is_file()
     return {"adapter": adapter, "steps": len(steps), "median_step_s": round(statistics.median(timed), 3),
-            "peak_gib": result["peak_gib"], "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4)}
+            "peak_gib": result.peak_gib, "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4)}
 
 
 def run_generation(vae, adapter_dir: Path, root: Path, device: str) -> dict:

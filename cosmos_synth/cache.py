@@ -31,14 +31,13 @@ from cosmos_synth.layout import MANIFEST
 from cosmos_synth.models import load_pipeline, model_fingerprint
 from cosmos_synth.preprocess import clip_shape, load_clip
 from cosmos_synth.progress import Progress, ProgressReporter
+from cosmos_synth.results import StageResult
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
-class CacheResult:
-    out_dir: Path
-    manifest: Path
+class CacheResult(StageResult):  # manifest: out_dir / manifest.jsonl, one row per clip
     num_clips: int
     num_encoded: int   # clips (re)encoded by this run; the rest were cache hits
     num_prompts: int

@@ -221,7 +221,7 @@ def run(recipe: Recipe = "demo", param: Params = None) -> None:
     cfg = _config(recipe, param)
     with _progress() as progress:
         results = run_pipeline(cfg, progress=progress)
-    typer.echo(json.dumps(output_paths(cfg, results), indent=2))
+    typer.echo(json.dumps({name: str(path) for name, path in output_paths(cfg, results).items()}, indent=2))
 
 
 @app.command()

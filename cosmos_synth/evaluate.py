@@ -34,6 +34,7 @@ from cosmos_synth.demo_world.judge import judge, track_error
 from cosmos_synth.files import atomic_write, read_jsonl, write_jsonl, write_text_atomic
 from cosmos_synth.ingest import read_metadata
 from cosmos_synth.layout import MANIFEST
+from cosmos_synth.results import StageResult
 from cosmos_synth.sources.layout import METADATA_CSV, TRAJECTORIES_DIR
 from cosmos_synth.validate import resolve_inside
 from cosmos_synth.video import read_video
@@ -59,14 +60,16 @@ class HeldOutEpisode:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EvaluateResult:
-    out_dir: Path
+class EvaluateResult(StageResult):  # manifest: out_dir / episodes.jsonl, one row per (model, episode)
     metrics: Path
     report: Path
     rows: tuple[dict, ...]
 
     def summary_rows(self) -> list[dict]:
         return [{k: row.get(k) for k in ROW_FIELDS} for row in self.rows]
+
+    def outputs(self) -> dict[str, Path]:
+        return {"evaluation": self.report}
 
 
 # ------------------------------------------------------------------------------------------------------- episodes
@@ -234,13 +237,14 @@ def evaluate_models(cfg: EvaluateConfig) -> EvaluateResult:
             per_episode.append({"model": name, **row})
         logger.info("evaluated %s on %d held-out episodes", name, len(episodes))
     rows = summarise(per_episode, [BASELINE, *cfg.models])
-    write_jsonl(cfg.out_dir / EPISODES_FILE, per_episode)
+    episodes_file = write_jsonl(cfg.out_dir / EPISODES_FILE, per_episode)
     metrics = write_text_atomic(cfg.out_dir / METRICS_FILE, json.dumps({"rows": rows}, indent=2) + "\n")
     sheets = write_contact_sheets(cfg, episodes, real, videos)
     report = write_text_atomic(cfg.out_dir / REPORT_FILE, report_markdown(cfg, rows, sheets))
     for row in rows:
         logger.info("%s", {k: row[k] for k in ROW_FIELDS if row.get(k) is not None})
-    return EvaluateResult(out_dir=cfg.out_dir, metrics=metrics, report=report, rows=tuple(rows))
+    return EvaluateResult(out_dir=cfg.out_dir, manifest=episodes_file, metrics=metrics, report=report,
+                          rows=tuple(rows))
 
 
 def summarise(per_episode: list[dict], models: list[str]) -> list[dict]:

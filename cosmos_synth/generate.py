@@ -29,6 +29,7 @@ from cosmos_synth.models import (
 from cosmos_synth.layout import MANIFEST, PREVIEWS_DIR, SHARDS_DIR, VIDEOS_DIR
 from cosmos_synth.preview import VideoPreviews, write_video_previews
 from cosmos_synth.progress import Progress, ProgressReporter
+from cosmos_synth.results import StageResult
 from cosmos_synth.speed import compile_blocks, set_attention_backend, use_fp8_matmuls
 from cosmos_synth.validate import Mode, Quarantine, check_pairs, read_png_rgb, validate_adapter_file, writing
 from cosmos_synth.video import read_video, write_video
@@ -48,9 +49,7 @@ class Pair:
 
 
 @dataclass(frozen=True, kw_only=True)
-class GenerateResult:
-    out_dir: Path
-    manifest: Path
+class GenerateResult(StageResult):  # manifest: out_dir / manifest.jsonl (a shard's: shards/<shard>.jsonl)
     num_videos: int
     num_skipped: int  # pairs whose video already existed and verified
     quarantined: tuple[dict, ...] = ()  # lenient mode: the bad pairs left out, {"sample_id", "file", "reason"}
@@ -59,6 +58,11 @@ class GenerateResult:
     def summary_rows(self) -> list[dict]:
         return [{"sample_id": r["sample_id"], "seed": r["seed"], "video": Path(r["video"]).name,
                  "prompt": r["prompt"][:60]} for r in read_jsonl(self.manifest)]
+
+    def outputs(self) -> dict[str, Path]:
+        previews = {"contact_sheet": self.previews.contact_sheet, "preview": self.previews.animation} \
+            if self.previews else {}
+        return {"videos": self.out_dir / VIDEOS_DIR, **previews}
 
 
 def list_pairs(pairs_dir: Path) -> list[Pair]:

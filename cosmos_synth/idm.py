@@ -38,6 +38,7 @@ from torch import nn
 from cosmos_synth.config import IDMTrainConfig, config_to_dict, write_config
 from cosmos_synth.files import atomic_write, read_jsonl, write_text_atomic
 from cosmos_synth.progress import Progress, ProgressReporter
+from cosmos_synth.results import StageResult
 from cosmos_synth.tracking import tracker_run
 from cosmos_synth.video import read_video
 
@@ -225,8 +226,7 @@ def load_idm(path: Path, *, device: str = "cpu") -> InverseDynamicsModel:
 # ---------------------------------------------------------------------------------------------------------- training
 
 @dataclass(frozen=True, kw_only=True)
-class IDMResult:
-    out_dir: Path                       # cfg.out_dir
+class IDMResult(StageResult):           # no manifest: the stage's output is one model
     model_path: Path                    # out_dir / idm.safetensors (idm_config.json next to it)
     metrics: dict[str, Any]             # the contents of idm_metrics.json
 

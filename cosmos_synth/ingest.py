@@ -27,6 +27,7 @@ import numpy as np
 from cosmos_synth.config import IngestConfig, write_config
 from cosmos_synth.files import read_jsonl, write_jsonl
 from cosmos_synth.layout import MANIFEST
+from cosmos_synth.results import StageResult
 from cosmos_synth.sources.layout import METADATA_CSV, TRAJECTORIES_DIR, TRAJECTORY_SUFFIX, VIDEO_SUFFIX
 from cosmos_synth.validate import (
     QUARANTINE_FILE, Quarantine, check_aspect_ratio, check_not_empty, common_size, resolve_inside, writing,
@@ -49,9 +50,7 @@ class MetadataRow:
 
 
 @dataclass(frozen=True, kw_only=True)
-class IngestResult:
-    out_dir: Path               # cfg.out_dir
-    manifest: Path              # out_dir / manifest.jsonl
+class IngestResult(StageResult):  # manifest: out_dir / manifest.jsonl
     num_samples: int            # rows in the manifest
     num_quarantined: int = 0    # bad samples skipped in lenient mode (always 0 in strict mode)
     quarantine: Path | None = None  # out_dir / quarantine.jsonl: one {"file", "line", "reason"} row per skipped sample

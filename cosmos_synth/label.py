@@ -26,6 +26,7 @@ from cosmos_synth.idm import InverseDynamicsModel, idm_files, load_idm, predict_
 from cosmos_synth.layout import ACTIONS_DIR, MANIFEST
 from cosmos_synth.manifests import read_actions, read_manifest_rows, write_actions
 from cosmos_synth.progress import Progress, ProgressReporter
+from cosmos_synth.results import StageResult
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
@@ -33,9 +34,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
-class LabelResult:
-    out_dir: Path                   # cfg.out_dir
-    manifest: Path                  # out_dir / manifest.jsonl: the generate rows + actions, action_names
+class LabelResult(StageResult):     # manifest: out_dir / manifest.jsonl, the generate rows + actions, action_names
     num_labelled: int               # samples labelled by this run
     num_skipped: int                # samples whose labels already existed and matched
 

@@ -17,15 +17,14 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from cosmos_synth.config import TrainConfig, config_to_dict, write_config
-from cosmos_synth.files import read_jsonl
 from cosmos_synth.models import trained_weights_file
 from cosmos_synth.layout import LOSS_CURVE, LOSS_LOG, RESULT_FILE, TRAIN_LOG
 from cosmos_synth.preview import write_loss_curve
 from cosmos_synth.progress import Progress, ProgressReporter
+from cosmos_synth.train import TrainResult
 
 logger = logging.getLogger(__name__)
 
@@ -34,27 +33,6 @@ POLL_S = 2.0         # how often the parent reads what the child appended
 # A line of the child's log (cosmos_synth.train.LOG_FORMAT: asctime, logger name, level, message) from one of ours.
 CHILD_LINE = re.compile(r"^\S+ \S+ (?P<name>cosmos_synth[\w.]*) (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) "
                         r"(?P<message>.*)$")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainResult:
-    out_dir: Path
-    adapter_dir: Path                   # what generate's `adapter` takes: the training out_dir
-    adapter_file: Path                  # the adapter file (LoRA/DoRA) or the full fine-tune's DiT weights
-    num_steps: int
-    final_loss: float
-
-    @property
-    def loss_curve(self) -> Path:
-        return self.out_dir / LOSS_CURVE
-
-    def summary_rows(self) -> list[dict]:
-        """About 20 rows of the loss log whatever the run length, numbers rounded for reading."""
-        losses = read_jsonl(self.out_dir / LOSS_LOG) if (self.out_dir / LOSS_LOG).is_file() else []
-        every = max(1, len(losses) // 20)
-        rows = [{"step": r["step"], "epoch": r["epoch"], "loss": float(f"{r['loss']:.4g}"),
-                 "lr": float(f"{r['lr']:.3g}")} for r in losses[::every]]
-        return rows or [{"step": self.num_steps, "epoch": None, "loss": float(f"{self.final_loss:.4g}"), "lr": None}]
 
 
 def accelerate_command(cfg: TrainConfig, config_path: Path) -> list[str]:
@@ -71,7 +49,7 @@ def accelerate_command(cfg: TrainConfig, config_path: Path) -> list[str]:
     return command + ["-m", "cosmos_synth.train", str(config_path)]
 
 
-def _finished_result(cfg: TrainConfig) -> dict | None:
+def _finished_result(cfg: TrainConfig) -> TrainResult | None:
     """The result of an earlier run with the identical config, if its adapter is there."""
     result, saved = cfg.out_dir / RESULT_FILE, cfg.out_dir / "train_config.json"
     if not (result.is_file() and saved.is_file()):
@@ -82,7 +60,7 @@ def _finished_result(cfg: TrainConfig) -> dict | None:
         return None
     if json.loads(saved.read_text()) != json.loads(json.dumps(config_to_dict(cfg))):
         return None
-    return json.loads(result.read_text())
+    return TrainResult.read(cfg.out_dir)
 
 
 def launch_training(cfg: TrainConfig, *, env: dict[str, str] | None = None,
@@ -99,19 +77,16 @@ def launch_training(cfg: TrainConfig, *, env: dict[str, str] | None = None,
         config_path = write_config(cfg, cfg.out_dir, "train")
         _run_child(accelerate_command(cfg, config_path), cfg.out_dir / TRAIN_LOG, env,
                    ChildFollower(cfg.out_dir, progress))
-        finished = json.loads((cfg.out_dir / RESULT_FILE).read_text())
+        finished = TrainResult.read(cfg.out_dir)
         write_loss_curve(cfg.out_dir / LOSS_LOG, cfg.out_dir / LOSS_CURVE)
     else:
         logger.info("training already finished in %s with this config; reusing it", cfg.out_dir)
-        ProgressReporter(progress, "train", total=finished["num_steps"], unit="step",
-                         done=finished["num_steps"]).start()
+        ProgressReporter(progress, "train", total=finished.num_steps, unit="step", done=finished.num_steps).start()
         if not (cfg.out_dir / LOSS_CURVE).is_file():
             write_loss_curve(cfg.out_dir / LOSS_LOG, cfg.out_dir / LOSS_CURVE)
     logger.info("training: %d steps, final loss %.4g; adapter %s, loss curve %s, TensorBoard logs %s",
-                finished["num_steps"], finished["final_loss"], trained_weights_file(cfg.out_dir), cfg.out_dir / LOSS_CURVE,
-                cfg.out_dir)
-    return TrainResult(out_dir=cfg.out_dir, adapter_dir=cfg.out_dir, adapter_file=trained_weights_file(cfg.out_dir),
-                       num_steps=finished["num_steps"], final_loss=finished["final_loss"])
+                finished.num_steps, finished.final_loss, finished.adapter_file, finished.loss_curve, cfg.out_dir)
+    return finished
 
 
 def _run_child(command: list[str], log_path: Path, env: dict[str, str] | None, follower: ChildFollower) -> None:

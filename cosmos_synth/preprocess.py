@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from cosmos_synth.config import PreprocessConfig, write_config
 from cosmos_synth.files import atomic_write, read_jsonl, write_jsonl
 from cosmos_synth.layout import MANIFEST
+from cosmos_synth.results import StageResult
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
@@ -28,9 +29,7 @@ RESIZE_CHUNK = 16  # frames resized at a time: bounds memory for long, large vid
 
 
 @dataclass(frozen=True, kw_only=True)
-class PreprocessResult:
-    out_dir: Path
-    manifest: Path
+class PreprocessResult(StageResult):  # manifest: out_dir / manifest.jsonl, one row per clip
     num_clips: int
 
     def summary_rows(self) -> list[dict]:

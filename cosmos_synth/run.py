@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cosmos_synth.layout import VIDEOS_DIR
 from cosmos_synth.pipeline import TINY, PipelineConfig
 from cosmos_synth.progress import Progress
+from cosmos_synth.results import StageResult
 
 logger = logging.getLogger(__name__)
 
@@ -39,17 +39,15 @@ def prepare_source(cfg: PipelineConfig) -> Path:
     return cfg.data_dir
 
 
-def output_paths(cfg: PipelineConfig, results: dict) -> dict[str, str]:
-    """Where a user finds each output of a run."""
-    export, generated = results["export"], results["generate"]
-    return {"run_dir": str(cfg.run_dir), "adapter": str(results["train"].adapter_file),
-            "videos": str(generated.out_dir / VIDEOS_DIR), "hdf5": str(export.hdf5_path),
-            "lerobot": str(export.lerobot_dir), "loss_curve": str(results["train"].loss_curve),
-            **({"contact_sheet": str(generated.previews.contact_sheet), "preview": str(generated.previews.animation)}
-               if generated.previews else {})}
+def output_paths(cfg: PipelineConfig, results: dict[str, StageResult]) -> dict[str, Path]:
+    """Where a user finds each output of a run: its folder, then what each stage's result names, in stage order."""
+    paths = {"run_dir": cfg.run_dir}
+    for result in results.values():
+        paths.update(result.outputs())
+    return paths
 
 
-def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
+def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, StageResult]:
     """source → ingest → preprocess → (latent cache) → finetune → generate → (IDM, label) → export → (evaluate).
 
     Returns each stage's result by stage name. `progress` gets every long stage's progress."""
@@ -81,5 +79,5 @@ def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> dict:
         from cosmos_synth.evaluate import evaluate_models
 
         results["evaluate"] = evaluate_models(cfg.evaluate_config(results["train"].adapter_dir))
-    logger.info("run finished: %s", output_paths(cfg, results))
+    logger.info("run finished: %s", {name: str(path) for name, path in output_paths(cfg, results).items()})
     return results

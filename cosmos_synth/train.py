@@ -17,6 +17,7 @@ import logging
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,16 +26,48 @@ from cosmos_synth.cache import load_cached, pick_window
 from cosmos_synth.config import TrainConfig, config_to_dict, load_config
 from cosmos_synth.encoding import embed_captions, encode_video
 from cosmos_synth.files import read_jsonl, write_text_atomic
-from cosmos_synth.layout import CHECKPOINTS_DIR, LOSS_LOG, MANIFEST, RESULT_FILE
+from cosmos_synth.layout import CHECKPOINTS_DIR, LOSS_CURVE, LOSS_LOG, MANIFEST, RESULT_FILE
 from cosmos_synth.loss import build_flow_inputs, masked_velocity_loss, predict_velocity, sample_sigma
-from cosmos_synth.models import ADAPTER_FILE, FULL_DIR, load_pipeline
+from cosmos_synth.models import ADAPTER_FILE, FULL_DIR, load_pipeline, trained_weights_file
 from cosmos_synth.preprocess import load_clip, sample_window
+from cosmos_synth.results import StageResult
 from cosmos_synth.speed import checkpoint_blocks, compile_blocks, set_attention_backend, use_fp8_matmuls
 from cosmos_synth.tracking import init_trackers, log_with, peak_memory_gib
 
 logger = logging.getLogger("cosmos_synth.train")  # not __name__: run as `-m cosmos_synth.train`, that is "__main__"
 
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"  # train.log; launch.CHILD_LINE parses it
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainResult(StageResult):         # no manifest: the stage's output is the trained weights
+    adapter_dir: Path                   # what generate's `adapter` takes: the training out_dir
+    adapter_file: Path                  # the adapter file (LoRA/DoRA) or the full fine-tune's DiT weights
+    num_steps: int
+    final_loss: float
+    peak_gib: float | None = None       # the loop's peak GPU memory (None on CPU)
+
+    @property
+    def loss_curve(self) -> Path:
+        return self.out_dir / LOSS_CURVE
+
+    @classmethod
+    def read(cls, out_dir: Path) -> TrainResult:
+        """The result a finished run recorded in out_dir/train_result.json."""
+        record = json.loads((out_dir / RESULT_FILE).read_text())
+        return cls(out_dir=out_dir, adapter_dir=out_dir, adapter_file=trained_weights_file(out_dir),
+                   num_steps=record["num_steps"], final_loss=record["final_loss"], peak_gib=record.get("peak_gib"))
+
+    def summary_rows(self) -> list[dict]:
+        """About 20 rows of the loss log whatever the run length, numbers rounded for reading."""
+        losses = read_jsonl(self.out_dir / LOSS_LOG) if (self.out_dir / LOSS_LOG).is_file() else []
+        every = max(1, len(losses) // 20)
+        rows = [{"step": r["step"], "epoch": r["epoch"], "loss": float(f"{r['loss']:.4g}"),
+                 "lr": float(f"{r['lr']:.3g}")} for r in losses[::every]]
+        return rows or [{"step": self.num_steps, "epoch": None, "loss": float(f"{self.final_loss:.4g}"), "lr": None}]
+
+    def outputs(self) -> dict[str, Path]:
+        return {"adapter": self.adapter_file, "loss_curve": self.loss_curve}
 
 
 def add_adapter(transformer, cfg: TrainConfig) -> list[torch.nn.Parameter]:
@@ -158,7 +191,7 @@ def prepare_model(cfg: TrainConfig, pipe, device):
     return pipe, transformer, params, samples
 
 
-def train(cfg: TrainConfig, pipe=None) -> dict:
+def train(cfg: TrainConfig, pipe=None) -> TrainResult:
     """Run the loop; return (and write) the result record. Rank 0 writes every file.
 
     `pipe` (optional) is an already-built pipeline to train instead of loading cfg.model (benchmarks build
@@ -219,14 +252,16 @@ def train(cfg: TrainConfig, pipe=None) -> dict:
         if (epoch + 1) % cfg.checkpoint_every_epochs == 0 or epoch + 1 == cfg.num_epochs:
             save_checkpoint(accelerator, cfg.out_dir, epoch + 1, step)
 
-    result = {"num_steps": step, "final_loss": loss_value, "adapter_dir": str(cfg.out_dir.resolve()),
-              "peak_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None}
+    peak_gib = round(torch.cuda.max_memory_allocated() / 2**30, 2) if torch.cuda.is_available() else None
+    record = {"num_steps": step, "final_loss": loss_value, "adapter_dir": str(cfg.out_dir.resolve()),
+              "peak_gib": peak_gib}
     if accelerator.is_main_process:
         save_adapter(accelerator.unwrap_model(transformer), cfg.out_dir)
-        write_text_atomic(cfg.out_dir / RESULT_FILE, json.dumps(result, indent=2))
+        write_text_atomic(cfg.out_dir / RESULT_FILE, json.dumps(record, indent=2))
     accelerator.wait_for_everyone()
     accelerator.end_training()
-    return result
+    return TrainResult(out_dir=cfg.out_dir, adapter_dir=cfg.out_dir, adapter_file=trained_weights_file(cfg.out_dir),
+                       num_steps=step, final_loss=loss_value, peak_gib=peak_gib)
 
 
 def epoch_order(num_samples: int, seed: int, rank: int, world: int) -> list[int]:

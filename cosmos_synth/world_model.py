@@ -377,7 +377,7 @@ def train_dit(cfg: WorldModelConfig) -> dict:
     pipe.register_modules(text_encoder=text_encoder)  # back into model_index.json too
     pipe.transformer = type(pipe.transformer).from_pretrained(str(train_cfg.out_dir / "transformer"),
                                                               use_safetensors=True).to(device)
-    record = {"steps": result["num_steps"], "final_loss": round(result["final_loss"], 5), "seconds": round(seconds, 1),
+    record = {"steps": result.num_steps, "final_loss": round(result.final_loss, 5), "seconds": round(seconds, 1),
               "device": _device_name(device), "train_config": config_to_dict(train_cfg)}
     save_model(pipe, cfg, record)
     return record

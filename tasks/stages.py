@@ -25,9 +25,10 @@ from cosmos_synth.generate import GenerateResult, generate_videos
 from cosmos_synth.idm import IDMResult, train_idm
 from cosmos_synth.ingest import IngestResult, ingest_dataset
 from cosmos_synth.label import LabelResult, label_videos
-from cosmos_synth.launch import TrainResult, launch_training
+from cosmos_synth.launch import launch_training
 from cosmos_synth.preprocess import PreprocessResult, preprocess_dataset
 from cosmos_synth.pipeline import PipelineConfig
+from cosmos_synth.train import TrainResult
 from cosmos_synth.run import prepare_model, prepare_source
 from tasks.progress import ProgressArtifact
 

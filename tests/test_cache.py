@@ -82,7 +82,7 @@ def test_training_on_the_cache_needs_no_text_encoder(tiny_model, clips, tmp_path
                       gradient_checkpointing=True, checkpoint_layers=1)
     result = train(cfg)
     losses = [r["loss"] for r in read_jsonl(tmp_path / "train" / LOSS_LOG)]
-    assert result["num_steps"] == 12 and len(losses) == 12 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert result.num_steps == 12 and len(losses) == 12 and all(map(torch.isfinite, torch.tensor(losses)))
 
 
 def _checkpointing(num_layers, policy="full"):

@@ -33,7 +33,7 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, clips, tmp_path):
     assert latest_checkpoint(tmp_path / "resumed").name == "epoch_000002"
     resumed = train(_config(tiny_model, clips, tmp_path / "resumed", num_epochs=4))
 
-    assert first["num_steps"] == 8 and resumed["num_steps"] == straight["num_steps"] == 16
+    assert first.num_steps == 8 and resumed.num_steps == straight.num_steps == 16
     log = read_jsonl(tmp_path / "resumed" / LOSS_LOG)
     assert [r["step"] for r in log] == list(range(1, 17))  # continued at step 9, nothing repeated
     expected = [r["loss"] for r in read_jsonl(tmp_path / "straight" / LOSS_LOG)]

@@ -27,6 +27,7 @@ from cosmos_synth.export.lerobot import LeRobotWriter, write_lerobot_dataset
 from cosmos_synth.export.robomimic import RobomimicWriter, write_robomimic_hdf5
 from cosmos_synth.manifests import read_manifest_rows
 from cosmos_synth.progress import Progress, ProgressReporter
+from cosmos_synth.results import StageResult
 
 __all__ = ["Episode", "ExportResult", "export_episodes", "export_paths", "iter_episodes",
            "write_groot_dataset", "write_lerobot_dataset", "write_robomimic_hdf5"]
@@ -41,8 +42,7 @@ GROOT_UNLABELLED = ("the manifest's episodes have no actions; GR00T trains on (v
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExportResult:
-    out_dir: Path                   # the export's folder (also holds export_config.json)
+class ExportResult(StageResult):    # no manifest: the outputs are the three datasets
     hdf5_path: Path                 # robomimic file
     lerobot_dir: Path               # LeRobot dataset root
     num_episodes: int
@@ -55,6 +55,10 @@ class ExportResult:
         formats = [("robomimic", self.hdf5_path), ("lerobot", self.lerobot_dir), ("groot", self.groot_dir)]
         return [{"format": name, "path": str(path), "episodes": self.num_episodes, "frames": self.num_frames}
                 for name, path in formats if path is not None]
+
+    def outputs(self) -> dict[str, Path]:
+        return {"hdf5": self.hdf5_path, "lerobot": self.lerobot_dir,
+                **({"groot": self.groot_dir} if self.groot_dir is not None else {})}
 
 
 def export_paths(cfg: ExportConfig) -> tuple[Path, Path]:

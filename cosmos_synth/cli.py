@@ -1,4 +1,4 @@
-"""`cosmos-synth`: run each stage, or the whole pipeline, in-process (no Prefect server needed).
+"""`cosmos-synth`: run each stage, or a whole run, in-process (no Prefect server needed).
 
 Every command reads a recipe (`datasets/<name>/recipe.toml` or a .toml path) plus `--param key=value` overrides
 and builds the same config objects the Prefect flow uses. Stages read the previous stage's outputs from the run
@@ -20,7 +20,7 @@ import typer
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from cosmos_synth.pipeline import PipelineConfig, load_pipeline_config, parse_override
+from cosmos_synth.recipe import RunConfig, load_run_config, parse_override
 from cosmos_synth.progress import ProgressUpdate
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
@@ -31,10 +31,10 @@ Params = Annotated[Optional[list[str]], typer.Option(
                           "run_dir=runs/x). Repeatable. Values are parsed as JSON when they are JSON.")]
 
 
-def _config(recipe: str, params: list[str] | None) -> PipelineConfig:
+def _config(recipe: str, params: list[str] | None) -> RunConfig:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return load_pipeline_config(recipe, dict(parse_override(p) for p in params or []))
+        return load_run_config(recipe, dict(parse_override(p) for p in params or []))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 
@@ -215,7 +215,7 @@ def evaluate(recipe: Recipe = "demo", param: Params = None,
 
 @app.command()
 def run(recipe: Recipe = "demo", param: Params = None) -> None:
-    """The whole pipeline: source, ingest, preprocess, (cache), finetune, generate, (IDM, label), export."""
+    """A whole run: source, ingest, preprocess, (cache), finetune, generate, (IDM, label), export, (evaluate)."""
     from cosmos_synth.run import output_paths, run_pipeline
 
     cfg = _config(recipe, param)

@@ -2,7 +2,7 @@
 
 Each class is the CLI's arguments, the Prefect flow's parameters, the tests' input, and the record written next to
 the stage's outputs (``<stage>_config.json``) so any output can be reproduced. Each checks its own values in
-``__post_init__``; :func:`cosmos_synth.pipeline.load_pipeline_config` builds every stage's config as soon as a recipe
+``__post_init__``; :func:`cosmos_synth.recipe.load_run_config` builds every stage's config as soon as a recipe
 and its overrides are read, so a misspelt key or a wrong value for any stage (even export, the last) fails at once,
 in the CLI and in the flow, before the first stage runs.
 """

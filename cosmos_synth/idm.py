@@ -126,7 +126,7 @@ class InverseDynamicsModel(nn.Module):
 
 # --------------------------------------------------------------------------------------------------- frames, clips
 
-def resize_frames(frames: np.ndarray, image_size: tuple[int, int]) -> torch.Tensor:
+def resize_for_idm(frames: np.ndarray, image_size: tuple[int, int]) -> torch.Tensor:
     """uint8 (T, H, W, 3) -> uint8 (T, 3, height, width), bilinear and antialiased (no aliasing when it shrinks)."""
     x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
     if tuple(x.shape[2:]) == tuple(image_size):
@@ -164,7 +164,7 @@ def predict_actions(model: InverseDynamicsModel, frames: np.ndarray, *, batch_si
     if len(frames) < k:
         raise ValueError(f"{name} has {len(frames)} frames; this IDM reads clips of clip_frames={k}. Label longer "
                          f"videos or train an IDM with clip_frames <= {len(frames)}.")
-    return predict_resized(model, resize_frames(frames, model.spec.image_size), batch_size=batch_size)
+    return predict_resized(model, resize_for_idm(frames, model.spec.image_size), batch_size=batch_size)
 
 
 @torch.no_grad()
@@ -268,7 +268,7 @@ def load_training_episodes(cfg: IDMTrainConfig) -> list[TrainingEpisode]:
             raise ValueError(f"Video {row['video']} has {len(frames)} frames; clip_frames={cfg.clip_frames} needs at "
                              f"least that many. Lower clip_frames or drop the episode.")
         episodes.append(TrainingEpisode(sample_id=str(row["sample_id"]), actions=actions,
-                                        video=resize_frames(frames, cfg.image_size)))
+                                        video=resize_for_idm(frames, cfg.image_size)))
     return episodes
 
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cosmos_synth.pipeline import TINY, PipelineConfig
+from cosmos_synth.recipe import TINY, RunConfig
 from cosmos_synth.progress import Progress
 from cosmos_synth.results import StageResult
 
 logger = logging.getLogger(__name__)
 
 
-def prepare_model(cfg: PipelineConfig) -> str:
+def prepare_model(cfg: RunConfig) -> str:
     """Build the tiny offline model on first use; other models load from the Hub or their folder as they are."""
     if cfg.model == TINY:
         from cosmos_synth.models import build_tiny_model
@@ -21,7 +21,7 @@ def prepare_model(cfg: PipelineConfig) -> str:
     return cfg.resolved_model
 
 
-def prepare_source(cfg: PipelineConfig) -> Path:
+def prepare_source(cfg: RunConfig) -> Path:
     """Write the procedural demo dataset, or download the Hub datasets, as the recipe asks; return the root."""
     if cfg.source == "procedural":
         from cosmos_synth.sources.procedural import write_demo_dataset
@@ -39,7 +39,7 @@ def prepare_source(cfg: PipelineConfig) -> Path:
     return cfg.data_dir
 
 
-def output_paths(cfg: PipelineConfig, results: dict[str, StageResult]) -> dict[str, Path]:
+def output_paths(cfg: RunConfig, results: dict[str, StageResult]) -> dict[str, Path]:
     """Where a user finds each output of a run: its folder, then what each stage's result names, in stage order."""
     paths = {"run_dir": cfg.run_dir}
     for result in results.values():
@@ -47,7 +47,7 @@ def output_paths(cfg: PipelineConfig, results: dict[str, StageResult]) -> dict[s
     return paths
 
 
-def run_pipeline(cfg: PipelineConfig, progress: Progress | None = None) -> dict[str, StageResult]:
+def run_pipeline(cfg: RunConfig, progress: Progress | None = None) -> dict[str, StageResult]:
     """source → ingest → preprocess → (latent cache) → finetune → generate → (IDM, label) → export → (evaluate).
 
     Returns each stage's result by stage name. `progress` gets every long stage's progress."""

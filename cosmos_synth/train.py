@@ -169,7 +169,7 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return complete[-1] if complete else None
 
 
-def prepare_model(cfg: TrainConfig, pipe, device):
+def prepare_training(cfg: TrainConfig, pipe, device):
     """The pipeline (loaded unless given), its samples, and the DiT with adapter and speed settings applied."""
     if pipe is None:
         skip = ("text_encoder", "tokenizer") if cfg.latent_cache is not None else ()
@@ -208,7 +208,7 @@ def train(cfg: TrainConfig, pipe=None) -> TrainResult:
     set_seed(cfg.seed)
     torch.backends.cuda.matmul.allow_tf32 = True  # as the reference: tf32 for any float32 matmul on GPU
     logger.info("%s", str(accelerator.state).replace("\n", "; "))  # distributed type, processes, backend
-    pipe, transformer, params, samples = prepare_model(cfg, pipe, accelerator.device)
+    pipe, transformer, params, samples = prepare_training(cfg, pipe, accelerator.device)
     fused = accelerator.device.type == "cuda"  # one kernel for the whole AdamW update
     optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay, fused=fused)
     scheduler = get_linear_schedule_with_warmup(optimizer, cfg.num_warmup_steps, cfg.num_training_steps,

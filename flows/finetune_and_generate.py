@@ -17,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from cosmos_synth.evaluate import metrics_table
 from cosmos_synth.layout import VIDEOS_DIR
-from cosmos_synth.pipeline import load_pipeline_config
+from cosmos_synth.recipe import load_run_config
 from tasks.markdown import picture
 from tasks.stages import (
     cache_task, evaluate_task, export_task, fan_out_task, generate_task, ingest_task, label_task, prepare_model_task,
@@ -31,7 +31,7 @@ OUTPUTS_ARTIFACT = "finetune-and-generate-outputs"  # flows/local_stack.py print
 def finetune_and_generate(recipe: str = "demo", overrides: dict[str, Any] | None = None) -> dict[str, str]:
     """Run every stage of `recipe` with dotted `overrides` ({"train.rank": 16}); return the output paths."""
     # Checks every key and builds every stage's config: a bad override fails here, before the first task.
-    cfg = load_pipeline_config(recipe, overrides)
+    cfg = load_run_config(recipe, overrides)
     prepare_model_task(cfg)
     prepare_source_task(cfg)
     ingest_task(cfg.ingest_config())

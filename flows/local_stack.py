@@ -283,16 +283,16 @@ def local_stack(stack_dir: Path, *, ui: bool = False, echo: bool = False,
 # ------------------------------------------------------------------------------------------------------- make demo
 
 def _parse_params(texts: list[str]) -> dict[str, Any]:
-    from cosmos_synth.pipeline import parse_override
+    from cosmos_synth.recipe import parse_override
 
     return dict(parse_override(text) for text in texts)
 
 
 def _demo(recipe: str, overrides: dict[str, Any], ui: bool) -> int:
-    from cosmos_synth.pipeline import load_pipeline_config
+    from cosmos_synth.recipe import load_run_config
     from flows.finetune_and_generate import OUTPUTS_ARTIFACT
 
-    cfg = load_pipeline_config(recipe, overrides)  # fail fast on a bad recipe or override, before starting anything
+    cfg = load_run_config(recipe, overrides)  # fail fast on a bad recipe or override, before starting anything
     run_dir = cfg.run_dir if cfg.run_dir.is_absolute() else REPO_ROOT / cfg.run_dir
     stack_dir = run_dir / "prefect"
     print(f"Starting a local Prefect server (logs: {stack_dir}) ...", flush=True)

@@ -17,7 +17,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from cosmos_synth.config import LabelConfig
-from cosmos_synth.pipeline import load_pipeline_config
+from cosmos_synth.recipe import load_run_config
 from cosmos_synth.regenerate import Batch, collect_new_pairs, combined_manifest, record_batch
 from cosmos_synth.models import trained_weights_file
 from tasks.stages import export_task, generate_task, label_task
@@ -33,7 +33,7 @@ def regenerate(recipe: str = "demo", overrides: dict[str, Any] | None = None, in
                adapter: str | None = None) -> dict[str, Any]:
     """Turn the inbox's new pairs into episodes of `recipe`'s run; return what was added."""
     logger = get_run_logger()
-    cfg = load_pipeline_config(recipe, overrides)
+    cfg = load_run_config(recipe, overrides)
     regen_dir = cfg.run_dir / "regenerate"
     batch = collect_task(Path(inbox), regen_dir)
     if batch is None:

@@ -27,7 +27,7 @@ from cosmos_synth.ingest import IngestResult, ingest_dataset
 from cosmos_synth.label import LabelResult, label_videos
 from cosmos_synth.launch import launch_training
 from cosmos_synth.preprocess import PreprocessResult, preprocess_dataset
-from cosmos_synth.pipeline import PipelineConfig
+from cosmos_synth.recipe import RunConfig
 from cosmos_synth.train import TrainResult
 from cosmos_synth.run import prepare_model, prepare_source
 from tasks.progress import ProgressArtifact
@@ -35,13 +35,13 @@ from tasks.progress import ProgressArtifact
 HOUR_S = 3600
 
 @task(name="prepare-model")
-def prepare_model_task(cfg: PipelineConfig) -> str:
+def prepare_model_task(cfg: RunConfig) -> str:
     """The model to load, after building the tiny offline model when the recipe names it."""
     return prepare_model(cfg)
 
 
 @task(name="prepare-source")  # Hub downloads retry inside cosmos_synth.sources.hub, only on network errors
-def prepare_source_task(cfg: PipelineConfig) -> Path:
+def prepare_source_task(cfg: RunConfig) -> Path:
     """The procedural demo episodes written, or the Hub datasets downloaded, as the recipe says."""
     return prepare_source(cfg)
 

@@ -28,7 +28,7 @@ from cosmos_synth.generate import list_pairs, list_pairs_checked, load_image
 from cosmos_synth.ingest import ingest_dataset
 from cosmos_synth.layout import RESULT_FILE
 from cosmos_synth.models import ADAPTER_FILE, load_pipeline
-from cosmos_synth.pipeline import load_pipeline_config
+from cosmos_synth.recipe import load_run_config
 from cosmos_synth.train import add_adapter, save_adapter, train
 from cosmos_synth.validate import MAX_IMAGE_PIXELS, check_weights_folder, validate_adapter_file
 from cosmos_synth.video import read_video, write_video
@@ -332,15 +332,15 @@ def test_disk_full_while_writing_a_video(tmp_path, monkeypatch):
     ({"train.rank": None}, r"train: rank is null but has no 'none' setting"),
 ])
 def test_wrong_parameter_types_name_the_field(override, message):
-    with pytest.raises(ValueError, match=message):  # at load: tests/test_pipeline.py covers every stage
-        load_pipeline_config("demo", override)
+    with pytest.raises(ValueError, match=message):  # at load: tests/test_recipe.py covers every stage
+        load_run_config("demo", override)
 
 
 def test_parameters_given_as_text_still_work():
-    cfg = load_pipeline_config("demo", {"train.rank": "16", "train.cpu": "true", "generate.mode": "lenient"})
+    cfg = load_run_config("demo", {"train.rank": "16", "train.cpu": "true", "generate.mode": "lenient"})
     assert (cfg.train_config().rank, cfg.train_config().cpu, cfg.generate_config(None).mode) == (16, True, "lenient")
     with pytest.raises(ValueError, match=r"generate: mode='loose' is not one of \['strict', 'lenient'\]"):
-        load_pipeline_config("demo", {"generate.mode": "loose"})
+        load_run_config("demo", {"generate.mode": "loose"})
 
 
 # ---------------------------------------------------------------------------------------------------- security

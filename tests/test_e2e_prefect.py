@@ -25,7 +25,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import VIDEOS_DIR
 from cosmos_synth.models import load_pipeline
-from cosmos_synth.pipeline import load_pipeline_config
+from cosmos_synth.recipe import load_run_config
 from cosmos_synth.preview import ANIMATION, CONTACT_SHEET, LOSS_CURVE, PREVIEWS_DIR
 from cosmos_synth.tracking import TENSORBOARD_DIR
 from flows.finetune_and_generate import OUTPUTS_ARTIFACT
@@ -39,7 +39,7 @@ CODEC_TOLERANCE = 4.0         # mean |difference| (0-255) allowed between a fram
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """Run the demo deployment once into a temporary run_dir; return (its PipelineConfig, flow run, artifacts).
+    """Run the demo deployment once into a temporary run_dir; return (its RunConfig, flow run, artifacts).
     The flow run's log lines are kept as the flow run's "logs"."""
     tmp = tmp_path_factory.mktemp("e2e")
     overrides = {"run_dir": str(tmp / "run"), "cache_dir": str(tmp / "cache")}
@@ -55,7 +55,7 @@ def demo_run(tmp_path_factory):
     assert not left, f"processes left running after the stack stopped: {[p.cmdline() for p in left]}"
     worker_log = (tmp / "prefect" / "worker-cpu.log").read_text(errors="replace")
     assert run.returncode == 0, f"flow run did not complete:\n{run.output}\n--- worker log ---\n{worker_log[-6000:]}"
-    return load_pipeline_config("demo", overrides), flow_run, artifacts
+    return load_run_config("demo", overrides), flow_run, artifacts
 
 
 @pytest.mark.e2e

@@ -9,7 +9,7 @@ import pytest
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import video_is_complete
 from cosmos_synth.layout import ANIMATION, CONTACT_SHEET, PREVIEWS_DIR, SHARDS_DIR
-from cosmos_synth.pipeline import load_pipeline_config
+from cosmos_synth.recipe import load_run_config
 from flows.local_stack import DEMO_DEPLOYMENT, local_stack
 
 RUN_TIMEOUT_S = 1500
@@ -25,7 +25,7 @@ def test_two_workers_share_one_generation_run(tmp_path):
         run = stack.run_deployment(DEMO_DEPLOYMENT, params={"overrides": overrides}, timeout_s=RUN_TIMEOUT_S)
         artifacts = stack.artifacts(run.flow_run_id) if run.flow_run_id else []
     assert run.returncode == 0, run.output[-4000:]
-    cfg = load_pipeline_config("demo", overrides)
+    cfg = load_run_config("demo", overrides)
     out = cfg.stage_dir("generate")
     shards = {p.stem: [r["sample_id"] for r in read_jsonl(p)] for p in sorted((out / SHARDS_DIR).glob("*.jsonl"))}
     assert sorted(shards) == ["shard-000", "shard-001"]

@@ -13,7 +13,7 @@ from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import list_pairs
 from cosmos_synth.ingest import ingest_dataset
 from cosmos_synth.models import TINY_MARKER, load_pipeline
-from cosmos_synth.pipeline import load_pipeline_config
+from cosmos_synth.recipe import load_run_config
 from cosmos_synth.run import prepare_source
 from cosmos_synth.video import write_video
 
@@ -28,7 +28,7 @@ REFERENCE = {
 
 
 def test_gr1_defaults_are_the_reference_recipe():
-    cfg = load_pipeline_config("gr1")
+    cfg = load_run_config("gr1")
     train, generate = cfg.train_config(), cfg.generate_config(None)
     got = {**{k: getattr(train, k) for k in REFERENCE if hasattr(train, k)},
            **{k: getattr(generate, k) for k in ("height", "width", "num_frames", "num_steps", "guidance_scale", "fps")}}
@@ -39,14 +39,14 @@ def test_gr1_defaults_are_the_reference_recipe():
 
 
 def test_overrides_reach_the_stage_configs():
-    cfg = load_pipeline_config("gr1", {"train.rank": 16, "train.cond_frame_probs": {"2": 1.0}, "num_frames": 29})
+    cfg = load_run_config("gr1", {"train.rank": 16, "train.cond_frame_probs": {"2": 1.0}, "num_frames": 29})
     train = cfg.train_config()
     assert (train.rank, train.cond_frame_probs, train.num_frames) == (16, {2: 1.0}, 29)
     assert cfg.generate_config(None).num_frames == 29
     with pytest.raises(ValueError, match=r"gr1/recipe\.toml: unknown key train\.rnak \(did you mean train\.rank\?\)"):
-        load_pipeline_config("gr1", {"train.rnak": 16})
+        load_run_config("gr1", {"train.rnak": 16})
     with pytest.raises(ValueError, match=r"gr1/recipe\.toml: unknown key hieght \(did you mean height\?\)"):
-        load_pipeline_config("gr1", {"hieght": 16})
+        load_run_config("gr1", {"hieght": 16})
 
 
 def _gr1_like(root: Path) -> Path:
@@ -73,7 +73,7 @@ def _eval_like(root: Path) -> Path:
 
 def test_hub_layouts_ingest_with_the_reference_preprocessing(tmp_path):
     gr1, eval_root = _gr1_like(tmp_path / "GR1-100"), _eval_like(tmp_path / "EVAL-175")
-    cfg = load_pipeline_config("gr1", {"dataset_repo": str(gr1), "pairs_repo": str(eval_root),
+    cfg = load_run_config("gr1", {"dataset_repo": str(gr1), "pairs_repo": str(eval_root),
                                        "run_dir": str(tmp_path / "run"), "num_frames": 9})
     assert prepare_source(cfg) == gr1
     rows = read_jsonl(ingest_dataset(cfg.ingest_config()).manifest)
@@ -88,7 +88,7 @@ def test_hub_layouts_ingest_with_the_reference_preprocessing(tmp_path):
 def test_missing_gr1_video_names_the_file(tmp_path):
     gr1 = _gr1_like(tmp_path / "GR1-100")
     (gr1 / "gr1" / "clip_b.mp4").unlink()
-    cfg = load_pipeline_config("gr1", {"dataset_repo": str(gr1), "run_dir": str(tmp_path / "run"), "num_frames": 9})
+    cfg = load_run_config("gr1", {"dataset_repo": str(gr1), "run_dir": str(tmp_path / "run"), "num_frames": 9})
     with pytest.raises(ValueError, match=r"metadata.csv line 3: video gr1/clip_b.mp4 does not exist"):
         ingest_dataset(cfg.ingest_config())
 

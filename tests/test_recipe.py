@@ -13,7 +13,7 @@ from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from cosmos_synth.cli import app
-from cosmos_synth.pipeline import RECIPES_DIR, STAGE_TABLES, load_pipeline_config
+from cosmos_synth.recipe import RECIPES_DIR, STAGE_TABLES, load_run_config
 from flows.finetune_and_generate import finetune_and_generate
 
 DEMO = re.escape(f"recipe {RECIPES_DIR / 'demo' / 'recipe.toml'}: ")
@@ -50,7 +50,7 @@ def test_every_stage_table_is_covered():
 @pytest.mark.parametrize("override, message", BAD_OVERRIDES, ids=CASE_IDS)
 def test_bad_overrides_fail_at_load_naming_the_recipe(override, message):
     with pytest.raises(ValueError, match=DEMO + message):
-        load_pipeline_config("demo", override)
+        load_run_config("demo", override)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -66,13 +66,13 @@ def test_bad_overrides_fail_at_load_naming_the_recipe(override, message):
 ])
 def test_unknown_tables_misplaced_keys_and_stage_checks(override, message):
     with pytest.raises(ValueError, match=DEMO + message):
-        load_pipeline_config("demo", override)
+        load_run_config("demo", override)
 
 
 def test_every_unknown_key_is_listed_at_once():
     with pytest.raises(ValueError, match=r"unknown key demo\.num_episode \(did you mean demo\.num_episodes\?\); "
                                          r"unknown key export\.repoid \(did you mean export\.repo_id\?\)\.$"):
-        load_pipeline_config("demo", {"demo.num_episode": 4, "export.repoid": "me/x"})
+        load_run_config("demo", {"demo.num_episode": 4, "export.repoid": "me/x"})
 
 
 def test_a_recipe_file_with_a_typo_is_named(tmp_path):
@@ -80,11 +80,11 @@ def test_a_recipe_file_with_a_typo_is_named(tmp_path):
     recipe.write_text('model = "tiny"\n\n[export]\nrobot_typ = "arm"\n')
     with pytest.raises(ValueError, match=re.escape(f"recipe {recipe}: unknown key export.robot_typ (did you mean "
                                                    "export.robot_type?)")):
-        load_pipeline_config(recipe)
+        load_run_config(recipe)
 
 
 def test_loading_builds_every_stage_config_without_side_effects(tmp_path):
-    cfg = load_pipeline_config("demo", {"run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
+    cfg = load_run_config("demo", {"run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
                                         "generate_shards": "2", "export.robot_type": "arm"})
     assert list(tmp_path.iterdir()) == []  # nothing written: no run folder, no tiny model built
     stages = cfg.stage_configs()

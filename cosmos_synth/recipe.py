@@ -1,6 +1,6 @@
-"""The whole pipeline's settings (a recipe plus overrides) and the stage configs they expand to.
+"""A run's settings (a recipe plus overrides, :class:`RunConfig`) and the stage configs they expand to.
 
-A recipe is a TOML file in `datasets/<name>/recipe.toml`. Top-level keys are :class:`PipelineConfig` fields; the
+A recipe is a TOML file in `datasets/<name>/recipe.toml`. Top-level keys are :class:`RunConfig` fields; the
 tables `[demo]`, `[idm_train]`, `[cache]`, `[train]`, `[generate]` and `[export]` override the matching stage config's
 fields (:data:`STAGE_TABLES`). Overrides use dotted keys: `num_frames=29`, `train.rank=16`, `generate.num_steps=4`.
 
@@ -37,7 +37,7 @@ STAGE_TABLES: dict[str, type] = {  # recipe table (and override prefix) -> the s
 
 
 @dataclass(frozen=True, kw_only=True)
-class PipelineConfig:
+class RunConfig:
     """Everything one run of finetune-and-generate needs; expands to one config per stage."""
 
     run_dir: Path = Path("runs/demo")             # all outputs: data/, ingest/, preprocess/, train/, generate/, export/
@@ -223,7 +223,7 @@ def _unknown_key(key: str, name: str, known: list[str], prefix: str, fallback: s
 def _check_keys(values: dict[str, Any]) -> None:
     """Refuse unknown top-level keys, unknown tables and unknown keys in a stage's table, each with the closest valid
     key. `values` is a recipe with its overrides applied (dotted keys already nested)."""
-    top = [f.name for f in dataclasses.fields(PipelineConfig)]
+    top = [f.name for f in dataclasses.fields(RunConfig)]
     fields = {table: [f.name for f in dataclasses.fields(cls)] for table, cls in STAGE_TABLES.items()}
     every = top + [f"{table}.{name}" for table, names in fields.items() for name in names]
     problems = []
@@ -278,7 +278,7 @@ def find_recipe(recipe: str | Path) -> Path:
     return path
 
 
-def load_pipeline_config(recipe: str | Path = "demo", overrides: dict[str, Any] | None = None) -> PipelineConfig:
+def load_run_config(recipe: str | Path = "demo", overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read a recipe and apply dotted overrides ({"train.rank": 16, "run_dir": "runs/x"}); check every key and build
     every stage's config once, so any mistake fails here, naming the recipe, before any work starts."""
     path = find_recipe(recipe)
@@ -293,4 +293,4 @@ def load_pipeline_config(recipe: str | Path = "demo", overrides: dict[str, Any] 
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
     # Values arrive as TOML, JSON or text ("16", "runs/x"): each is coerced to its field's type or refused by name.
-    return config_from_dict(PipelineConfig, values, where=where)
+    return config_from_dict(RunConfig, values, where=where)

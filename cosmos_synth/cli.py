@@ -81,7 +81,7 @@ def _progress() -> Iterator[TqdmProgress]:
 @app.command("demo-data")
 def demo_data(recipe: Recipe = "demo", param: Params = None) -> None:
     """Write the procedural pick-and-place dataset (videos, prompts, state/action, test pairs)."""
-    from cosmos_synth.run import prepare_source
+    from cosmos_synth.prepare import prepare_source
 
     typer.echo(prepare_source(_config(recipe, param)))
 
@@ -98,7 +98,7 @@ def build_tiny(out_dir: Annotated[Path, typer.Argument(help="Folder to write the
 def ingest(recipe: Recipe = "demo", param: Params = None) -> None:
     """Validate the dataset (videos decode and are long enough, captions non-empty) and write its manifest."""
     from cosmos_synth.ingest import ingest_dataset
-    from cosmos_synth.run import prepare_source
+    from cosmos_synth.prepare import prepare_source
 
     cfg = _config(recipe, param)
     prepare_source(cfg)
@@ -117,7 +117,7 @@ def preprocess(recipe: Recipe = "demo", param: Params = None) -> None:
 def cache(recipe: Recipe = "demo", param: Params = None) -> None:
     """Encode prompts and video windows once, so training holds only the DiT (recipes with latent_cache=true)."""
     from cosmos_synth.cache import encode_latent_cache
-    from cosmos_synth.run import prepare_model
+    from cosmos_synth.prepare import prepare_model
 
     cfg = _config(recipe, param)
     prepare_model(cfg)
@@ -129,7 +129,7 @@ def cache(recipe: Recipe = "demo", param: Params = None) -> None:
 def train(recipe: Recipe = "demo", param: Params = None) -> None:
     """Fine-tune a LoRA/DoRA adapter under `accelerate launch` (resumes from the latest checkpoint)."""
     from cosmos_synth.launch import launch_training
-    from cosmos_synth.run import prepare_model
+    from cosmos_synth.prepare import prepare_model
 
     cfg = _config(recipe, param)
     prepare_model(cfg)
@@ -144,11 +144,11 @@ def generate(recipe: Recipe = "demo", param: Params = None,
     """Generate one video per (image, prompt) pair with NumPy-drawn, device-independent noise."""
     from cosmos_synth.generate import generate_videos
     from cosmos_synth.models import trained_weights_file
-    from cosmos_synth.run import prepare_model
+    from cosmos_synth.prepare import prepare_model
 
     cfg = _config(recipe, param)
     prepare_model(cfg)
-    trained = cfg.stage_dir("train")
+    trained = cfg.trained_dir
     if adapter is None:
         with contextlib.suppress(ValueError):  # the run's train/ holds no trained weights: the base model
             trained_weights_file(trained)
@@ -196,13 +196,13 @@ def evaluate(recipe: Recipe = "demo", param: Params = None,
                                        "dora=runs/b/train.")] = None) -> None:
     """Generate from the held-out episodes' first frames with each model and compare with the real episodes."""
     from cosmos_synth.evaluate import evaluate_models, metrics_table
-    from cosmos_synth.run import prepare_model
+    from cosmos_synth.prepare import prepare_model
 
     cfg = _config(recipe, param)
     if cfg.resolved_heldout_dir is None:
         raise typer.BadParameter("this recipe has no held-out episodes; set heldout_dir=<folder in the GR1 layout>.")
     prepare_model(cfg)
-    eval_cfg = cfg.evaluate_config(cfg.stage_dir("train"))
+    eval_cfg = cfg.evaluate_config(cfg.trained_dir)
     if model:
         models = dict(m.partition("=")[::2] for m in model)
         eval_cfg = dataclasses.replace(eval_cfg, models={k: v or None for k, v in models.items()},
@@ -216,11 +216,11 @@ def evaluate(recipe: Recipe = "demo", param: Params = None,
 @app.command()
 def run(recipe: Recipe = "demo", param: Params = None) -> None:
     """A whole run: source, ingest, preprocess, (cache), finetune, generate, (IDM, label), export, (evaluate)."""
-    from cosmos_synth.run import output_paths, run_pipeline
+    from cosmos_synth.stages import output_paths, run_stages
 
     cfg = _config(recipe, param)
     with _progress() as progress:
-        results = run_pipeline(cfg, progress=progress)
+        results = run_stages(cfg, progress=progress)
     typer.echo(json.dumps({name: str(path) for name, path in output_paths(cfg, results).items()}, indent=2))
 
 

@@ -97,12 +97,12 @@ class RunConfig:
 
     def stage_configs(self) -> dict[str, Any]:
         """Every stage's config, built once, by stage name. Building one only computes paths and checks values:
-        nothing is written, downloaded or loaded. Generation's adapter is a placeholder (the run's train folder)."""
+        nothing is written, downloaded or loaded. Generation and evaluation take the weights this run trains."""
         return {"demo": self.demo_config(), "ingest": self.ingest_config(), "preprocess": self.preprocess_config(),
                 "cache": self.cache_config(), "train": self.train_config(),
-                "generate": self.generate_config(adapter=self.stage_dir("train")),
+                "generate": self.generate_config(adapter=self.trained_dir),
                 "idm_train": self.idm_train_config(), "label": self.label_config(), "export": self.export_config(),
-                "evaluate": self.evaluate_config(adapter=self.stage_dir("train"))}
+                "evaluate": self.evaluate_config(adapter=self.trained_dir)}
 
     # -- paths, written once ------------------------------------------------------------------------------------
     @property
@@ -135,6 +135,11 @@ class RunConfig:
 
     def stage_dir(self, stage: str) -> Path:
         return self.run_dir / stage
+
+    @property
+    def trained_dir(self) -> Path:
+        """The training stage's out_dir: the `adapter` that generate and evaluate take for this run's weights."""
+        return self.train_config().out_dir
 
     # -- stage configs ------------------------------------------------------------------------------------------
     def demo_config(self) -> DemoDataConfig:

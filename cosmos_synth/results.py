@@ -2,7 +2,7 @@
 
 Each stage's function (ingest_dataset, launch_training, generate_videos, ...) returns a subclass of StageResult, in
 the stage's own module. The CLI prints it, the stage's Prefect task turns summary_rows() into a table artifact, and
-a whole run's outputs are gathered from each stage's outputs() (cosmos_synth.run.output_paths).
+a whole run's outputs are gathered from each stage's outputs() (cosmos_synth.stages.output_paths).
 """
 
 from __future__ import annotations

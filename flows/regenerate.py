@@ -39,7 +39,7 @@ def regenerate(recipe: str = "demo", overrides: dict[str, Any] | None = None, in
     if batch is None:
         logger.info("inbox %s holds no new pairs; the exports are unchanged", inbox)
         return {"new_episodes": 0, "batch": None}
-    adapter_dir = Path(adapter) if adapter else cfg.stage_dir("train")
+    adapter_dir = Path(adapter) if adapter else cfg.trained_dir
     trained_weights_file(adapter_dir)  # a clear error when the run has not trained yet
     generated = generate_task(replace(cfg.generate_config(adapter_dir), pairs_dir=batch.pairs_dir,
                                       out_dir=batch.root / "generate"))

@@ -29,7 +29,8 @@ from cosmos_synth.launch import launch_training
 from cosmos_synth.preprocess import PreprocessResult, preprocess_dataset
 from cosmos_synth.recipe import RunConfig
 from cosmos_synth.train import TrainResult
-from cosmos_synth.run import prepare_model, prepare_source
+from cosmos_synth.prepare import prepare_model, prepare_source
+from tasks.fanout import fan_out_generation
 from tasks.progress import ProgressArtifact
 
 HOUR_S = 3600
@@ -105,8 +106,6 @@ def generate_task(cfg: GenerateConfig) -> GenerateResult:
 @task(name="generate-fan-out", timeout_seconds=24 * HOUR_S)
 def fan_out_task(cfg: GenerateConfig, num_shards: int, deployment: str) -> GenerateResult:
     """One `generate-shard` child flow run per shard on the deployment's pool; failed shards are run again."""
-    from flows.fanout import fan_out_generation
-
     result, shards = fan_out_generation(cfg, num_shards=num_shards, deployment=deployment)
     create_table_artifact(key="generation-shards", table=shards,
                           description=f"{result.num_videos} videos in {len(shards)} shards -> {result.manifest}")
@@ -153,3 +152,10 @@ def evaluate_task(cfg: EvaluateConfig) -> EvaluateResult:
     create_markdown_artifact(key="evaluation-report", markdown=result.report.read_text(encoding="utf-8"),
                              description=f"{result.report}")
     return result
+
+
+# The task of each stage of cosmos_synth.stages.STAGES, by stage name (the flow's generation fans out instead when
+# generate_shards > 1: fan_out_task).
+STAGE_TASKS = {"ingest": ingest_task, "preprocess": preprocess_task, "cache": cache_task, "train": train_task,
+               "generate": generate_task, "idm": train_idm_task, "label": label_task, "export": export_task,
+               "evaluate": evaluate_task}

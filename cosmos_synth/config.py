@@ -45,15 +45,17 @@ def _check_size(height: int, width: int) -> None:
 class DemoDataConfig:
     """The demo world's recorder (cosmos_synth.sources.procedural): expert rollouts, deterministic for a seed."""
 
-    out_dir: Path                       # dataset root to write (GR1 layout: metadata.csv, videos/, trajectories/,
-                                        # test/ pairs, heldout/ episodes)
-    task_family: Literal["pick_place", "push"] = "pick_place"  # pick_place: the pretraining family; push: the new
-                                        # family the demo world model never saw
+    # dataset root to write (GR1 layout: metadata.csv, videos/, trajectories/, test/ pairs, heldout/ episodes)
+    out_dir: Path
+    # pick_place: the pretraining family; push: the new family the demo world model never saw
+    task_family: Literal["pick_place", "push"] = "pick_place"
     num_episodes: int = 8               # training episodes
-    num_test_pairs: int = 4             # held-out episodes per held-out family: recorded under heldout/, their
-                                        # first frame + prompt as (image .png, prompt .txt) pairs under test/
-    heldout_families: tuple[str, ...] = ()  # families of the held-out episodes (each on the same held-out scenes);
-                                        # empty: task_family only. E.g. ("push", "pick_place") to see forgetting
+    # held-out episodes per held-out family: recorded under heldout/, their first frame + prompt as (image .png, prompt
+    # .txt) pairs under test/
+    num_test_pairs: int = 4
+    # families of the held-out episodes (each on the same held-out scenes); empty: task_family only. E.g. ("push",
+    # "pick_place") to see forgetting
+    heldout_families: tuple[str, ...] = ()
     num_frames: int = 17                # frames per episode (at least 8: the expert's phases)
     height: int = 64                    # pixels
     width: int = 96                     # pixels
@@ -83,10 +85,12 @@ class IngestConfig:
     out_dir: Path                       # where manifest.jsonl and ingest_config.json go
     min_frames: int = 93                # every video must have at least this many frames (the training window)
     caption_prefix: str = ""            # prepended to every caption, e.g. "The robot arm is performing a task. "
-    videos_dir: str | None = None       # folder under dataset_dir holding the videos when metadata.csv names them by
-                                        # file name only (GR1-100: "gr1"); None: paths are relative to dataset_dir
-    mode: Literal["strict", "lenient"] = "strict"  # bad samples: "strict" stops at the first; "lenient" skips each
-                                        # and records it in out_dir/quarantine.jsonl (see cosmos_synth.validate)
+    # folder under dataset_dir holding the videos when metadata.csv names them by file name only (GR1-100: "gr1"); None:
+    # paths are relative to dataset_dir
+    videos_dir: str | None = None
+    # bad samples: "strict" stops at the first; "lenient" skips each and records it in out_dir/quarantine.jsonl (see
+    # cosmos_synth.validate)
+    mode: Literal["strict", "lenient"] = "strict"
 
     def __post_init__(self) -> None:
         _require(self.min_frames >= 1, f"min_frames={self.min_frames} must be >= 1.")
@@ -134,8 +138,8 @@ class TrainConfig:
     revision: str | None = NVIDIA_REVISION             # Hub revision (ignored for local folders)
     data_dir: Path                                     # preprocess output (clips/ + manifest.jsonl)
     out_dir: Path                                      # checkpoints/, pytorch_lora_weights.safetensors, logs
-    adapter: Literal["lora", "dora", "full"] = "lora"  # full: every DiT parameter trains (rank, alpha and
-                                                       # target_modules unused); weights go to out_dir/transformer/
+    # full: every DiT parameter trains (rank, alpha and target_modules unused); weights go to out_dir/transformer/
+    adapter: Literal["lora", "dora", "full"] = "lora"
     rank: int = 32                                     # LoRA rank r
     alpha: int = 32                                    # LoRA alpha (scale = alpha / rank)
     target_modules: tuple[str, ...] = TARGET_MODULES   # DiT linear layers that get adapters
@@ -158,21 +162,22 @@ class TrainConfig:
     gradient_checkpointing: bool = True
     num_processes: int = 1                             # processes for `accelerate launch` (one per GPU)
     cpu: bool = False                                  # force CPU (tests, the demo)
-    latent_cache: Path | None = None                   # cache stage output: train on cached latents + prompt
-                                                       # embeddings (only the DiT on the GPU); None: encode per step
-    checkpoint_layers: int | None = None               # with gradient_checkpointing: how many of the DiT blocks to
-                                                       # recompute (None: all; fewer is faster, needs more memory)
-    checkpoint_policy: Literal["full", "save_attention"] = "save_attention"  # what a checkpointed block keeps:
-                                                       # its inputs only ("full"), or also its self-attention
-                                                       # output, recomputing only projections, norms, cross-
-                                                       # attention and MLP (≈ 20% faster, ≈ 2 GiB more at full size)
+    # cache stage output: train on cached latents + prompt embeddings (only the DiT on the GPU); None: encode per step
+    latent_cache: Path | None = None
+    # with gradient_checkpointing: how many of the DiT blocks to recompute (None: all; fewer is faster, needs more
+    # memory)
+    checkpoint_layers: int | None = None
+    # what a checkpointed block keeps: its inputs only ("full"), or also its self-attention output, recomputing only
+    # projections, norms, cross-attention and MLP (≈ 20% faster, ≈ 2 GiB more at full size)
+    checkpoint_policy: Literal["full", "save_attention"] = "save_attention"
     compile: bool = False                              # torch.compile each DiT block (regional; first step compiles)
-    activation_memory_budget: float | None = None      # with compile: fraction (0-1) of activations to keep; the
-                                                       # compiler recomputes cheap ops for the rest (None: default)
+    # with compile: fraction (0-1) of activations to keep; the compiler recomputes cheap ops for the rest (None:
+    # default)
+    activation_memory_budget: float | None = None
     attention_backend: str | None = None               # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
-    fp8_matmuls: bool = False                          # frozen block linears in FP8 (e4m3, per-row scales), forward
-                                                       # and input gradient; needs compute capability 8.9+; moves
-                                                       # the loss slightly (benchmarks/RESULTS.md)
+    # frozen block linears in FP8 (e4m3, per-row scales), forward and input gradient; needs compute capability 8.9+;
+    # moves the loss slightly (benchmarks/RESULTS.md)
+    fp8_matmuls: bool = False
     report_to: Literal["tensorboard", "wandb", "none"] = "tensorboard"  # per step: loss, lr, grad_norm, memory
 
     def __post_init__(self) -> None:
@@ -217,19 +222,23 @@ class GenerateConfig:
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
     device: str = "cuda"                      # "cuda", "cuda:1", "cpu"
     guardrail: bool = True                    # NVIDIA's guardrail for NVIDIA weights (the tiny model has none)
-    stream_text_encoder: bool = True          # CUDA: keep the text encoder in host memory, stream its layers while
-                                              # encoding, so it never shares the GPU with the DiT
+    # CUDA: keep the text encoder in host memory, stream its layers while encoding, so it never shares the GPU with the
+    # DiT
+    stream_text_encoder: bool = True
     compile: bool = False                     # torch.compile the DiT blocks once per worker (first video compiles)
     attention_backend: str | None = None      # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
-    fp8_matmuls: bool = False                 # block linears in FP8 (e4m3, per-row scales) after the adapter is
-                                              # fused; needs compute capability 8.9+; changes pixels (RESULTS.md)
-    fp8_attention: bool = False               # blocks' self-attention in FP8 through cuDNN (Hopper+, the [fp8]
-                                              # extra); changes pixels (RESULTS.md)
-    shard: str | None = None                  # this run is one shard of a fanned-out generation: its manifest is
-                                              # shards/<shard>.jsonl, merged by the parent (generate.merge_shards)
+    # block linears in FP8 (e4m3, per-row scales) after the adapter is fused; needs compute capability 8.9+; changes
+    # pixels (RESULTS.md)
+    fp8_matmuls: bool = False
+    # blocks' self-attention in FP8 through cuDNN (Hopper+, the [fp8] extra); changes pixels (RESULTS.md)
+    fp8_attention: bool = False
+    # this run is one shard of a fanned-out generation: its manifest is shards/<shard>.jsonl, merged by the parent
+    # (generate.merge_shards)
+    shard: str | None = None
     sample_ids: tuple[str, ...] | None = None  # with shard: the pair ids this shard generates (None: every pair)
-    mode: Literal["strict", "lenient"] = "strict"  # bad pairs: "strict" stops at the first; "lenient" skips each
-                                              # and records it in quarantine.jsonl (see cosmos_synth.validate)
+    # bad pairs: "strict" stops at the first; "lenient" skips each and records it in quarantine.jsonl (see
+    # cosmos_synth.validate)
+    mode: Literal["strict", "lenient"] = "strict"
 
     def __post_init__(self) -> None:
         if self.sample_ids is not None:
@@ -254,8 +263,9 @@ class ExportConfig:
     camera: str = "front"                     # camera name: obs/<camera>_image, observation.images.<camera>
     fps: int = 16
     robot_type: str = "unknown"
-    lerobot_codec: Literal["h264", "av1"] = "h264"  # LeRobot video codec: H.264 (every loader reads it) or AV1
-                                              # (smaller; lerobot >= 0.4). The GR00T flavour is always H.264.
+    # LeRobot video codec: H.264 (every loader reads it) or AV1 (smaller; lerobot >= 0.4). The GR00T flavour is always
+    # H.264.
+    lerobot_codec: Literal["h264", "av1"] = "h264"
     groot_state_groups: dict[str, int] | None = None   # modality.json state groups: names and column counts in
     groot_action_groups: dict[str, int] | None = None  # order, e.g. {"arm": 6, "gripper": 1}; None: one group
 
@@ -375,8 +385,8 @@ class IDMTrainConfig:
 
     manifest: Path                            # ingest's manifest.jsonl; rows whose "trajectory" .npz holds `action`
     out_dir: Path                             # idm.safetensors, idm_config.json, idm_metrics.json, this config
-    action_names: tuple[str, ...] | None = None  # one name per action dim, e.g. ("delta_x", "delta_y",
-                                              # "gripper_command"); None: action_0, action_1, ...
+    # one name per action dim, e.g. ("delta_x", "delta_y", "gripper_command"); None: action_0, action_1, ...
+    action_names: tuple[str, ...] | None = None
     clip_frames: int = 3                      # k consecutive frames in, the actions of their k - 1 transitions out
     image_size: tuple[int, int] = (64, 96)    # (height, width) in pixels the frames are resized to
     num_epochs: int = 30                      # passes over every training window (one window per start frame)
@@ -410,8 +420,8 @@ class LabelConfig:
     """Label every generated video with per-frame actions predicted by a trained IDM."""
 
     manifest: Path                            # generate's manifest.jsonl
-    idm: Path                                 # folder holding idm.safetensors + idm_config.json (train_idm's out_dir,
-                                              # or your own IDM saved the same way)
+    # folder holding idm.safetensors + idm_config.json (train_idm's out_dir, or your own IDM saved the same way)
+    idm: Path
     out_dir: Path                             # actions/<sample_id>.npz, manifest.jsonl, label_config.json
     batch_size: int = 64                      # clips per IDM forward pass
     device: str = "cpu"                       # "cpu", "cuda", "cuda:1"
@@ -424,16 +434,17 @@ class LabelConfig:
 class EvaluateConfig:
     """Held-out real episodes against what each model generates from their first frame and caption."""
 
-    episodes_dir: Path                        # held-out real episodes in the GR1 layout (metadata.csv + videos;
-                                              # trajectories/ for tracking error and IDM scores)
+    # held-out real episodes in the GR1 layout (metadata.csv + videos; trajectories/ for tracking error and IDM scores)
+    episodes_dir: Path
     out_dir: Path                             # metrics.json, episodes.jsonl, report.md, sheet-*.png, <model>/ videos
-    models: dict[str, str | None] = field(default_factory=lambda: {"base": None})  # name -> training out_dir
-                                              # (LoRA/DoRA/full) or None for the base model, e.g.
-                                              # {"base": None, "lora": "runs/demo/train"}
-    generated: dict[str, str] = field(default_factory=dict)  # name -> a generate out_dir already holding that
-                                              # model's videos of these episodes' pairs (reused, not generated again)
-    pairs_dir: Path | None = None             # the episodes' (first frame, caption) pairs, ids = episode names;
-                                              # None: written from the videos into out_dir/pairs
+    # name -> training out_dir (LoRA/DoRA/full) or None for the base model, e.g. {"base": None, "lora":
+    # "runs/demo/train"}
+    models: dict[str, str | None] = field(default_factory=lambda: {"base": None})
+    # name -> a generate out_dir already holding that model's videos of these episodes' pairs (reused, not generated
+    # again)
+    generated: dict[str, str] = field(default_factory=dict)
+    # the episodes' (first frame, caption) pairs, ids = episode names; None: written from the videos into out_dir/pairs
+    pairs_dir: Path | None = None
     model: str = NVIDIA_MODEL                 # Hub id or local folder, as for generate
     revision: str | None = NVIDIA_REVISION
     height: int = 432                         # generation settings, as for generate
@@ -446,10 +457,11 @@ class EvaluateConfig:
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
     device: str = "cuda"
     guardrail: bool = True
-    idm: Path | None = None                   # an IDM folder: its labels of generated videos scored against the
-                                              # real episodes' actions (idm_action_mse)
-    judge: Literal["auto", "demo", "none"] = "auto"  # auto: the demo world's rule-based judge when every caption
-                                              # is a demo-world prompt; none: image metrics only (GR1-style data)
+    # an IDM folder: its labels of generated videos scored against the real episodes' actions (idm_action_mse)
+    idm: Path | None = None
+    # auto: the demo world's rule-based judge when every caption is a demo-world prompt; none: image metrics only
+    # (GR1-style data)
+    judge: Literal["auto", "demo", "none"] = "auto"
     max_episodes: int | None = None           # the first N held-out episodes (None: all)
     sheet_episodes: int = 4                   # episodes drawn in each contact sheet (real above each model)
 

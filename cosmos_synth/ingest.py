@@ -54,8 +54,9 @@ class IngestResult(StageResult):  # manifest: out_dir / manifest.jsonl
     num_samples: int            # rows in the manifest
     num_quarantined: int = 0    # bad samples skipped in lenient mode (always 0 in strict mode)
     quarantine: Path | None = None  # out_dir / quarantine.jsonl: one {"file", "line", "reason"} row per skipped sample
-    unlisted_videos: tuple[str, ...] = ()  # .mp4 files in the video folders that no metadata.csv row names, relative
-                                           # to dataset_dir (e.g. "videos/extra.mp4"); not ingested
+    # .mp4 files in the video folders that no metadata.csv row names, relative to dataset_dir (e.g. "videos/extra.mp4");
+    # not ingested
+    unlisted_videos: tuple[str, ...] = ()
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """One row per sample for a table artifact: sample_id, frames, size, caption (shortened)."""

@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 NVIDIA_MODEL = "nvidia/Cosmos-Predict2.5-2B"
 NVIDIA_REVISION = "diffusers/base/post-trained"
 TINY_MARKER = "cosmos_synth_tiny.json"  # written last: a folder without it is an interrupted build
-MODEL_MARKER = "cosmos_synth_model.json"  # written last into a model cosmos-synth trained itself (the demo world
-                                        # model): what it is and how it was made
+# written last into a model cosmos-synth trained itself (the demo world model): what it is and how it was made
+MODEL_MARKER = "cosmos_synth_model.json"
 DEMO_WORLD_MODEL = Path(__file__).resolve().parent.parent / "datasets" / "demo" / "world_model"
 NOOP_CHECKER = ["cosmos_synth.safety", "NoOpSafetyChecker"]
 

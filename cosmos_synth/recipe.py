@@ -62,18 +62,20 @@ class RunConfig:
     fps: int = 16
     seed: int = 0
     guardrail: bool = True                         # NVIDIA's guardrail for NVIDIA weights
-    latent_cache: bool = False                     # encode prompts + video windows once (cache stage) and train on
-                                                   # them with only the DiT on the GPU
-    generate_shards: int = 1                       # > 1: fan generation out as child flow runs of shard_deployment
-                                                   # (Prefect only; the CLI generates in-process)
+    # encode prompts + video windows once (cache stage) and train on them with only the DiT on the GPU
+    latent_cache: bool = False
+    # > 1: fan generation out as child flow runs of shard_deployment (Prefect only; the CLI generates in-process)
+    generate_shards: int = 1
     shard_deployment: str = "generate-shard/gpu"   # <flow>/<deployment> that runs one shard on a worker of its pool
-    mode: Literal["strict", "lenient"] = "strict"  # bad samples: stop at the first (strict) or skip and list them
-                                                   # in <stage>/quarantine.jsonl (lenient)
+    # bad samples: stop at the first (strict) or skip and list them in <stage>/quarantine.jsonl (lenient)
+    mode: Literal["strict", "lenient"] = "strict"
     label: bool = True                             # label generated videos with actions (inverse dynamics model)
-    idm: Path | None = None                        # a trained IDM folder (idm.safetensors + idm_config.json); None:
-                                                   # train one on the dataset's episodes that carry actions
-    heldout_dir: Path | None = None                # held-out real episodes (GR1 layout) to evaluate against; None:
-                                                   # <dataset>/heldout when the source writes one (procedural)
+    # a trained IDM folder (idm.safetensors + idm_config.json); None: train one on the dataset's episodes that carry
+    # actions
+    idm: Path | None = None
+    # held-out real episodes (GR1 layout) to evaluate against; None: <dataset>/heldout when the source writes one
+    # (procedural)
+    heldout_dir: Path | None = None
     demo: dict[str, Any] = field(default_factory=dict)      # DemoDataConfig overrides (source=procedural)
     idm_train: dict[str, Any] = field(default_factory=dict)  # IDMTrainConfig overrides (idm unset)
     cache: dict[str, Any] = field(default_factory=dict)     # CacheConfig overrides (latent_cache=true)

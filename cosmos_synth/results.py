@@ -17,8 +17,9 @@ from cosmos_synth.files import read_jsonl
 @dataclass(frozen=True, kw_only=True)
 class StageResult:
     out_dir: Path                       # the stage's folder, with its <stage>_config.json
-    manifest: Path | None = None        # one row per sample (ingest, preprocess, cache, generate, label) or per
-                                        # (model, episode) (evaluate); None where the outputs are not per sample
+    # one row per sample (ingest, preprocess, cache, generate, label) or per (model, episode) (evaluate); None where the
+    # outputs are not per sample
+    manifest: Path | None = None
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """A table of what the stage did, one row per sample unless the stage says otherwise: the manifest's rows."""

@@ -50,8 +50,9 @@ logger = logging.getLogger(__name__)
 Mode = Literal["strict", "lenient"]
 QUARANTINE_FILE = "quarantine.jsonl"   # next to a stage's manifest: one {"file", "reason", ...} row per skipped sample
 MAX_IMAGE_PIXELS = 64_000_000          # width x height above which a PNG is refused before decoding (64 megapixels)
-MAX_ASPECT_CHANGE = 1.25               # a video whose width/height differs from the dataset's by more than this factor
-                                       # (e.g. 4:3 in a 16:9 dataset, factor 1.33) is a bad sample; 16:10 (1.11) is fine
+# a video whose width/height differs from the dataset's by more than this factor (e.g. 4:3 in a 16:9 dataset, factor
+# 1.33) is a bad sample; 16:10 (1.11) is fine
+MAX_ASPECT_CHANGE = 1.25
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # weight files that are (or may be) pickles
 SAFE_FIX = "re-save it with safetensors' save_file on a machine you trust"

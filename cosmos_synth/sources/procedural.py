@@ -34,11 +34,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ACTION_NAMES", "MARKER", "STATE_NAMES", "episode_record", "record_episodes", "write_demo_dataset"]
 
-GENERATOR_VERSION = 2               # bump whenever the world, the expert or the rendering change: older datasets
-                                    # are then refused instead of silently mixed
+# bump whenever the world, the expert or the rendering change: older datasets are then refused instead of silently mixed
+GENERATOR_VERSION = 2
 MARKER = "demo_source.json"         # written last: its presence means the folder is a complete demo dataset
-VIDEO_CRF = 0                       # lossless H.264: decodes to the rendered frames exactly (~18 kB/episode;
-                                    # High 4:4:4 Predictive profile, which PyAV/FFmpeg read but some browsers do not)
+# lossless H.264: decodes to the rendered frames exactly (~18 kB/episode; High 4:4:4 Predictive profile, which
+# PyAV/FFmpeg read but some browsers do not)
+VIDEO_CRF = 0
 
 
 def record_episodes(family: str, seeds, *, num_frames: int, height: int, width: int) -> list[Episode]:

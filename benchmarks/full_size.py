@@ -1,10 +1,10 @@
 """Full-size Cosmos Predict 2.5 (2B DiT, Wan VAE, Qwen2.5-VL-7B) through cosmos-synth's own code, on random weights.
 
-No download: the three networks are built from their configs (docs/recipe.md, "Full-size sizes and costs") with random weights; speed and
-memory do not depend on weight values. The run goes through the project's real stages: ingest and preprocess of
-synthetic 432x768 clips, `cosmos_synth.train.train` for LoRA (>= 20 steps) and DoRA (>= 5 steps) at 93x432x768,
-the saved LoRA adapter reloaded and fused by `cosmos_synth.generate.generate_videos`, and one video at the eval
-setting (93 frames, 36 steps, guidance 7). Needs one GPU with ~80 GB.
+No download: the three networks are built from their configs (docs/recipe.md, "Full-size sizes and costs") with
+random weights; speed and memory do not depend on weight values. The run goes through the project's real stages:
+ingest and preprocess of synthetic 432x768 clips, `cosmos_synth.train.train` for LoRA (>= 20 steps) and DoRA
+(>= 5 steps) at 93x432x768, the saved LoRA adapter reloaded and fused by `cosmos_synth.generate.generate_videos`, and
+one video at the eval setting (93 frames, 36 steps, guidance 7). Needs one GPU with ~80 GB.
 
     python benchmarks/full_size.py --out benchmarks/results
 """
@@ -32,10 +32,11 @@ from cosmos_synth.config import GenerateConfig, IngestConfig, PreprocessConfig, 
 from cosmos_synth.files import read_jsonl  # noqa: E402
 from cosmos_synth.generate import generate_videos  # noqa: E402
 from cosmos_synth.ingest import ingest_dataset  # noqa: E402
-from cosmos_synth.preprocess import preprocess_dataset  # noqa: E402
 from cosmos_synth.layout import LOSS_LOG  # noqa: E402
+from cosmos_synth.preprocess import preprocess_dataset  # noqa: E402
 from cosmos_synth.train import train  # noqa: E402
 from cosmos_synth.video import write_video  # noqa: E402
+
 
 def make_dataset(root: Path, num_clips: int) -> Path:
     """Synthetic 97-frame 432x768 clips through the real ingest + preprocess stages."""

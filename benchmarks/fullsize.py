@@ -1,4 +1,6 @@
-"""Full-size Cosmos Predict 2.5 architectures with random weights, shared by the benchmarks (docs/recipe.md, "Full-size sizes and costs").
+"""Full-size Cosmos Predict 2.5 architectures with random weights, shared by the benchmarks.
+
+The sizes are those of docs/recipe.md, "Full-size sizes and costs".
 
 Speed and memory do not depend on weight values, so nothing is downloaded. The sizes are module constants so a
 smoke run on CPU can shrink them (tests/benchmark_smoke.py, run by tests/test_benchmarks.py).

@@ -32,10 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fullsize as fs  # noqa: E402
 
 from cosmos_synth.config import GenerateConfig  # noqa: E402
-from cosmos_synth.generate import (  # noqa: E402
-    Pair, encode_prompts, generate_video, list_pairs, prepare_pipeline, release_text_encoder,
-)
 from cosmos_synth.fp8_attention import Fp8SelfAttnProcessor  # noqa: E402
+from cosmos_synth.generate import (  # noqa: E402
+    Pair,
+    encode_prompts,
+    generate_video,
+    list_pairs,
+    prepare_pipeline,
+    release_text_encoder,
+)
 from cosmos_synth.speed import Fp8Linear, compile_blocks  # noqa: E402
 
 
@@ -105,7 +110,7 @@ def main() -> None:
     generate_video(pipe, warm, pairs[0])  # warm-up: cuDNN/cuBLAS autotuning
     reference, ref_times = [], []
     for pair in pairs:  # the pipeline call with the prompt text, as the reference eval does
-        frames, seconds = timed(device, lambda: generate_video(pipe, cfg, pair))
+        frames, seconds = timed(device, lambda pair=pair: generate_video(pipe, cfg, pair))
         reference.append(frames)
         ref_times.append(seconds)
     ref_s = statistics.median(ref_times)
@@ -159,7 +164,8 @@ def run_side(side, pipe, cfg, warm, pairs, embeds, negative, reference, ref_s, e
     generate_video(pipe, warm, pairs[0], embeds[pairs[0].sample_id], negative)  # warm-up: compiles the blocks
     ours, our_times = [], []
     for pair in pairs:
-        frames, seconds = timed(device, lambda: generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative))
+        frames, seconds = timed(device, lambda pair=pair: generate_video(pipe, cfg, pair, embeds[pair.sample_id],
+                                                                        negative))
         ours.append(frames)
         our_times.append(seconds)
     our_s = statistics.median(our_times) + encode_s / len(pairs)
@@ -169,7 +175,7 @@ def run_side(side, pipe, cfg, warm, pairs, embeds, negative, reference, ref_s, e
             "fp8_linears": sum(isinstance(m, Fp8Linear) for m in pipe.transformer.modules()),
             "fp8_attention_blocks": sum(isinstance(b.attn1.processor, Fp8SelfAttnProcessor)
                                         for b in pipe.transformer.transformer_blocks),
-            "psnr_db": [round(psnr(a, b), 2) for a, b in zip(reference, ours)]}
+            "psnr_db": [round(psnr(a, b), 2) for a, b in zip(reference, ours, strict=True)]}
 
 
 def profile_video(pipe, cfg: GenerateConfig, pair: Pair, embeds, negative) -> dict:

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fullsize as fs  # noqa: E402
 
 from cosmos_synth.config import TrainConfig  # noqa: E402
-from cosmos_synth.speed import checkpoint_blocks, compile_blocks, use_fp8_matmuls  # noqa: E402
 from cosmos_synth.encoding import encode_video  # noqa: E402
+from cosmos_synth.speed import checkpoint_blocks, compile_blocks, use_fp8_matmuls  # noqa: E402
 from cosmos_synth.train import add_adapter, draw_flow_noise, flow_loss  # noqa: E402
 
 VARIANTS = {  # name: (cached inputs, checkpointed blocks (None = all), compile, activation memory budget, policy, fp8)

@@ -14,19 +14,19 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from cosmos_synth.recipe import RunConfig, load_run_config, parse_override
 from cosmos_synth.progress import ProgressUpdate
+from cosmos_synth.recipe import RunConfig, load_run_config, parse_override
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
 Recipe = Annotated[str, typer.Option("--recipe", "-r", help="Recipe name (demo, gr1) or path to a .toml file.")]
-Params = Annotated[Optional[list[str]], typer.Option(
+Params = Annotated[list[str] | None, typer.Option(
     "--param", "-p", help="Override a setting: key=value, dotted for stages (train.rank=16, generate.num_steps=4, "
                           "run_dir=runs/x). Repeatable. Values are parsed as JSON when they are JSON.")]
 
@@ -139,7 +139,7 @@ def train(recipe: Recipe = "demo", param: Params = None) -> None:
 
 @app.command()
 def generate(recipe: Recipe = "demo", param: Params = None,
-             adapter: Annotated[Optional[Path], typer.Option(help="Adapter folder; default: the run's train/ "
+             adapter: Annotated[Path | None, typer.Option(help="Adapter folder; default: the run's train/ "
                                                                   "folder if it holds one.")] = None) -> None:
     """Generate one video per (image, prompt) pair with NumPy-drawn, device-independent noise."""
     from cosmos_synth.generate import generate_videos
@@ -190,7 +190,7 @@ def export(recipe: Recipe = "demo", param: Params = None) -> None:
 
 @app.command()
 def evaluate(recipe: Recipe = "demo", param: Params = None,
-             model: Annotated[Optional[list[str]], typer.Option(
+             model: Annotated[list[str] | None, typer.Option(
                  "--model", "-m", help="Evaluate these models instead: name=<training out_dir>, or name= for the "
                                        "base model. Repeatable, e.g. -m base= -m lora=runs/a/train -m "
                                        "dora=runs/b/train.")] = None) -> None:

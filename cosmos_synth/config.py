@@ -349,7 +349,7 @@ def _coerce(value: Any, annotation: Any, name: str, where: str = "config", examp
         kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args or [Any] * len(value))
         if len(kinds) != len(value):
             raise ValueError(f"{where}: {name}={value!r} has {len(value)} items; it takes {len(kinds)}.")
-        return tuple(_coerce(v, k, f"{name}[{i}]", where) for i, (v, k) in enumerate(zip(value, kinds)))
+        return tuple(_coerce(v, k, f"{name}[{i}]", where) for i, (v, k) in enumerate(zip(value, kinds, strict=True)))
     if (origin is dict or annotation is dict) and not isinstance(value, dict):
         raise ValueError(f"{where}: {name}={value!r} is not a table; give one, e.g. {name}={{...}}.")
     if annotation in _KINDS:

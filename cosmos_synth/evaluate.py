@@ -231,7 +231,7 @@ def evaluate_models(cfg: EvaluateConfig) -> EvaluateResult:
         else:
             paths = generated_videos(cfg, name, pairs_dir, wanted)
             videos[name] = {e.name: read_video(paths[e.name])[0] for e in episodes}
-        for number, episode in enumerate(episodes, start=1):
+        for episode in episodes:
             row = episode_metrics(episode, real[episode.name], videos[name][episode.name], use_judge=use_judge,
                                   idm=idm if name != BASELINE else None)
             per_episode.append({"model": name, **row})
@@ -308,6 +308,7 @@ def report_markdown(cfg: EvaluateConfig, rows: list[dict], sheets: list[Path]) -
     return "\n".join([
         f"# Evaluation on {rows[0]['episodes'] if rows else 0}+ held-out episodes of {cfg.episodes_dir}", "",
         f"Generation: {cfg.num_steps} steps, guidance {cfg.guidance_scale}, seed {cfg.seed}, "
-        f"{cfg.num_frames} frames at {cfg.height}x{cfg.width}. success_ci95: 95% Wilson interval. PSNR and SSIM over "
-        f"the frames after the first; frame0_psnr_db: the first frame against the seed image's episode frame.", "",
+        f"{cfg.num_frames} frames at {cfg.height}x{cfg.width}. success_ci95: 95% Wilson interval. "
+        f"PSNR and SSIM over the frames after the first; "
+        f"frame0_psnr_db: the first frame against the seed image's episode frame.", "",
         metrics_table(rows), "", *[f"![{p.stem}]({p.name})" for p in sheets], ""])

@@ -125,7 +125,7 @@ def _cudnn_fp8_sdpa(q8, k8, v8, descale_q, descale_k, descale_v, descale_o) -> t
     values = [q8, k8, v8, *(d.reshape(1, 1, 1, 1) for d in (descale_q, descale_k, descale_v)), descale_s, scale_s,
               (1.0 / descale_o).reshape(1, 1, 1, 1), out, *amax_scratch]
     workspace = torch.empty(workspace_size, device=q8.device, dtype=torch.uint8)
-    graph.execute(dict(zip(tensors, values)), workspace, handle=handle)
+    graph.execute(dict(zip(tensors, values, strict=True)), workspace, handle=handle)
     return out
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +22,14 @@ from cosmos_synth.config import GenerateConfig, write_config
 from cosmos_synth.encoding import embed_prompt
 from cosmos_synth.files import file_sha256, read_jsonl, remove_stale_temporaries, write_jsonl
 from cosmos_synth.fp8_attention import use_fp8_attention
-from cosmos_synth.models import (
-    ADAPTER_FILE, load_full_transformer, load_pipeline, model_fingerprint, trained_weights_file,
-)
 from cosmos_synth.layout import MANIFEST, PREVIEWS_DIR, SHARDS_DIR, VIDEOS_DIR
+from cosmos_synth.models import (
+    ADAPTER_FILE,
+    load_full_transformer,
+    load_pipeline,
+    model_fingerprint,
+    trained_weights_file,
+)
 from cosmos_synth.preview import VideoPreviews, write_video_previews
 from cosmos_synth.progress import Progress, ProgressReporter
 from cosmos_synth.results import StageResult

@@ -316,7 +316,7 @@ def fit(model: InverseDynamicsModel, train: list[TrainingEpisode], cfg: IDMTrain
     targets = torch.from_numpy(np.concatenate([e.actions for e in train])).to(device)
     targets = (targets - model.action_mean) / model.action_std
     offsets = np.cumsum([0] + [len(e.actions) for e in train])      # clips never cross an episode boundary
-    starts = torch.cat([torch.arange(o, o + len(e.actions) - k + 1) for o, e in zip(offsets, train)])
+    starts = torch.cat([torch.arange(o, o + len(e.actions) - k + 1) for o, e in zip(offsets[:-1], train, strict=True)])
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=WEIGHT_DECAY)
     total = cfg.num_epochs * math.ceil(len(starts) / cfg.batch_size)
     warmup = max(1, round(WARMUP_FRACTION * total))
@@ -346,7 +346,7 @@ def regression_metrics(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.nda
     """Per-dimension MSE and R2 (1 - MSE / variance of the truth; None where the truth is constant)."""
     mse = ((predicted - truth) ** 2).mean(axis=0)
     variance = truth.var(axis=0)
-    return mse, [float(1 - m / v) if v > 0 else None for m, v in zip(mse, variance)]
+    return mse, [float(1 - m / v) if v > 0 else None for m, v in zip(mse, variance, strict=True)]
 
 
 def evaluate(model: InverseDynamicsModel, heldout: list[TrainingEpisode]) -> dict[str, Any]:

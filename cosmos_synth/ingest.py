@@ -30,7 +30,13 @@ from cosmos_synth.layout import MANIFEST
 from cosmos_synth.results import StageResult
 from cosmos_synth.sources.layout import METADATA_CSV, TRAJECTORIES_DIR, TRAJECTORY_SUFFIX, VIDEO_SUFFIX
 from cosmos_synth.validate import (
-    QUARANTINE_FILE, Quarantine, check_aspect_ratio, check_not_empty, common_size, resolve_inside, writing,
+    QUARANTINE_FILE,
+    Quarantine,
+    check_aspect_ratio,
+    check_not_empty,
+    common_size,
+    resolve_inside,
+    writing,
 )
 from cosmos_synth.video import read_video
 

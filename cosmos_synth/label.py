@@ -43,7 +43,7 @@ class LabelResult(StageResult):     # manifest: out_dir / manifest.jsonl, the ge
         rows = []
         for row in read_jsonl(self.manifest):
             actions = read_actions(Path(row["actions"]))
-            means = {f"mean {name}": round(float(v), 4) for name, v in zip(row["action_names"], actions.mean(axis=0))}
+            means = {f"mean {name}": round(float(v), 4) for name, v in zip(row["action_names"], actions.mean(axis=0), strict=True)}
             rows.append({"sample_id": row["sample_id"], "frames": len(actions), "actions": Path(row["actions"]).name,
                          **means})
         return rows

@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from cosmos_synth.config import TrainConfig, config_to_dict, write_config
-from cosmos_synth.models import trained_weights_file
 from cosmos_synth.layout import LOSS_CURVE, LOSS_LOG, RESULT_FILE, TRAIN_LOG
+from cosmos_synth.models import trained_weights_file
 from cosmos_synth.preview import write_loss_curve
 from cosmos_synth.progress import Progress, ProgressReporter
 from cosmos_synth.train import TrainResult

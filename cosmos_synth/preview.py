@@ -24,7 +24,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from cosmos_synth.files import atomic_write, read_jsonl
 from cosmos_synth.layout import (
-    ANIMATION, CONTACT_SHEET, LOSS_CURVE, LOSS_LOG, MANIFEST, PREVIEWS_DIR, SHARDS_DIR,
+    ANIMATION,
+    CONTACT_SHEET,
+    LOSS_CURVE,
+    LOSS_LOG,
+    MANIFEST,
+    PREVIEWS_DIR,
+    SHARDS_DIR,
 )
 from cosmos_synth.video import read_video
 
@@ -116,7 +122,7 @@ def draw_contact_sheet(sheet_rows: list[tuple[dict, list[int], list[Image.Image]
             y += line
             draw.text((MARGIN, y), text, fill=FAINT, font=text_font)
         y += line + 2
-        for column, (index, thumb) in enumerate(zip(picks, thumbs)):
+        for column, (index, thumb) in enumerate(zip(picks, thumbs, strict=True)):
             x = MARGIN + column * (thumb_width + GAP)
             sheet.paste(thumb, (x, y))
             draw.text((x, y + THUMB_HEIGHT + 1), f"frame {index}", fill=FAINT, font=small_font)
@@ -187,7 +193,7 @@ def draw_line_chart(x: np.ndarray, series: list[tuple[np.ndarray, tuple[int, int
     def to_px(xs, ys):
         px = left + (xs - x_min) / (x_max - x_min) * (width - left - right)
         py = top + (y_max - ys) / (y_max - y_min) * (height - top - bottom)
-        return list(zip(px.tolist(), py.tolist()))
+        return list(zip(px.tolist(), py.tolist(), strict=True))
 
     chart = Image.new("RGB", size, PAPER)
     draw = ImageDraw.Draw(chart)

@@ -20,8 +20,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cosmos_synth.config import (
-    CacheConfig, DemoDataConfig, EvaluateConfig, ExportConfig, GenerateConfig, IDMTrainConfig, IngestConfig,
-    LabelConfig, PreprocessConfig, TrainConfig, config_from_dict,
+    CacheConfig,
+    DemoDataConfig,
+    EvaluateConfig,
+    ExportConfig,
+    GenerateConfig,
+    IDMTrainConfig,
+    IngestConfig,
+    LabelConfig,
+    PreprocessConfig,
+    TrainConfig,
+    config_from_dict,
 )
 from cosmos_synth.layout import MANIFEST
 from cosmos_synth.models import DEMO_WORLD_MODEL, NVIDIA_MODEL, NVIDIA_REVISION

@@ -140,7 +140,7 @@ def training_step(pipe, transformer, cfg: TrainConfig, batch: list[dict], genera
         else:
             latents = encode_video(pipe, sample_window(sample["frames"], cfg.num_frames, generator).unsqueeze(0))
         draw = draw_flow_noise(cfg, latents.shape, generator)
-        for values, value in zip((clean, noise, sigma, num_cond, drop), (latents, *draw)):
+        for values, value in zip((clean, noise, sigma, num_cond, drop), (latents, *draw), strict=True):
             values.append(value)
     embeds = torch.cat([s["prompt_embeds"] for s in batch]).to(device)
     return flow_loss(transformer, cfg, torch.cat(clean), embeds, torch.cat(noise), torch.cat(sigma), num_cond, drop,

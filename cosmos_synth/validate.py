@@ -236,7 +236,8 @@ def check_pairs(pairs_dir: Path, quarantine: Quarantine) -> list[tuple[int, str,
 
     Cheap checks (missing halves, colliding ids, symbolic links out of the folder) run over the whole folder before
     any file is read. `index` is the id's position among every id in the folder, bad ones included, so skipping a bad
-    pair never changes another pair's seed. Every image is decoded once here, so a bad one is found before generation starts.
+    pair never changes another pair's seed. Every image is decoded once here, so a bad one is found before generation
+    starts.
     """
     pairs_dir = Path(pairs_dir)
     if not pairs_dir.is_dir():

@@ -34,7 +34,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -43,12 +42,18 @@ from cosmos_synth.config import TrainConfig, config_to_dict
 from cosmos_synth.demo_world import PRETRAINING_FAMILY, rollout_expert
 from cosmos_synth.demo_world.render import TABLE_EDGE_RGB, TABLE_RGB
 from cosmos_synth.demo_world.scene import (
-    CONTAINER_COLOURS, CONTAINER_PREPOSITION, EDGES, OBJECT_COLOURS, OBJECT_KINDS, PICK_PROMPT, PUSH_PROMPT,
+    CONTAINER_COLOURS,
+    CONTAINER_PREPOSITION,
+    EDGES,
+    OBJECT_COLOURS,
+    OBJECT_KINDS,
+    PICK_PROMPT,
+    PUSH_PROMPT,
 )
 from cosmos_synth.demo_world.sim import DemoWorld
 from cosmos_synth.files import atomic_dir, write_jsonl, write_text_atomic
 from cosmos_synth.layout import MANIFEST
-from cosmos_synth.models import MODEL_MARKER, _CHAT_TEMPLATE, _SPECIAL_TOKENS, _byte_level_symbols
+from cosmos_synth.models import _CHAT_TEMPLATE, _SPECIAL_TOKENS, MODEL_MARKER, _byte_level_symbols
 
 logger = logging.getLogger(__name__)
 

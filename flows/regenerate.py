@@ -17,9 +17,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from cosmos_synth.config import LabelConfig
+from cosmos_synth.models import trained_weights_file
 from cosmos_synth.recipe import load_run_config
 from cosmos_synth.regenerate import Batch, collect_new_pairs, combined_manifest, record_batch
-from cosmos_synth.models import trained_weights_file
 from tasks.stages import export_task, generate_task, label_task
 
 

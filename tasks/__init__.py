@@ -3,8 +3,19 @@
 import logging
 
 from tasks.stages import (
-    STAGE_TASKS, cache_task, evaluate_task, export_task, fan_out_task, generate_task, ingest_task, label_task,
-    prepare_model_task, prepare_source_task, preprocess_task, train_idm_task, train_task,
+    STAGE_TASKS,
+    cache_task,
+    evaluate_task,
+    export_task,
+    fan_out_task,
+    generate_task,
+    ingest_task,
+    label_task,
+    prepare_model_task,
+    prepare_source_task,
+    preprocess_task,
+    train_idm_task,
+    train_task,
 )
 
 __all__ = ["STAGE_TASKS", "cache_task", "evaluate_task", "export_task", "fan_out_task", "generate_task", "ingest_task",

@@ -16,7 +16,15 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from cosmos_synth.cache import CacheResult, encode_latent_cache
 from cosmos_synth.config import (
-    CacheConfig, EvaluateConfig, ExportConfig, GenerateConfig, IDMTrainConfig, IngestConfig, LabelConfig, PreprocessConfig, TrainConfig,
+    CacheConfig,
+    EvaluateConfig,
+    ExportConfig,
+    GenerateConfig,
+    IDMTrainConfig,
+    IngestConfig,
+    LabelConfig,
+    PreprocessConfig,
+    TrainConfig,
 )
 from cosmos_synth.evaluate import EvaluateResult, evaluate_models
 from cosmos_synth.export import ExportResult, export_episodes
@@ -26,10 +34,10 @@ from cosmos_synth.idm import IDMResult, train_idm
 from cosmos_synth.ingest import IngestResult, ingest_dataset
 from cosmos_synth.label import LabelResult, label_videos
 from cosmos_synth.launch import launch_training
+from cosmos_synth.prepare import prepare_model, prepare_source
 from cosmos_synth.preprocess import PreprocessResult, preprocess_dataset
 from cosmos_synth.recipe import RunConfig
 from cosmos_synth.train import TrainResult
-from cosmos_synth.prepare import prepare_model, prepare_source
 from tasks.fanout import fan_out_generation
 from tasks.progress import ProgressArtifact
 

@@ -13,7 +13,6 @@ from PIL import Image
 from cosmos_synth.config import DemoDataConfig
 from cosmos_synth.sources.procedural import write_demo_dataset
 
-
 # demo data fixtures ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="session")

@@ -12,12 +12,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from cosmos_synth.cache import cache_key, encode_latent_cache, load_cached, window_starts
 from cosmos_synth.config import CacheConfig, TrainConfig
+from cosmos_synth.encoding import encode_video
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.layout import LOSS_LOG
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.preprocess import load_clip
 from cosmos_synth.speed import _ATTENTION_OPS, checkpoint_blocks
-from cosmos_synth.encoding import encode_video
 from cosmos_synth.train import train
 
 
@@ -99,7 +99,7 @@ def test_selective_checkpointing_keeps_values_and_gradients(tiny_dit_run, policy
     for layers in (1, 2):
         out, grads = tiny_dit_run(prepare=_checkpointing(layers, policy))
         torch.testing.assert_close(out, plain_out)
-        for a, b in zip(grads, plain_grads):
+        for a, b in zip(grads, plain_grads, strict=True):
             torch.testing.assert_close(a, b)
 
 

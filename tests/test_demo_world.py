@@ -1,4 +1,4 @@
-"""The demo world: physics, the expert, exact replay, and a judge that reads real episodes right and wrong ones wrong."""
+"""The demo world: physics, the expert, exact replay, and a judge that reads real episodes right, wrong ones wrong."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from safetensors.torch import load_file
 
 from cosmos_synth.config import TrainConfig

@@ -25,8 +25,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import VIDEOS_DIR
 from cosmos_synth.models import load_pipeline
-from cosmos_synth.recipe import load_run_config
 from cosmos_synth.preview import ANIMATION, CONTACT_SHEET, LOSS_CURVE, PREVIEWS_DIR
+from cosmos_synth.recipe import load_run_config
 from cosmos_synth.tracking import TENSORBOARD_DIR
 from flows.finetune_and_generate import OUTPUTS_ARTIFACT
 from flows.local_stack import DEMO_DEPLOYMENT, _stop_process, local_stack

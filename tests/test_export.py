@@ -18,7 +18,7 @@ from cosmos_synth.config import ExportConfig
 from cosmos_synth.export import Episode, export_episodes, iter_episodes, write_lerobot_dataset, write_robomimic_hdf5
 from cosmos_synth.export.robomimic import split_demos
 from cosmos_synth.export.stats import FeatureStats
-from cosmos_synth.video import read_video, write_video
+from cosmos_synth.video import write_video
 
 LENGTHS = (9, 13, 17)
 PICK, OPEN = "The robot arm picks up the red cube.", "The robot arm opens the drawer."

@@ -18,7 +18,10 @@ import torch
 from cosmos_synth.config import GenerateConfig, TrainConfig
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.fp8_attention import (
-    Fp8SelfAttnProcessor, fp8_attention, fp8_sdpa, use_fp8_attention,
+    Fp8SelfAttnProcessor,
+    fp8_attention,
+    fp8_sdpa,
+    use_fp8_attention,
 )
 from cosmos_synth.generate import generate_videos
 from cosmos_synth.layout import LOSS_LOG
@@ -99,7 +102,7 @@ def test_training_with_fp8_matmuls_follows_the_float_loss(tiny_model, clips, tmp
         train(cfg)
         losses[fp8] = [r["loss"] for r in read_jsonl(out / LOSS_LOG)]
     assert len(losses[True]) == len(losses[False]) >= 2
-    for a, b in zip(losses[True], losses[False]):  # same data, noise and seed: the loss moves by FP8's rounding only
+    for a, b in zip(losses[True], losses[False], strict=True):  # same data, noise and seed: the loss moves by FP8's rounding only
         assert a != b and abs(a - b) / b < 0.02
 
 

@@ -112,7 +112,7 @@ def test_precomputed_embeddings_give_the_pipeline_call_frames(tiny_model, tmp_pa
     embeds, negative = encode_prompts(pipe, cfg, pairs)
     release_text_encoder(pipe)
     assert pipe.text_encoder is None and negative.shape == embeds["p0"].shape == (1, 512, 32)
-    for pair, frames in zip(pairs, reference):
+    for pair, frames in zip(pairs, reference, strict=True):
         assert np.array_equal(generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative), frames)
 
 

@@ -13,8 +13,8 @@ from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import list_pairs
 from cosmos_synth.ingest import ingest_dataset
 from cosmos_synth.models import TINY_MARKER, load_pipeline
-from cosmos_synth.recipe import load_run_config
 from cosmos_synth.prepare import prepare_source
+from cosmos_synth.recipe import load_run_config
 from cosmos_synth.video import write_video
 
 # docs/recipe.md, the published command at 432x768.

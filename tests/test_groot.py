@@ -151,7 +151,7 @@ def test_gr00t_style_reading_gives_back_the_episodes(written):
     root, source = written
     loaded = read_like_gr00t(root)
     assert len(loaded) == 3
-    for item, episode in zip(loaded, source):
+    for item, episode in zip(loaded, source, strict=True):
         np.testing.assert_array_equal(item["action.arm"], episode.actions[:, :6])
         np.testing.assert_array_equal(item["action.gripper"], episode.actions[:, 6:])
         np.testing.assert_array_equal(item["state.right"], episode.states[:, 2:])
@@ -207,7 +207,8 @@ def test_unlabelled_episodes_are_refused(tmp_path):
 
 
 def test_groups_must_cover_the_columns(tmp_path):
-    with pytest.raises(ValueError, match=r"action_groups=\{'arm': 6\} \(export.groot_action_groups in a recipe\) covers 6 columns but the episodes have 7"):
+    with pytest.raises(ValueError, match=r"action_groups=\{'arm': 6\} \(export.groot_action_groups in a recipe\) covers 6 columns "
+                                           r"but the episodes have 7"):
         write_groot_dataset(episodes(), tmp_path / "groot", fps=FPS, camera="front", robot_type="x",
                             action_groups={"arm": 6})
     assert list(tmp_path.iterdir()) == []
@@ -226,7 +227,7 @@ def test_lerobot_codec_option(tmp_path):
 
 def write_manifest(folder: Path, *, labelled: bool) -> Path:
     rows = []
-    for i, episode in enumerate(episodes(states=False)):
+    for episode in episodes(states=False):
         video = write_video(episode.frames, folder / f"videos/{episode.sample_id}.mp4", fps=FPS)
         row = {"sample_id": episode.sample_id, "prompt": episode.task, "video": str(video), "fps": FPS}
         if labelled:

@@ -44,7 +44,7 @@ def test_good_dataset_manifest(dataset):
     assert result.manifest == dataset.parent / "ingest" / "manifest.jsonl"
     rows = read_jsonl(result.manifest)
     assert [r["sample_id"] for r in rows] == [f"episode_{i:04d}" for i in range(NUM_EPISODES)]
-    for row, prompt in zip(rows, prompts):
+    for row, prompt in zip(rows, prompts, strict=True):
         assert row["video"] == str((dataset / VIDEOS_DIR / f"{row['sample_id']}.mp4").resolve())
         assert row["trajectory"] == str((dataset / TRAJECTORIES_DIR / f"{row['sample_id']}.npz").resolve())
         assert row["caption"] == prompt

@@ -18,11 +18,22 @@ from safetensors.torch import load_file
 import cosmos_synth.idm
 import cosmos_synth.label
 from cosmos_synth.config import (
-    DemoDataConfig, ExportConfig, IDMTrainConfig, IngestConfig, LabelConfig, load_config,
+    DemoDataConfig,
+    ExportConfig,
+    IDMTrainConfig,
+    IngestConfig,
+    LabelConfig,
+    load_config,
 )
 from cosmos_synth.export import export_episodes
 from cosmos_synth.idm import (
-    CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, average_chunks, load_idm, predict_actions, train_idm,
+    CONFIG_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    average_chunks,
+    load_idm,
+    predict_actions,
+    train_idm,
 )
 from cosmos_synth.ingest import ingest_dataset
 from cosmos_synth.label import label_videos
@@ -175,7 +186,7 @@ def test_labels_are_close_to_the_ground_truth(labelled):
     out_rows = [json.loads(line) for line in result.manifest.read_text().splitlines()]
     in_rows = [json.loads(line) for line in cfg.manifest.read_text().splitlines()]
     assert [r["sample_id"] for r in out_rows] == [r["sample_id"] for r in in_rows]
-    for source, row in zip(in_rows, out_rows):
+    for source, row in zip(in_rows, out_rows, strict=True):
         assert {k: row[k] for k in source} == source                     # the generate row, extended
         assert row["action_names"] == list(ACTION_NAMES)
         assert row["actions"] == str((cfg.out_dir / "actions" / f"{row['sample_id']}.npz").resolve())

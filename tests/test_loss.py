@@ -65,6 +65,6 @@ def test_sigma_is_shifted_logit_normal():
 
 def test_condition_mask_matches_the_pipeline(tiny_pipe):
     ind, mask = condition_mask(SHAPE, [1, 2], device="cpu", dtype=torch.float32)
-    for k, row in zip([1, 2], range(2)):
+    for k, row in zip([1, 2], range(2), strict=True):
         ref_ind, ref_mask = tiny_pipe.create_condition_mask((1,) + SHAPE[1:], "cpu", torch.float32, k)
         assert torch.equal(ind[row:row + 1], ref_ind) and torch.equal(mask[row:row + 1], ref_mask)

@@ -13,7 +13,12 @@ from cosmos_synth.config import DemoDataConfig
 from cosmos_synth.demo_world import DemoWorld, Task, parse_prompt
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.sources.layout import (
-    EPISODES_JSONL, HELDOUT_DIR, METADATA_CSV, TEST_DIR, TRAJECTORIES_DIR, VIDEOS_DIR,
+    EPISODES_JSONL,
+    HELDOUT_DIR,
+    METADATA_CSV,
+    TEST_DIR,
+    TRAJECTORIES_DIR,
+    VIDEOS_DIR,
 )
 from cosmos_synth.sources.procedural import ACTION_NAMES, MARKER, STATE_NAMES, write_demo_dataset
 from cosmos_synth.video import read_video, write_video
@@ -35,7 +40,7 @@ def test_same_config_gives_identical_data(tmp_path):
     a, b = _write(tmp_path / "a"), _write(tmp_path / "b")
     assert (a / METADATA_CSV).read_text() == (b / METADATA_CSV).read_text()
     for i in range(SMALL["num_episodes"]):
-        for x, y in zip(_load(a, f"episode_{i:04d}"), _load(b, f"episode_{i:04d}")):
+        for x, y in zip(_load(a, f"episode_{i:04d}"), _load(b, f"episode_{i:04d}"), strict=True):
             np.testing.assert_array_equal(x, y)
     for k in range(SMALL["num_test_pairs"]):
         np.testing.assert_array_equal(cv2.imread(str(a / TEST_DIR / f"pair_{k:04d}.png")),
@@ -57,7 +62,7 @@ def test_layout_shapes_and_prompts(tmp_path, family, start):
     lines = (root / METADATA_CSV).read_text().splitlines()
     records = read_jsonl(root / EPISODES_JSONL)
     assert len(lines) == len(records) == SMALL["num_episodes"]
-    for i, (line, record) in enumerate(zip(lines, records)):
+    for i, (line, record) in enumerate(zip(lines, records, strict=True)):
         video, _, prompt = line.partition(",")
         assert video == f"{VIDEOS_DIR}/episode_{i:04d}.mp4" and prompt.startswith(start) and prompt.endswith(".")
         assert record["name"] == f"episode_{i:04d}" and record["seed"] == i and record["success"] is True

@@ -9,10 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from cosmos_synth.config import TrainConfig
-from cosmos_synth.loss import build_flow_inputs, masked_velocity_loss, predict_velocity
-from cosmos_synth.models import load_pipeline
-from cosmos_synth.models import ADAPTER_FILE
 from cosmos_synth.encoding import encode_video
+from cosmos_synth.loss import build_flow_inputs, masked_velocity_loss, predict_velocity
+from cosmos_synth.models import ADAPTER_FILE, load_pipeline
 from cosmos_synth.train import add_adapter, save_adapter
 
 

@@ -73,7 +73,7 @@ def expert_targets(task: Task, scene: Scene, num_steps: int) -> tuple[np.ndarray
     positions = [np.asarray(scene.gripper_start, dtype=np.float64)]
     commands: list[float] = []
     start = positions[0]
-    for length, (waypoint, command) in zip(phase_lengths(num_steps), plan(task, scene)):
+    for length, (waypoint, command) in zip(phase_lengths(num_steps), plan(task, scene), strict=True):
         end = np.asarray(waypoint, dtype=np.float64)
         for i in range(1, length + 1):
             s = i / length

@@ -13,20 +13,27 @@ Checks:
 - distractor: the scene's other object ends in a container (pick_place) or at an edge (push): the video did
   another task, or both;
 - physics: no object moves unless the gripper is near it (a partly hidden object seems to move: the arm or
-  gripper over its place excuses that too); no object vanishes unless the gripper is near it or covers its place; no object is duplicated or grows (no second patch of its colour far away,
-  never more than MAX_AREA_RATIO its median area).
+  gripper over its place excuses that too); no object vanishes unless the gripper is near it or covers its place;
+  no object is duplicated or grows (no second patch of its colour far away, never more than MAX_AREA_RATIO its
+  median area).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import cv2
 import numpy as np
 
 from cosmos_synth.demo_world.render import (
-    ARM_RGB, FINGER_SIZE, GRIPPER_RGB, TABLE_EDGE_RGB, TABLE_RGB, finger_half_extent, shade,
+    ARM_RGB,
+    FINGER_SIZE,
+    GRIPPER_RGB,
+    TABLE_EDGE_RGB,
+    TABLE_RGB,
+    finger_half_extent,
+    shade,
 )
 from cosmos_synth.demo_world.scene import ASPECT, CONTAINER_COLOURS, OBJECT_COLOURS, OBJECT_HALF, Task
 from cosmos_synth.demo_world.sim import task_done
@@ -87,7 +94,7 @@ def _mask(labels: np.ndarray, *names: str) -> np.ndarray:
     return np.isin(labels, [PALETTE_NAMES.index(n) for n in names])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gripper_offset() -> float:
     """Height units from the palm-and-fingers centroid down to the gripper's centre (at half opening)."""
     half_w, half_h = finger_half_extent(0.5)

@@ -22,7 +22,15 @@ import numpy as np
 
 from cosmos_synth.demo_world.render import finger_half_extent, render
 from cosmos_synth.demo_world.scene import (
-    ASPECT, CONTAINER_RADIUS, FAMILIES, OBJECT_HALF, Scene, Task, find_item, sample_scene, sample_task,
+    ASPECT,
+    CONTAINER_RADIUS,
+    FAMILIES,
+    OBJECT_HALF,
+    Scene,
+    Task,
+    find_item,
+    sample_scene,
+    sample_task,
 )
 
 STATE_NAMES = (

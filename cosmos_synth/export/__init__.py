@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path

@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import av
 import numpy as np
@@ -33,7 +34,12 @@ import pyarrow.parquet as pq
 
 from cosmos_synth.export.episodes import Episode, frame_size
 from cosmos_synth.export.features import (
-    DEFAULT_VIDEO_CODEC, VideoCodec, frame_table, video_encoder, video_info, video_key,
+    DEFAULT_VIDEO_CODEC,
+    VideoCodec,
+    frame_table,
+    video_encoder,
+    video_info,
+    video_key,
 )
 from cosmos_synth.export.stats import FeatureStats, to_json
 from cosmos_synth.files import remove_stale_temporaries, replace_dir, temporary_path, write_text_atomic
@@ -248,7 +254,7 @@ def verify_lerobot_dataset(root: Path, *, num_episodes: int, num_frames: int) ->
     episodes = pq.read_table(root / EPISODES_PATH.format(chunk_index=0, file_index=0)).to_pandas()
     starts, ends = episodes["dataset_from_index"].to_numpy(), episodes["dataset_to_index"].to_numpy()
     if len(episodes) != num_episodes or not np.array_equal(np.r_[starts, num_frames], np.r_[0, ends]):
-        raise fail(f"episode rows {list(zip(starts, ends))} do not tile frames 0..{num_frames}")
+        raise fail(f"episode rows {list(zip(starts, ends, strict=True))} do not tile frames 0..{num_frames}")
     if len(pd.read_parquet(root / TASKS_PATH)) != info["total_tasks"]:
         raise fail("tasks.parquet does not hold total_tasks rows")
     missing = set(info["features"]) - set(json.loads((root / STATS_PATH).read_text()))

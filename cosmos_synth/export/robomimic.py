@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import h5py
 import numpy as np
@@ -198,7 +199,7 @@ def verify_robomimic_hdf5(path: Path, *, num_episodes: int, num_frames: int) -> 
         if int(data.attrs["total"]) != num_frames or sum(lengths) != num_frames:
             raise fail(f"total={data.attrs['total']}, demos sum to {sum(lengths)}, expected {num_frames}")
         json.loads(data.attrs["env_args"])
-        for name, length in zip(names, lengths):
+        for name, length in zip(names, lengths, strict=True):
             demo = data[name]
             for group in ("obs", "next_obs"):
                 for key, dataset in demo[group].items():

@@ -32,7 +32,7 @@ def describe(rows: np.ndarray, count: int) -> dict[str, np.ndarray]:
     """Exact statistics of (M, C) rows; `count` is what the rows stand for (frames)."""
     stats = {"min": rows.min(axis=0), "max": rows.max(axis=0), "mean": rows.mean(axis=0), "std": rows.std(axis=0),
              "count": np.array([count])}
-    for key, value in zip(QUANTILE_KEYS, np.quantile(rows, QUANTILES, axis=0)):
+    for key, value in zip(QUANTILE_KEYS, np.quantile(rows, QUANTILES, axis=0), strict=True):
         stats[key] = value
     return stats
 
@@ -74,7 +74,7 @@ class FeatureStats:
         """The dataset's statistics: exact moments and extremes, quantiles from the reservoir."""
         assert self._merged is not None and self._reservoir is not None, "no episode was added"
         stats = dict(self._merged)
-        for key, value in zip(QUANTILE_KEYS, np.quantile(self._reservoir, QUANTILES, axis=0)):
+        for key, value in zip(QUANTILE_KEYS, np.quantile(self._reservoir, QUANTILES, axis=0), strict=True):
             stats[key] = value
         return self._shaped(stats)
 

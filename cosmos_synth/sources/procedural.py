@@ -26,7 +26,12 @@ from cosmos_synth.config import DemoDataConfig, config_to_dict
 from cosmos_synth.demo_world import ACTION_NAMES, STATE_NAMES, DemoWorld, Episode, rollout_expert
 from cosmos_synth.files import atomic_dir, write_jsonl, write_text_atomic
 from cosmos_synth.sources.layout import (
-    EPISODES_JSONL, HELDOUT_DIR, METADATA_CSV, TEST_DIR, TRAJECTORIES_DIR, VIDEOS_DIR,
+    EPISODES_JSONL,
+    HELDOUT_DIR,
+    METADATA_CSV,
+    TEST_DIR,
+    TRAJECTORIES_DIR,
+    VIDEOS_DIR,
 )
 from cosmos_synth.video import write_video
 
@@ -59,18 +64,18 @@ def _write_episodes(root: Path, episodes: list[Episode], names: list[str], fps: 
     for sub in (VIDEOS_DIR, TRAJECTORIES_DIR):
         (root / sub).mkdir(parents=True, exist_ok=True)
     lines = []
-    for name, episode in zip(names, episodes):
+    for name, episode in zip(names, episodes, strict=True):
         write_video(episode.frames, root / VIDEOS_DIR / f"{name}.mp4", fps=fps, crf=VIDEO_CRF)
         np.savez(root / TRAJECTORIES_DIR / f"{name}.npz", state=episode.state, action=episode.action)
         lines.append(f"{VIDEOS_DIR}/{name}.mp4,{episode.prompt}\n")
     write_text_atomic(root / METADATA_CSV, "".join(lines))
-    write_jsonl(root / EPISODES_JSONL, [episode_record(n, e) for n, e in zip(names, episodes)])
+    write_jsonl(root / EPISODES_JSONL, [episode_record(n, e) for n, e in zip(names, episodes, strict=True)])
 
 
 def _write_test_pairs(root: Path, episodes: list[Episode], names: list[str]) -> None:
     """test/<name>.png (an episode's first frame) and test/<name>.txt (its prompt)."""
     (root / TEST_DIR).mkdir(parents=True, exist_ok=True)
-    for name, episode in zip(names, episodes):
+    for name, episode in zip(names, episodes, strict=True):
         png = root / TEST_DIR / f"{name}.png"
         if not cv2.imwrite(str(png), episode.frames[0][:, :, ::-1]):  # cv2 writes BGR
             raise OSError(f"could not write {png}")

@@ -26,9 +26,15 @@ from cosmos_synth.recipe import RunConfig, load_run_config, parse_override
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
 Recipe = Annotated[str, typer.Option("--recipe", "-r", help="Recipe name (demo, gr1) or path to a .toml file.")]
-Params = Annotated[list[str] | None, typer.Option(
-    "--param", "-p", help="Override a setting: key=value, dotted for stages (train.rank=16, generate.num_steps=4, "
-                          "run_dir=runs/x). Repeatable. Values are parsed as JSON when they are JSON.")]
+Params = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        "-p",
+        help="Override a setting: key=value, dotted for stages (train.rank=16, generate.num_steps=4, "
+        "run_dir=runs/x). Repeatable. Values are parsed as JSON when they are JSON.",
+    ),
+]
 
 
 def _config(recipe: str, params: list[str] | None) -> RunConfig:
@@ -53,8 +59,14 @@ class TqdmProgress:
     def __call__(self, update: ProgressUpdate) -> None:
         bar = self.bars.get(update.stage)
         if bar is None:
-            bar = self.bars[update.stage] = tqdm(total=update.total, initial=update.done, desc=update.stage,
-                                                 unit=update.unit, disable=None, dynamic_ncols=True)
+            bar = self.bars[update.stage] = tqdm(
+                total=update.total,
+                initial=update.done,
+                desc=update.stage,
+                unit=update.unit,
+                disable=None,
+                dynamic_ncols=True,
+            )
         if update.metrics:
             bar.set_postfix({k: f"{v:.3g}" for k, v in update.metrics.items()}, refresh=False)
         bar.update(update.done - bar.n)
@@ -138,9 +150,13 @@ def train(recipe: Recipe = "demo", param: Params = None) -> None:
 
 
 @app.command()
-def generate(recipe: Recipe = "demo", param: Params = None,
-             adapter: Annotated[Path | None, typer.Option(help="Adapter folder; default: the run's train/ "
-                                                                  "folder if it holds one.")] = None) -> None:
+def generate(
+    recipe: Recipe = "demo",
+    param: Params = None,
+    adapter: Annotated[
+        Path | None, typer.Option(help="Adapter folder; default: the run's train/ folder if it holds one.")
+    ] = None,
+) -> None:
     """Generate one video per (image, prompt) pair with NumPy-drawn, device-independent noise."""
     from cosmos_synth.generate import generate_videos
     from cosmos_synth.models import trained_weights_file
@@ -189,11 +205,20 @@ def export(recipe: Recipe = "demo", param: Params = None) -> None:
 
 
 @app.command()
-def evaluate(recipe: Recipe = "demo", param: Params = None,
-             model: Annotated[list[str] | None, typer.Option(
-                 "--model", "-m", help="Evaluate these models instead: name=<training out_dir>, or name= for the "
-                                       "base model. Repeatable, e.g. -m base= -m lora=runs/a/train -m "
-                                       "dora=runs/b/train.")] = None) -> None:
+def evaluate(
+    recipe: Recipe = "demo",
+    param: Params = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Evaluate these models instead: name=<training out_dir>, or name= for the "
+            "base model. Repeatable, e.g. -m base= -m lora=runs/a/train -m "
+            "dora=runs/b/train.",
+        ),
+    ] = None,
+) -> None:
     """Generate from the held-out episodes' first frames with each model and compare with the real episodes."""
     from cosmos_synth.evaluate import evaluate_models, metrics_table
     from cosmos_synth.prepare import prepare_model
@@ -205,9 +230,13 @@ def evaluate(recipe: Recipe = "demo", param: Params = None,
     eval_cfg = cfg.evaluate_config(cfg.trained_dir)
     if model:
         models = dict(m.partition("=")[::2] for m in model)
-        eval_cfg = dataclasses.replace(eval_cfg, models={k: v or None for k, v in models.items()},
-                                       generated={k: v for k, v in eval_cfg.generated.items() if k in models
-                                                  and models[k] == eval_cfg.models.get(k)})
+        eval_cfg = dataclasses.replace(
+            eval_cfg,
+            models={k: v or None for k, v in models.items()},
+            generated={
+                k: v for k, v in eval_cfg.generated.items() if k in models and models[k] == eval_cfg.models.get(k)
+            },
+        )
     result = evaluate_models(eval_cfg)
     typer.echo(metrics_table(list(result.rows)))
     typer.echo(f"report: {result.report}")

@@ -45,8 +45,8 @@ PROMPT_BATCH = 16  # prompts per text-encoder pass when encoding a shard's promp
 
 @dataclass(frozen=True)
 class Pair:
-    index: int        # position in the sorted pair list: the sample's seed is cfg.seed + index
-    sample_id: str    # file stem shared by the image and the prompt
+    index: int  # position in the sorted pair list: the sample's seed is cfg.seed + index
+    sample_id: str  # file stem shared by the image and the prompt
     image: Path
     prompt: str
 
@@ -59,12 +59,15 @@ class GenerateResult(StageResult):  # manifest: out_dir / manifest.jsonl (a shar
     previews: VideoPreviews | None = None  # contact sheet and animated preview of the videos (None: no videos)
 
     def summary_rows(self) -> list[dict]:
-        return [{"sample_id": r["sample_id"], "seed": r["seed"], "video": Path(r["video"]).name,
-                 "prompt": r["prompt"][:60]} for r in read_jsonl(self.manifest)]
+        return [
+            {"sample_id": r["sample_id"], "seed": r["seed"], "video": Path(r["video"]).name, "prompt": r["prompt"][:60]}
+            for r in read_jsonl(self.manifest)
+        ]
 
     def outputs(self) -> dict[str, Path]:
-        previews = {"contact_sheet": self.previews.contact_sheet, "preview": self.previews.animation} \
-            if self.previews else {}
+        previews = (
+            {"contact_sheet": self.previews.contact_sheet, "preview": self.previews.animation} if self.previews else {}
+        )
         return {"videos": self.out_dir / VIDEOS_DIR, **previews}
 
 
@@ -81,8 +84,10 @@ def list_pairs_checked(pairs_dir: Path, mode: Mode = "strict") -> tuple[list[Pai
     `Quarantine(mode, entries).write(out_dir)`. A pair's index (its seed offset) counts the skipped ones too.
     """
     quarantine = Quarantine(mode)
-    pairs = [Pair(index=index, sample_id=stem, image=image, prompt=prompt)
-             for index, stem, image, prompt in check_pairs(pairs_dir, quarantine)]
+    pairs = [
+        Pair(index=index, sample_id=stem, image=image, prompt=prompt)
+        for index, stem, image, prompt in check_pairs(pairs_dir, quarantine)
+    ]
     return pairs, quarantine.entries
 
 
@@ -118,8 +123,9 @@ def prepare_pipeline(cfg: GenerateConfig, base=None):
     GPU while prompts are encoded, so it never sits on the GPU next to the DiT.
     """
     streaming = cfg.stream_text_encoder and cfg.device.startswith("cuda")
-    pipe = base or load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device="cpu" if streaming else cfg.device,
-                                 guardrail=cfg.guardrail)
+    pipe = base or load_pipeline(
+        cfg.model, cfg.revision, dtype=cfg.dtype, device="cpu" if streaming else cfg.device, guardrail=cfg.guardrail
+    )
     if streaming:
         from accelerate import cpu_offload
 
@@ -175,14 +181,17 @@ def encode_prompts(pipe, cfg: GenerateConfig, pairs: list[Pair]) -> tuple[dict[s
     device = torch.device(cfg.device)
     for pair in pairs:
         if not pipe.safety_checker.check_text_safety(pair.prompt):
-            raise ValueError(f"The guardrail rejected the prompt in {pair.image.with_suffix('.txt')}; "
-                             "rewrite it within the NVIDIA Open Model License.")
+            raise ValueError(
+                f"The guardrail rejected the prompt in {pair.image.with_suffix('.txt')}; "
+                "rewrite it within the NVIDIA Open Model License."
+            )
     positive = {}
     for start in range(0, len(pairs), PROMPT_BATCH):
-        batch = pairs[start:start + PROMPT_BATCH]
-        embeds, _ = pipe.encode_prompt(prompt=[p.prompt for p in batch], do_classifier_free_guidance=False,
-                                       device=device)
-        positive.update({p.sample_id: embeds[i:i + 1] for i, p in enumerate(batch)})
+        batch = pairs[start : start + PROMPT_BATCH]
+        embeds, _ = pipe.encode_prompt(
+            prompt=[p.prompt for p in batch], do_classifier_free_guidance=False, device=device
+        )
+        positive.update({p.sample_id: embeds[i : i + 1] for i, p in enumerate(batch)})
     negative = None
     if cfg.guidance_scale > 1.0:  # the pipeline's built-in negative prompt, the same for every video
         negative = embed_prompt(pipe, DEFAULT_NEGATIVE_PROMPT, device)
@@ -200,11 +209,22 @@ def release_text_encoder(pipe) -> None:
 def generate_video(pipe, cfg: GenerateConfig, pair: Pair, prompt_embeds=None, negative_embeds=None) -> np.ndarray:
     """uint8 (T, H, W, 3) frames for one pair (from precomputed embeddings when given, else from the prompt)."""
     latents = numpy_latents(latent_shape(cfg), cfg.seed + pair.index)
-    text = {"prompt": pair.prompt} if prompt_embeds is None else {
-        "prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_embeds}
-    output = pipe(image=load_image(pair.image), height=cfg.height, width=cfg.width, num_frames=cfg.num_frames,
-                  num_inference_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale, latents=latents,
-                  output_type="pt", **text)
+    text = (
+        {"prompt": pair.prompt}
+        if prompt_embeds is None
+        else {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_embeds}
+    )
+    output = pipe(
+        image=load_image(pair.image),
+        height=cfg.height,
+        width=cfg.width,
+        num_frames=cfg.num_frames,
+        num_inference_steps=cfg.num_steps,
+        guidance_scale=cfg.guidance_scale,
+        latents=latents,
+        output_type="pt",
+        **text,
+    )
     return to_uint8(output.frames[0])
 
 
@@ -240,8 +260,11 @@ def generate_videos(cfg: GenerateConfig, pipe=None, progress: Progress | None = 
     model = model_fingerprint(cfg.model, cfg.revision)  # once: for a local folder it walks every file
     wanted = {p.sample_id: manifest_row(cfg, p, videos_dir, adapter_digest, model) for p in pairs}
     previous = {r["sample_id"]: r for r in read_jsonl(manifest)} if manifest.is_file() else {}
-    done = {sid: row for sid, row in wanted.items()
-            if previous.get(sid) == row and video_is_complete(Path(row["video"]), cfg.num_frames)}
+    done = {
+        sid: row
+        for sid, row in wanted.items()
+        if previous.get(sid) == row and video_is_complete(Path(row["video"]), cfg.num_frames)
+    }
     pending = [p for p in pairs if p.sample_id not in done]
     for pair in pending:  # temporary files of a killed earlier run; only this run's samples (shards share the folder)
         remove_stale_temporaries(videos_dir / f"{pair.sample_id}.mp4")
@@ -251,8 +274,9 @@ def generate_videos(cfg: GenerateConfig, pipe=None, progress: Progress | None = 
         release_text_encoder(pipe)
         if cfg.compile:
             compile_blocks(pipe.transformer)  # once per worker: every later video reuses the compiled blocks
-    report = ProgressReporter(progress, "generate", total=len(pairs), unit="video",
-                              done=len(pairs) - len(pending)).start()
+    report = ProgressReporter(
+        progress, "generate", total=len(pairs), unit="video", done=len(pairs) - len(pending)
+    ).start()
     for number, pair in enumerate(pending, start=1):
         frames = generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative)
         with writing(videos_dir / f"{pair.sample_id}.mp4"):  # disk full: an error naming the file, nothing partial
@@ -265,8 +289,14 @@ def generate_videos(cfg: GenerateConfig, pipe=None, progress: Progress | None = 
     write_jsonl(manifest, rows)
     previews = write_video_previews(rows, cfg.out_dir / PREVIEWS_DIR / (cfg.shard or ""))
     logger.info("%d videos (%d generated now) in %s", len(pairs), len(pending), videos_dir)
-    return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs),
-                          num_skipped=len(pairs) - len(pending), quarantined=tuple(rejected), previews=previews)
+    return GenerateResult(
+        out_dir=cfg.out_dir,
+        manifest=manifest,
+        num_videos=len(pairs),
+        num_skipped=len(pairs) - len(pending),
+        quarantined=tuple(rejected),
+        previews=previews,
+    )
 
 
 def manifest_path(cfg: GenerateConfig) -> Path:
@@ -279,7 +309,7 @@ def split_shards(sample_ids: list[str], num_shards: int) -> dict[str, list[str]]
     if num_shards < 1:
         raise ValueError(f"num_shards={num_shards} must be >= 1.")
     size = -(-len(sample_ids) // num_shards)
-    chunks = [sample_ids[i:i + size] for i in range(0, len(sample_ids), size)] if sample_ids else []
+    chunks = [sample_ids[i : i + size] for i in range(0, len(sample_ids), size)] if sample_ids else []
     return {f"shard-{i:03d}": chunk for i, chunk in enumerate(chunks)}
 
 
@@ -292,8 +322,9 @@ def merge_shards(cfg: GenerateConfig, shards: dict[str, list[str]]) -> GenerateR
         shard_rows = read_jsonl(path)
         got = [r["sample_id"] for r in shard_rows]
         if sorted(got) != sorted(ids):
-            raise ValueError(f"shard {shard} ({path}) holds {sorted(got)[:5]}..., expected {sorted(ids)[:5]}...; "
-                             "rerun the shard.")
+            raise ValueError(
+                f"shard {shard} ({path}) holds {sorted(got)[:5]}..., expected {sorted(ids)[:5]}...; rerun the shard."
+            )
         for row in shard_rows:
             if row["sample_id"] in rows:
                 raise ValueError(f"sample {row['sample_id']} appears in two shards; shards must not overlap.")
@@ -305,8 +336,13 @@ def merge_shards(cfg: GenerateConfig, shards: dict[str, list[str]]) -> GenerateR
         raise ValueError(f"pairs {missing[:5]} are in no shard; split every pair of {cfg.pairs_dir} into shards.")
     merged = [rows[p.sample_id] for p in pairs]
     manifest = write_jsonl(cfg.out_dir / MANIFEST, merged)
-    return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs), num_skipped=0,
-                          previews=write_video_previews(merged, cfg.out_dir / PREVIEWS_DIR))
+    return GenerateResult(
+        out_dir=cfg.out_dir,
+        manifest=manifest,
+        num_videos=len(pairs),
+        num_skipped=0,
+        previews=write_video_previews(merged, cfg.out_dir / PREVIEWS_DIR),
+    )
 
 
 def file_digest(path: Path) -> str:
@@ -320,10 +356,20 @@ def manifest_row(cfg: GenerateConfig, pair: Pair, videos_dir: Path, adapter_dige
     """Everything that determines the video, plus where it is (`model`: the model's fingerprint). The FP8 options
     change the pixels, so each is recorded when on (and left out when off, so manifests from before the options
     still match)."""
-    return {"sample_id": pair.sample_id, "seed": cfg.seed + pair.index, "prompt": pair.prompt,
-            "image": str(pair.image.resolve()), "video": str((videos_dir / f"{pair.sample_id}.mp4").resolve()),
-            "adapter": str(Path(cfg.adapter).resolve()) if cfg.adapter else None, "adapter_sha256": adapter_digest,
-            "model": model, "num_frames": cfg.num_frames,
-            "height": cfg.height, "width": cfg.width, "fps": cfg.fps, "num_steps": cfg.num_steps,
-            "guidance_scale": cfg.guidance_scale,
-            **{name: True for name in ("fp8_matmuls", "fp8_attention") if getattr(cfg, name)}}
+    return {
+        "sample_id": pair.sample_id,
+        "seed": cfg.seed + pair.index,
+        "prompt": pair.prompt,
+        "image": str(pair.image.resolve()),
+        "video": str((videos_dir / f"{pair.sample_id}.mp4").resolve()),
+        "adapter": str(Path(cfg.adapter).resolve()) if cfg.adapter else None,
+        "adapter_sha256": adapter_digest,
+        "model": model,
+        "num_frames": cfg.num_frames,
+        "height": cfg.height,
+        "width": cfg.width,
+        "fps": cfg.fps,
+        "num_steps": cfg.num_steps,
+        "guidance_scale": cfg.guidance_scale,
+        **{name: True for name in ("fp8_matmuls", "fp8_attention") if getattr(cfg, name)},
+    }

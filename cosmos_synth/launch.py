@@ -29,17 +29,29 @@ from cosmos_synth.train import TrainResult
 logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 40  # lines of the child's log quoted in an error
-POLL_S = 2.0         # how often the parent reads what the child appended
+POLL_S = 2.0  # how often the parent reads what the child appended
 # A line of the child's log (cosmos_synth.train.LOG_FORMAT: asctime, logger name, level, message) from one of ours.
-CHILD_LINE = re.compile(r"^\S+ \S+ (?P<name>cosmos_synth[\w.]*) (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) "
-                        r"(?P<message>.*)$")
+CHILD_LINE = re.compile(
+    r"^\S+ \S+ (?P<name>cosmos_synth[\w.]*) (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+    r"(?P<message>.*)$"
+)
 
 
 def accelerate_command(cfg: TrainConfig, config_path: Path) -> list[str]:
     """The `accelerate launch` command line for this config."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.num_processes),
-               "--num_machines", "1", "--dynamo_backend", "no",
-               "--mixed_precision", "bf16" if cfg.dtype == "bfloat16" and not cfg.cpu else "no"]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(cfg.num_processes),
+        "--num_machines",
+        "1",
+        "--dynamo_backend",
+        "no",
+        "--mixed_precision",
+        "bf16" if cfg.dtype == "bfloat16" and not cfg.cpu else "no",
+    ]
     if cfg.num_processes > 1:
         # The torchrun-style launcher (accelerate allows only one of --cpu/--multi_gpu); with cfg.cpu the training
         # script's Accelerator(cpu=True) makes the processes talk over gloo instead of NCCL.
@@ -63,8 +75,9 @@ def _finished_result(cfg: TrainConfig) -> TrainResult | None:
     return TrainResult.read(cfg.out_dir)
 
 
-def launch_training(cfg: TrainConfig, *, env: dict[str, str] | None = None,
-                    progress: Progress | None = None) -> TrainResult:
+def launch_training(
+    cfg: TrainConfig, *, env: dict[str, str] | None = None, progress: Progress | None = None
+) -> TrainResult:
     """Train in a child `accelerate launch` process; resume if `cfg.out_dir` holds checkpoints.
 
     A finished run with the identical config is not repeated. `env` replaces the child's environment
@@ -75,8 +88,9 @@ def launch_training(cfg: TrainConfig, *, env: dict[str, str] | None = None,
     if finished is None:
         (cfg.out_dir / RESULT_FILE).unlink(missing_ok=True)
         config_path = write_config(cfg, cfg.out_dir, "train")
-        _run_child(accelerate_command(cfg, config_path), cfg.out_dir / TRAIN_LOG, env,
-                   ChildFollower(cfg.out_dir, progress))
+        _run_child(
+            accelerate_command(cfg, config_path), cfg.out_dir / TRAIN_LOG, env, ChildFollower(cfg.out_dir, progress)
+        )
         finished = TrainResult.read(cfg.out_dir)
         write_loss_curve(cfg.out_dir / LOSS_LOG, cfg.out_dir / LOSS_CURVE)
     else:
@@ -84,8 +98,14 @@ def launch_training(cfg: TrainConfig, *, env: dict[str, str] | None = None,
         ProgressReporter(progress, "train", total=finished.num_steps, unit="step", done=finished.num_steps).start()
         if not (cfg.out_dir / LOSS_CURVE).is_file():
             write_loss_curve(cfg.out_dir / LOSS_LOG, cfg.out_dir / LOSS_CURVE)
-    logger.info("training: %d steps, final loss %.4g; adapter %s, loss curve %s, TensorBoard logs %s",
-                finished.num_steps, finished.final_loss, finished.adapter_file, finished.loss_curve, cfg.out_dir)
+    logger.info(
+        "training: %d steps, final loss %.4g; adapter %s, loss curve %s, TensorBoard logs %s",
+        finished.num_steps,
+        finished.final_loss,
+        finished.adapter_file,
+        finished.loss_curve,
+        cfg.out_dir,
+    )
     return finished
 
 
@@ -94,8 +114,7 @@ def _run_child(command: list[str], log_path: Path, env: dict[str, str] | None, f
     logger.info("launching: %s (log: %s)", " ".join(command), log_path)
     with log_path.open("ab") as log:
         follower.start(log_offset=log.tell())
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                 env=env)
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         try:
             while True:
                 try:
@@ -163,6 +182,6 @@ class _Tail:
                 data = fh.read()
         except FileNotFoundError:  # not written yet, or removed by the child in between
             return []
-        complete = data[:data.rfind(b"\n") + 1]
+        complete = data[: data.rfind(b"\n") + 1]
         self.offset += len(complete)
         return complete.decode(errors="replace").splitlines()

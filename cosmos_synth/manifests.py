@@ -15,7 +15,7 @@ import numpy as np
 from cosmos_synth.files import atomic_write, read_jsonl
 
 REQUIRED_KEYS = ("sample_id", "prompt", "video")
-ACTION_KEY = "action"               # the array inside a row's `actions` .npz (the label stage writes it)
+ACTION_KEY = "action"  # the array inside a row's `actions` .npz (the label stage writes it)
 
 
 def read_manifest_rows(manifest: Path) -> list[dict[str, Any]]:
@@ -34,19 +34,25 @@ def read_manifest_rows(manifest: Path) -> list[dict[str, Any]]:
         if missing:
             raise ValueError(f"Manifest {manifest} line {number} lacks {missing}; rerun the generate stage.")
         if row["sample_id"] in seen:
-            raise ValueError(f"Manifest {manifest} line {number}: sample_id {row['sample_id']!r} appears twice; "
-                             "each generated video needs its own id.")
+            raise ValueError(
+                f"Manifest {manifest} line {number}: sample_id {row['sample_id']!r} appears twice; "
+                "each generated video needs its own id."
+            )
         seen.add(row["sample_id"])
         video = (manifest.parent / row["video"]).resolve()  # an absolute `video` stays as it is
         if not video.is_file():
-            raise ValueError(f"Manifest {manifest} line {number} names video {video}, which does not exist; "
-                             "regenerate it or remove the row.")
+            raise ValueError(
+                f"Manifest {manifest} line {number} names video {video}, which does not exist; "
+                "regenerate it or remove the row."
+            )
         resolved.append({**row, "video": video})
         if row.get("actions"):
             actions = (manifest.parent / row["actions"]).resolve()
             if not actions.is_file():
-                raise ValueError(f"Manifest {manifest} line {number} names actions {actions}, which does not exist; "
-                                 "rerun the label stage.")
+                raise ValueError(
+                    f"Manifest {manifest} line {number} names actions {actions}, which does not exist; "
+                    "rerun the label stage."
+                )
             resolved[-1]["actions"] = actions
     return resolved
 

@@ -30,6 +30,10 @@ def prepare_source(cfg: RunConfig) -> Path:
     if cfg.pairs_dir is None and cfg.pairs_repo is not None:
         from cosmos_synth.sources.hub import fetch_eval_pairs
 
-        fetch_eval_pairs(cfg.pairs_repo, revision=cfg.pairs_revision, subdir=cfg.pairs_subdir,
-                         local_dir=cfg.resolved_pairs_dir.parent)
+        fetch_eval_pairs(
+            cfg.pairs_repo,
+            revision=cfg.pairs_revision,
+            subdir=cfg.pairs_subdir,
+            local_dir=cfg.resolved_pairs_dir.parent,
+        )
     return cfg.data_dir

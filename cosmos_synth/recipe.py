@@ -40,8 +40,13 @@ TINY = "tiny"  # model alias: the tiny offline Cosmos-architecture model (random
 DEMO_WORLD = "demo-world"  # model alias: the demo world model shipped in datasets/demo/world_model/
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "datasets"
 STAGE_TABLES: dict[str, type] = {  # recipe table (and override prefix) -> the stage config whose fields it sets
-    "demo": DemoDataConfig, "idm_train": IDMTrainConfig, "cache": CacheConfig, "train": TrainConfig,
-    "generate": GenerateConfig, "export": ExportConfig, "evaluate": EvaluateConfig,
+    "demo": DemoDataConfig,
+    "idm_train": IDMTrainConfig,
+    "cache": CacheConfig,
+    "train": TrainConfig,
+    "generate": GenerateConfig,
+    "export": ExportConfig,
+    "evaluate": EvaluateConfig,
 }
 
 
@@ -49,48 +54,48 @@ STAGE_TABLES: dict[str, type] = {  # recipe table (and override prefix) -> the s
 class RunConfig:
     """Everything one run of finetune-and-generate needs; expands to one config per stage."""
 
-    run_dir: Path = Path("runs/demo")             # all outputs: data/, ingest/, preprocess/, train/, generate/, export/
+    run_dir: Path = Path("runs/demo")  # all outputs: data/, ingest/, preprocess/, train/, generate/, export/
     source: Literal["procedural", "local", "hub"] = "procedural"  # where episodes come from
-    dataset_dir: Path | None = None                # source=local: dataset root (GR1 layout)
-    dataset_repo: str = "nvidia/GR1-100"           # source=hub: Hub dataset repo (or a local folder laid out alike)
-    dataset_revision: str | None = "main"          # source=hub: branch, tag or commit of dataset_repo
-    videos_dir: str | None = None                  # folder of the videos when metadata.csv names files ("gr1")
-    pairs_dir: Path | None = None                  # (image, prompt) pairs to generate from; default <dataset>/test
-    pairs_repo: str | None = None                  # Hub repo (or local folder) holding the pairs, e.g. nvidia/EVAL-175
-    pairs_revision: str | None = "main"            # revision of pairs_repo
-    pairs_subdir: str = "gr1_object"               # folder of pairs inside pairs_repo
-    caption_prefix: str = ""                       # prepended to every training caption
-    model: str = NVIDIA_MODEL                      # Hub id, local folder, or "tiny"
-    revision: str | None = NVIDIA_REVISION         # Hub revision (ignored for local folders and "tiny")
+    dataset_dir: Path | None = None  # source=local: dataset root (GR1 layout)
+    dataset_repo: str = "nvidia/GR1-100"  # source=hub: Hub dataset repo (or a local folder laid out alike)
+    dataset_revision: str | None = "main"  # source=hub: branch, tag or commit of dataset_repo
+    videos_dir: str | None = None  # folder of the videos when metadata.csv names files ("gr1")
+    pairs_dir: Path | None = None  # (image, prompt) pairs to generate from; default <dataset>/test
+    pairs_repo: str | None = None  # Hub repo (or local folder) holding the pairs, e.g. nvidia/EVAL-175
+    pairs_revision: str | None = "main"  # revision of pairs_repo
+    pairs_subdir: str = "gr1_object"  # folder of pairs inside pairs_repo
+    caption_prefix: str = ""  # prepended to every training caption
+    model: str = NVIDIA_MODEL  # Hub id, local folder, or "tiny"
+    revision: str | None = NVIDIA_REVISION  # Hub revision (ignored for local folders and "tiny")
     cache_dir: Path = Path(".cache/cosmos-synth")  # where the tiny model is built
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    device: str = "cuda"                           # generation device; training uses accelerate's device placement
-    height: int = 432                              # training and generation resolution, pixels
+    device: str = "cuda"  # generation device; training uses accelerate's device placement
+    height: int = 432  # training and generation resolution, pixels
     width: int = 768
-    num_frames: int = 93                           # training window and generated length (4k+1 frames)
+    num_frames: int = 93  # training window and generated length (4k+1 frames)
     fps: int = 16
     seed: int = 0
-    guardrail: bool = True                         # NVIDIA's guardrail for NVIDIA weights
+    guardrail: bool = True  # NVIDIA's guardrail for NVIDIA weights
     # encode prompts + video windows once (cache stage) and train on them with only the DiT on the GPU
     latent_cache: bool = False
     # > 1: fan generation out as child flow runs of shard_deployment (Prefect only; the CLI generates in-process)
     generate_shards: int = 1
-    shard_deployment: str = "generate-shard/gpu"   # <flow>/<deployment> that runs one shard on a worker of its pool
+    shard_deployment: str = "generate-shard/gpu"  # <flow>/<deployment> that runs one shard on a worker of its pool
     # bad samples: stop at the first (strict) or skip and list them in <stage>/quarantine.jsonl (lenient)
     mode: Literal["strict", "lenient"] = "strict"
-    label: bool = True                             # label generated videos with actions (inverse dynamics model)
+    label: bool = True  # label generated videos with actions (inverse dynamics model)
     # a trained IDM folder (idm.safetensors + idm_config.json); None: train one on the dataset's episodes that carry
     # actions
     idm: Path | None = None
     # held-out real episodes (GR1 layout) to evaluate against; None: <dataset>/heldout when the source writes one
     # (procedural)
     heldout_dir: Path | None = None
-    demo: dict[str, Any] = field(default_factory=dict)      # DemoDataConfig overrides (source=procedural)
+    demo: dict[str, Any] = field(default_factory=dict)  # DemoDataConfig overrides (source=procedural)
     idm_train: dict[str, Any] = field(default_factory=dict)  # IDMTrainConfig overrides (idm unset)
-    cache: dict[str, Any] = field(default_factory=dict)     # CacheConfig overrides (latent_cache=true)
-    train: dict[str, Any] = field(default_factory=dict)     # TrainConfig overrides
+    cache: dict[str, Any] = field(default_factory=dict)  # CacheConfig overrides (latent_cache=true)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
     generate: dict[str, Any] = field(default_factory=dict)  # GenerateConfig overrides
-    export: dict[str, Any] = field(default_factory=dict)    # ExportConfig overrides
+    export: dict[str, Any] = field(default_factory=dict)  # ExportConfig overrides
     evaluate: dict[str, Any] = field(default_factory=dict)  # EvaluateConfig overrides (held-out episodes known)
 
     def __post_init__(self) -> None:
@@ -102,18 +107,27 @@ class RunConfig:
             raise ValueError(f"source={self.source!r}: use 'procedural', 'local' or 'hub'.")
         for table, cls in STAGE_TABLES.items():
             if not isinstance(getattr(self, table), dict):
-                raise ValueError(f"{table}={getattr(self, table)!r} is not a table of {cls.__name__} settings; "
-                                 f"give one, e.g. {table}={{...}}.")
+                raise ValueError(
+                    f"{table}={getattr(self, table)!r} is not a table of {cls.__name__} settings; "
+                    f"give one, e.g. {table}={{...}}."
+                )
         self.stage_configs()  # every stage's settings are checked now, not hours later when that stage starts
 
     def stage_configs(self) -> dict[str, Any]:
         """Every stage's config, built once, by stage name. Building one only computes paths and checks values:
         nothing is written, downloaded or loaded. Generation and evaluation take the weights this run trains."""
-        return {"demo": self.demo_config(), "ingest": self.ingest_config(), "preprocess": self.preprocess_config(),
-                "cache": self.cache_config(), "train": self.train_config(),
-                "generate": self.generate_config(adapter=self.trained_dir),
-                "idm_train": self.idm_train_config(), "label": self.label_config(), "export": self.export_config(),
-                "evaluate": self.evaluate_config(adapter=self.trained_dir)}
+        return {
+            "demo": self.demo_config(),
+            "ingest": self.ingest_config(),
+            "preprocess": self.preprocess_config(),
+            "cache": self.cache_config(),
+            "train": self.train_config(),
+            "generate": self.generate_config(adapter=self.trained_dir),
+            "idm_train": self.idm_train_config(),
+            "label": self.label_config(),
+            "export": self.export_config(),
+            "evaluate": self.evaluate_config(adapter=self.trained_dir),
+        }
 
     # -- paths, written once ------------------------------------------------------------------------------------
     @property
@@ -154,41 +168,87 @@ class RunConfig:
 
     # -- stage configs ------------------------------------------------------------------------------------------
     def demo_config(self) -> DemoDataConfig:
-        base = dict(out_dir=self.data_dir, height=self.height, width=self.width, fps=self.fps, seed=self.seed,
-                    num_frames=self.num_frames)
+        base = dict(
+            out_dir=self.data_dir,
+            height=self.height,
+            width=self.width,
+            fps=self.fps,
+            seed=self.seed,
+            num_frames=self.num_frames,
+        )
         return config_from_dict(DemoDataConfig, {**base, **self.demo}, where="demo")
 
     def ingest_config(self) -> IngestConfig:
-        return IngestConfig(dataset_dir=self.data_dir, out_dir=self.stage_dir("ingest"), min_frames=self.num_frames,
-                            caption_prefix=self.caption_prefix, videos_dir=self.videos_dir, mode=self.mode)
+        return IngestConfig(
+            dataset_dir=self.data_dir,
+            out_dir=self.stage_dir("ingest"),
+            min_frames=self.num_frames,
+            caption_prefix=self.caption_prefix,
+            videos_dir=self.videos_dir,
+            mode=self.mode,
+        )
 
     def preprocess_config(self) -> PreprocessConfig:
-        return PreprocessConfig(manifest=self.stage_dir("ingest") / MANIFEST,
-                                out_dir=self.stage_dir("preprocess"), height=self.height, width=self.width)
+        return PreprocessConfig(
+            manifest=self.stage_dir("ingest") / MANIFEST,
+            out_dir=self.stage_dir("preprocess"),
+            height=self.height,
+            width=self.width,
+        )
 
     def cache_config(self) -> CacheConfig:
-        base = dict(model=self.resolved_model, revision=self.revision, data_dir=self.stage_dir("preprocess"),
-                    out_dir=self.stage_dir("cache"), num_frames=self.num_frames, seed=self.seed, dtype=self.dtype,
-                    device=self.device)
+        base = dict(
+            model=self.resolved_model,
+            revision=self.revision,
+            data_dir=self.stage_dir("preprocess"),
+            out_dir=self.stage_dir("cache"),
+            num_frames=self.num_frames,
+            seed=self.seed,
+            dtype=self.dtype,
+            device=self.device,
+        )
         return config_from_dict(CacheConfig, {**base, **self.cache}, where="cache")
 
     def train_config(self) -> TrainConfig:
-        base = dict(model=self.resolved_model, revision=self.revision, data_dir=self.stage_dir("preprocess"),
-                    out_dir=self.stage_dir("train"), num_frames=self.num_frames, seed=self.seed, dtype=self.dtype,
-                    cpu=self.device == "cpu",
-                    latent_cache=self.stage_dir("cache") if self.latent_cache else None)
+        base = dict(
+            model=self.resolved_model,
+            revision=self.revision,
+            data_dir=self.stage_dir("preprocess"),
+            out_dir=self.stage_dir("train"),
+            num_frames=self.num_frames,
+            seed=self.seed,
+            dtype=self.dtype,
+            cpu=self.device == "cpu",
+            latent_cache=self.stage_dir("cache") if self.latent_cache else None,
+        )
         return config_from_dict(TrainConfig, {**base, **self.train}, where="train")
 
     def generate_config(self, adapter: Path | None) -> GenerateConfig:
-        base = dict(model=self.resolved_model, revision=self.revision, adapter=adapter,
-                    pairs_dir=self.resolved_pairs_dir, out_dir=self.stage_dir("generate"),
-                    height=self.height, width=self.width, num_frames=self.num_frames, fps=self.fps, seed=self.seed,
-                    dtype=self.dtype, device=self.device, guardrail=self.guardrail, mode=self.mode)
+        base = dict(
+            model=self.resolved_model,
+            revision=self.revision,
+            adapter=adapter,
+            pairs_dir=self.resolved_pairs_dir,
+            out_dir=self.stage_dir("generate"),
+            height=self.height,
+            width=self.width,
+            num_frames=self.num_frames,
+            fps=self.fps,
+            seed=self.seed,
+            dtype=self.dtype,
+            device=self.device,
+            guardrail=self.guardrail,
+            mode=self.mode,
+        )
         return config_from_dict(GenerateConfig, {**base, **self.generate}, where="generate")
 
     def idm_train_config(self) -> IDMTrainConfig:
-        base = dict(manifest=self.stage_dir("ingest") / MANIFEST, out_dir=self.stage_dir("idm"),
-                    seed=self.seed, device=self.device)
+        base = dict(
+            manifest=self.stage_dir("ingest") / MANIFEST,
+            out_dir=self.stage_dir("idm"),
+            seed=self.seed,
+            device=self.device,
+        )
         return config_from_dict(IDMTrainConfig, {**base, **self.idm_train}, where="idm_train")
 
     @property
@@ -197,8 +257,12 @@ class RunConfig:
         return self.idm if self.idm is not None else self.stage_dir("idm")
 
     def label_config(self) -> LabelConfig:
-        return LabelConfig(manifest=self.stage_dir("generate") / MANIFEST, idm=self.idm_dir,
-                           out_dir=self.stage_dir("label"), device=self.device)
+        return LabelConfig(
+            manifest=self.stage_dir("generate") / MANIFEST,
+            idm=self.idm_dir,
+            out_dir=self.stage_dir("label"),
+            device=self.device,
+        )
 
     def export_config(self) -> ExportConfig:
         source = self.stage_dir("label" if self.label else "generate")
@@ -218,12 +282,24 @@ class RunConfig:
         reused for the trained model; the base model's are generated under evaluate/base/."""
         gen = self.generate_config(adapter)
         trained = self.train_config().adapter
-        base = dict(episodes_dir=self.resolved_heldout_dir or self.data_dir / HELDOUT_DIR,
-                    out_dir=self.stage_dir("evaluate"), models={"base": None, trained: str(adapter)},
-                    model=gen.model, revision=gen.revision, height=gen.height, width=gen.width,
-                    num_frames=gen.num_frames, num_steps=gen.num_steps, guidance_scale=gen.guidance_scale,
-                    fps=gen.fps, seed=gen.seed, dtype=gen.dtype, device=gen.device, guardrail=gen.guardrail,
-                    idm=str(self.idm_dir) if self.label else None)
+        base = dict(
+            episodes_dir=self.resolved_heldout_dir or self.data_dir / HELDOUT_DIR,
+            out_dir=self.stage_dir("evaluate"),
+            models={"base": None, trained: str(adapter)},
+            model=gen.model,
+            revision=gen.revision,
+            height=gen.height,
+            width=gen.width,
+            num_frames=gen.num_frames,
+            num_steps=gen.num_steps,
+            guidance_scale=gen.guidance_scale,
+            fps=gen.fps,
+            seed=gen.seed,
+            dtype=gen.dtype,
+            device=gen.device,
+            guardrail=gen.guardrail,
+            idm=str(self.idm_dir) if self.label else None,
+        )
         if self.source == "procedural" and self.pairs_dir is None:
             base.update(pairs_dir=self.resolved_pairs_dir, generated={trained: str(gen.out_dir)})
         return config_from_dict(EvaluateConfig, {**base, **self.evaluate}, where="evaluate")
@@ -246,14 +322,16 @@ def _check_keys(values: dict[str, Any]) -> None:
     for key, value in values.items():
         if key in STAGE_TABLES and isinstance(value, dict):  # a stage's keys are compared with that stage's only
             for name in (n for n in value if n not in fields[key]):
-                problems.append(f"unknown key {key}.{name} ({name} is a top-level key: write {name}=<value>)"
-                                if name in top else
-                                _unknown_key(f"{key}.{name}", name, fields[key], f"{key}.",
-                                             f"[{key}] takes {', '.join(fields[key])}"))
+                problems.append(
+                    f"unknown key {key}.{name} ({name} is a top-level key: write {name}=<value>)"
+                    if name in top
+                    else _unknown_key(
+                        f"{key}.{name}", name, fields[key], f"{key}.", f"[{key}] takes {', '.join(fields[key])}"
+                    )
+                )
         elif key not in top:  # a misspelt top-level key or table: compared with every valid key
             leaves = [f"{key}.{name}" for name in value] if isinstance(value, dict) and value else [key]
-            problems += [_unknown_key(leaf, leaf, every, "", f"top-level keys are {', '.join(top)}")
-                         for leaf in leaves]
+            problems += [_unknown_key(leaf, leaf, every, "", f"top-level keys are {', '.join(top)}") for leaf in leaves]
     if problems:
         raise ValueError("; ".join(problems) + ".")
 

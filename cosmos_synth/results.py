@@ -16,7 +16,7 @@ from cosmos_synth.files import read_jsonl
 
 @dataclass(frozen=True, kw_only=True)
 class StageResult:
-    out_dir: Path                       # the stage's folder, with its <stage>_config.json
+    out_dir: Path  # the stage's folder, with its <stage>_config.json
     # one row per sample (ingest, preprocess, cache, generate, label) or per (model, episode) (evaluate); None where the
     # outputs are not per sample
     manifest: Path | None = None

@@ -42,11 +42,11 @@ def _always(run: RunConfig) -> bool:
 
 @dataclass(frozen=True)
 class Stage:
-    name: str                                   # its folder under run_dir, and its key in a run's results
-    config: Callable[[RunConfig], Any]          # builds its config from the run's settings
-    run: Callable[..., StageResult]             # the stage function: run(config[, progress=...])
+    name: str  # its folder under run_dir, and its key in a run's results
+    config: Callable[[RunConfig], Any]  # builds its config from the run's settings
+    run: Callable[..., StageResult]  # the stage function: run(config[, progress=...])
     when: Callable[[RunConfig], bool] = _always  # whether a run with these settings includes it
-    progress: bool = True                       # run takes a progress callback (cosmos_synth.progress)
+    progress: bool = True  # run takes a progress callback (cosmos_synth.progress)
 
     def __call__(self, config: Any, progress: Progress | None = None) -> StageResult:
         return self.run(config, progress=progress) if self.progress else self.run(config)
@@ -61,8 +61,13 @@ STAGES: tuple[Stage, ...] = (
     Stage("idm", RunConfig.idm_train_config, train_idm, when=lambda run: run.label and run.idm is None),
     Stage("label", RunConfig.label_config, label_videos, when=lambda run: run.label),
     Stage("export", RunConfig.export_config, export_episodes),
-    Stage("evaluate", lambda run: run.evaluate_config(run.trained_dir), evaluate_models, progress=False,
-          when=lambda run: run.resolved_heldout_dir is not None),
+    Stage(
+        "evaluate",
+        lambda run: run.evaluate_config(run.trained_dir),
+        evaluate_models,
+        progress=False,
+        when=lambda run: run.resolved_heldout_dir is not None,
+    ),
 )
 
 

@@ -32,7 +32,9 @@ def read_video(path: Path) -> tuple[np.ndarray, float]:
             fps = float(stream.average_rate or stream.guessed_rate or 0.0)
             frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
     except (av.error.FFmpegError, OSError) as exc:  # PyAV reports corrupt data as FFmpegError subclasses
-        raise ValueError(f"Video {path} cannot be decoded ({exc}); re-encode it or remove it from the dataset.") from exc
+        raise ValueError(
+            f"Video {path} cannot be decoded ({exc}); re-encode it or remove it from the dataset."
+        ) from exc
     if not frames:
         raise ValueError(f"Video {path} has no frames; re-encode it or remove it from the dataset.")
     return np.stack(frames), fps
@@ -52,8 +54,15 @@ class VideoEncoder:
     manager, or call :meth:`close`, which flushes the encoder's delayed frames.
     """
 
-    def __init__(self, path: Path, *, fps: int, encoder: str = "libx264", options: dict[str, str] | None = None,
-                 faststart: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fps: int,
+        encoder: str = "libx264",
+        options: dict[str, str] | None = None,
+        faststart: bool = False,
+    ) -> None:
         import av
 
         self.fps, self.encoder, self.options = fps, encoder, dict(options or {})
@@ -107,4 +116,3 @@ def write_video(frames: np.ndarray, path: Path, *, fps: int, codec: str = "libx2
     with atomic_write(path) as tmp, VideoEncoder(tmp, fps=fps, encoder=codec, options=options) as video:
         video.add(frames)
     return path
-

@@ -29,8 +29,9 @@ def collect_task(inbox: Path, regen_dir: Path) -> Batch | None:
 
 
 @flow(name="regenerate")
-def regenerate(recipe: str = "demo", overrides: dict[str, Any] | None = None, inbox: str = "inbox",
-               adapter: str | None = None) -> dict[str, Any]:
+def regenerate(
+    recipe: str = "demo", overrides: dict[str, Any] | None = None, inbox: str = "inbox", adapter: str | None = None
+) -> dict[str, Any]:
     """Turn the inbox's new pairs into episodes of `recipe`'s run; return what was added."""
     logger = get_run_logger()
     cfg = load_run_config(recipe, overrides)
@@ -41,12 +42,14 @@ def regenerate(recipe: str = "demo", overrides: dict[str, Any] | None = None, in
         return {"new_episodes": 0, "batch": None}
     adapter_dir = Path(adapter) if adapter else cfg.trained_dir
     trained_weights_file(adapter_dir)  # a clear error when the run has not trained yet
-    generated = generate_task(replace(cfg.generate_config(adapter_dir), pairs_dir=batch.pairs_dir,
-                                      out_dir=batch.root / "generate"))
+    generated = generate_task(
+        replace(cfg.generate_config(adapter_dir), pairs_dir=batch.pairs_dir, out_dir=batch.root / "generate")
+    )
     manifest = generated.manifest
     if cfg.label:
-        manifest = label_task(LabelConfig(manifest=manifest, idm=cfg.idm_dir, out_dir=batch.root / "label",
-                                          device=cfg.device)).manifest
+        manifest = label_task(
+            LabelConfig(manifest=manifest, idm=cfg.idm_dir, out_dir=batch.root / "label", device=cfg.device)
+        ).manifest
     episodes = combined_manifest(regen_dir, cfg.export_config().manifest, manifest)
     exported = export_task(replace(cfg.export_config(), manifest=episodes))
     record_batch(regen_dir, batch)  # last: a run that dies before this is redone, not duplicated

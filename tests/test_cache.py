@@ -22,8 +22,21 @@ from cosmos_synth.train import train
 
 
 def _cfg(model: Path, clips: Path, out: Path, **kw) -> CacheConfig:
-    return CacheConfig(**{**dict(model=str(model), revision=None, data_dir=clips, out_dir=out, num_frames=9,
-                                 num_windows=3, dtype="float32", device="cpu"), **kw})
+    return CacheConfig(
+        **{
+            **dict(
+                model=str(model),
+                revision=None,
+                data_dir=clips,
+                out_dir=out,
+                num_frames=9,
+                num_windows=3,
+                dtype="float32",
+                device="cpu",
+            ),
+            **kw,
+        }
+    )
 
 
 def test_cache_holds_what_encoding_gives_and_hits_on_rerun(tiny_model, clips, tmp_path):
@@ -38,7 +51,7 @@ def test_cache_holds_what_encoding_gives_and_hits_on_rerun(tiny_model, clips, tm
     pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
     frames = load_clip(Path(read_jsonl(clips / "manifest.jsonl")[0]["clip"]))
     start = row["starts"][1]
-    window = frames[start:start + 9].permute(3, 0, 1, 2).float() / 127.5 - 1.0
+    window = frames[start : start + 9].permute(3, 0, 1, 2).float() / 127.5 - 1.0
     torch.testing.assert_close(latents[1:2], encode_video(pipe, window.unsqueeze(0)))
     with torch.no_grad():
         torch.testing.assert_close(embeds, pipe._get_prompt_embeds(row["caption"]))
@@ -76,10 +89,24 @@ def test_window_starts_are_seeded_and_bounded():
 
 def test_training_on_the_cache_needs_no_text_encoder(tiny_model, clips, tmp_path):
     cache = encode_latent_cache(_cfg(tiny_model, clips, tmp_path / "cache")).out_dir
-    cfg = TrainConfig(model=str(tiny_model), revision=None, data_dir=clips, out_dir=tmp_path / "train", rank=4,
-                      alpha=4, num_frames=9, num_epochs=3, learning_rate=1e-3, num_warmup_steps=1,
-                      checkpoint_every_epochs=3, dtype="float32", cpu=True, latent_cache=cache,
-                      gradient_checkpointing=True, checkpoint_layers=1)
+    cfg = TrainConfig(
+        model=str(tiny_model),
+        revision=None,
+        data_dir=clips,
+        out_dir=tmp_path / "train",
+        rank=4,
+        alpha=4,
+        num_frames=9,
+        num_epochs=3,
+        learning_rate=1e-3,
+        num_warmup_steps=1,
+        checkpoint_every_epochs=3,
+        dtype="float32",
+        cpu=True,
+        latent_cache=cache,
+        gradient_checkpointing=True,
+        checkpoint_layers=1,
+    )
     result = train(cfg)
     losses = [r["loss"] for r in read_jsonl(tmp_path / "train" / LOSS_LOG)]
     assert result.num_steps == 12 and len(losses) == 12 and all(map(torch.isfinite, torch.tensor(losses)))
@@ -87,9 +114,11 @@ def test_training_on_the_cache_needs_no_text_encoder(tiny_model, clips, tmp_path
 
 def _checkpointing(num_layers, policy="full"):
     """A `tiny_dit_run` prepare step: checkpoint `num_layers` blocks (None: none) under `policy`."""
+
     def prepare(transformer):
         if num_layers is not None:
             assert len(checkpoint_blocks(transformer, num_layers, policy=policy)) == num_layers
+
     return prepare
 
 

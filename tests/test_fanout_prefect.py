@@ -17,8 +17,14 @@ RUN_TIMEOUT_S = 1500
 
 @pytest.mark.e2e
 def test_two_workers_share_one_generation_run(tmp_path):
-    overrides = {"run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"), "generate_shards": 2,
-                 "label": False, "train.num_epochs": 1, "demo.num_episodes": 4}
+    overrides = {
+        "run_dir": str(tmp_path / "run"),
+        "cache_dir": str(tmp_path / "cache"),
+        "generate_shards": 2,
+        "label": False,
+        "train.num_epochs": 1,
+        "demo.num_episodes": 4,
+    }
     with local_stack(tmp_path / "prefect") as stack:
         for name in ("gpu-a", "gpu-b"):  # what `CUDA_VISIBLE_DEVICES=i prefect worker start --pool gpu` does
             stack.start_worker("gpu", name=name, limit=1, env={"COSMOS_SYNTH_WORKER": name, "CUDA_VISIBLE_DEVICES": ""})

@@ -19,19 +19,37 @@ from cosmos_synth.video import write_video
 
 # docs/recipe.md, the published command at 432x768.
 REFERENCE = {
-    "height": 432, "width": 768, "num_frames": 93, "rank": 32, "alpha": 32, "learning_rate": 2**-14.5,
-    "weight_decay": 0.001, "max_grad_norm": 1.0, "num_warmup_steps": 1000, "num_training_steps": 100_000,
-    "f_max": 0.5, "f_min": 0.2, "cfg_dropout_prob": 0.2, "cond_frame_probs": {1: 0.5, 2: 0.5},
-    "cond_frame_timestep": 0.0001, "checkpoint_every_epochs": 100, "num_steps": 36, "guidance_scale": 7.0, "fps": 16,
-    "target_modules": ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"), "num_epochs": 500,
+    "height": 432,
+    "width": 768,
+    "num_frames": 93,
+    "rank": 32,
+    "alpha": 32,
+    "learning_rate": 2**-14.5,
+    "weight_decay": 0.001,
+    "max_grad_norm": 1.0,
+    "num_warmup_steps": 1000,
+    "num_training_steps": 100_000,
+    "f_max": 0.5,
+    "f_min": 0.2,
+    "cfg_dropout_prob": 0.2,
+    "cond_frame_probs": {1: 0.5, 2: 0.5},
+    "cond_frame_timestep": 0.0001,
+    "checkpoint_every_epochs": 100,
+    "num_steps": 36,
+    "guidance_scale": 7.0,
+    "fps": 16,
+    "target_modules": ("to_q", "to_k", "to_v", "to_out.0", "ff.net.0.proj", "ff.net.2"),
+    "num_epochs": 500,
 }
 
 
 def test_gr1_defaults_are_the_reference_recipe():
     cfg = load_run_config("gr1")
     train, generate = cfg.train_config(), cfg.generate_config(None)
-    got = {**{k: getattr(train, k) for k in REFERENCE if hasattr(train, k)},
-           **{k: getattr(generate, k) for k in ("height", "width", "num_frames", "num_steps", "guidance_scale", "fps")}}
+    got = {
+        **{k: getattr(train, k) for k in REFERENCE if hasattr(train, k)},
+        **{k: getattr(generate, k) for k in ("height", "width", "num_frames", "num_steps", "guidance_scale", "fps")},
+    }
     assert got == REFERENCE
     assert (cfg.model, cfg.revision) == ("nvidia/Cosmos-Predict2.5-2B", "diffusers/base/post-trained")
     assert train.cond_frame_probs == {1: 0.5, 2: 0.5} and all(isinstance(k, int) for k in train.cond_frame_probs)
@@ -55,9 +73,8 @@ def _gr1_like(root: Path) -> Path:
     for name in ("clip_a", "clip_b"):
         write_video(frames, root / "gr1" / f"{name}.mp4", fps=16)
     (root / "metadata.csv").write_text(
-        'file_name,text\n'
-        'clip_a.mp4,"Pick up the apple, then place it in the basket."\n'
-        'gr1/clip_b.mp4,Open the drawer\n')
+        'file_name,text\nclip_a.mp4,"Pick up the apple, then place it in the basket."\ngr1/clip_b.mp4,Open the drawer\n'
+    )
     return root
 
 
@@ -73,13 +90,16 @@ def _eval_like(root: Path) -> Path:
 
 def test_hub_layouts_ingest_with_the_reference_preprocessing(tmp_path):
     gr1, eval_root = _gr1_like(tmp_path / "GR1-100"), _eval_like(tmp_path / "EVAL-175")
-    cfg = load_run_config("gr1", {"dataset_repo": str(gr1), "pairs_repo": str(eval_root),
-                                       "run_dir": str(tmp_path / "run"), "num_frames": 9})
+    cfg = load_run_config(
+        "gr1",
+        {"dataset_repo": str(gr1), "pairs_repo": str(eval_root), "run_dir": str(tmp_path / "run"), "num_frames": 9},
+    )
     assert prepare_source(cfg) == gr1
     rows = read_jsonl(ingest_dataset(cfg.ingest_config()).manifest)
     assert [r["sample_id"] for r in rows] == ["clip_a", "clip_b"]
-    assert rows[0]["caption"] == ("The robot arm is performing a task. "
-                                  "Pick up the apple, then place it in the basket.")  # first comma only, no quotes
+    assert rows[0]["caption"] == (
+        "The robot arm is performing a task. Pick up the apple, then place it in the basket."
+    )  # first comma only, no quotes
     assert rows[1]["caption"] == "The robot arm is performing a task. Open the drawer"
     pairs = list_pairs(cfg.generate_config(None).pairs_dir)
     assert [(p.sample_id, p.prompt) for p in pairs] == [("000", "Prompt number 0."), ("001", "Prompt number 1.")]

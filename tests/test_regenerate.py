@@ -18,8 +18,14 @@ from flows.regenerate import regenerate
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("regen")
-    overrides = {"run_dir": str(tmp / "run"), "cache_dir": str(tmp / "cache"), "train.num_epochs": 1,
-                 "demo.num_episodes": 4, "demo.num_test_pairs": 2, "generate.num_steps": 2}
+    overrides = {
+        "run_dir": str(tmp / "run"),
+        "cache_dir": str(tmp / "cache"),
+        "train.num_epochs": 1,
+        "demo.num_episodes": 4,
+        "demo.num_test_pairs": 2,
+        "generate.num_steps": 2,
+    }
     cfg = load_run_config("demo", overrides)
     run_stages(cfg)
     return tmp, overrides, cfg

@@ -20,10 +20,23 @@ from cosmos_synth.train import latest_checkpoint, train
 
 
 def _config(tiny_model: Path, clips: Path, out: Path, num_epochs: int) -> TrainConfig:
-    return TrainConfig(model=str(tiny_model), revision=None, data_dir=clips, out_dir=out, rank=4, alpha=4,
-                       num_frames=9, num_epochs=num_epochs, learning_rate=1e-3, num_warmup_steps=2,
-                       num_training_steps=50, checkpoint_every_epochs=2, dtype="float32",
-                       gradient_checkpointing=False, cpu=True)
+    return TrainConfig(
+        model=str(tiny_model),
+        revision=None,
+        data_dir=clips,
+        out_dir=out,
+        rank=4,
+        alpha=4,
+        num_frames=9,
+        num_epochs=num_epochs,
+        learning_rate=1e-3,
+        num_warmup_steps=2,
+        num_training_steps=50,
+        checkpoint_every_epochs=2,
+        dtype="float32",
+        gradient_checkpointing=False,
+        cpu=True,
+    )
 
 
 def test_resumed_run_ends_with_the_same_adapter(tiny_model, clips, tmp_path):

@@ -17,14 +17,21 @@ def test_every_stage_has_its_task():
     assert [stage.name for stage in STAGES] == list(STAGE_TASKS)
 
 
-@pytest.mark.parametrize(("overrides", "names"), [
-    ({}, ["ingest", "preprocess", "cache", "train", "generate", "idm", "label", "export", "evaluate"]),
-    ({"latent_cache": False, "label": False}, ["ingest", "preprocess", "train", "generate", "export", "evaluate"]),
-    ({"idm": "runs/other/idm"}, ["ingest", "preprocess", "cache", "train", "generate", "label", "export",
-                                 "evaluate"]),
-    ({"source": "local", "dataset_dir": "data"}, ["ingest", "preprocess", "cache", "train", "generate", "idm",
-                                                  "label", "export"]),  # no held-out episodes: no evaluation
-])
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        ({}, ["ingest", "preprocess", "cache", "train", "generate", "idm", "label", "export", "evaluate"]),
+        ({"latent_cache": False, "label": False}, ["ingest", "preprocess", "train", "generate", "export", "evaluate"]),
+        (
+            {"idm": "runs/other/idm"},
+            ["ingest", "preprocess", "cache", "train", "generate", "label", "export", "evaluate"],
+        ),
+        (
+            {"source": "local", "dataset_dir": "data"},
+            ["ingest", "preprocess", "cache", "train", "generate", "idm", "label", "export"],
+        ),  # no held-out episodes: no evaluation
+    ],
+)
 def test_a_run_goes_through_the_stages_its_settings_ask_for(overrides, names):
     assert [stage.name for stage in stages_of(load_run_config("demo", overrides))] == names
 

@@ -12,8 +12,8 @@ import pyarrow as pa
 
 VideoCodec = Literal["h264", "av1"]
 DEFAULT_VIDEO_CODEC: VideoCodec = "h264"  # every loader reads H.264 (GR00T's cannot); AV1 is lerobot's own default
-VIDEO_ENCODERS = {                  # codec -> (PyAV encoder, options); g=2: a keyframe every 2 frames, so random access
-    "h264": ("libx264", {"crf": "18", "g": "2"}),               # decodes little (as lerobot)
+VIDEO_ENCODERS = {  # codec -> (PyAV encoder, options); g=2: a keyframe every 2 frames, so random access
+    "h264": ("libx264", {"crf": "18", "g": "2"}),  # decodes little (as lerobot)
     "av1": ("libsvtav1", {"crf": "30", "g": "2", "preset": "12"}),  # lerobot's own AV1 settings (encode_video_frames)
 }
 
@@ -29,8 +29,10 @@ def video_encoder(codec: str) -> tuple[str, dict[str, str]]:
         raise ValueError(f"codec={codec!r}: use one of {sorted(VIDEO_ENCODERS)} (h264 is read everywhere).")
     encoder, options = VIDEO_ENCODERS[codec]
     if encoder not in av.codecs_available:
-        raise ValueError(f"codec={codec!r} needs the {encoder} encoder, which this PyAV build lacks; install a PyAV "
-                         "wheel from PyPI (it bundles libx264 and libsvtav1) or use codec='h264'.")
+        raise ValueError(
+            f"codec={codec!r} needs the {encoder} encoder, which this PyAV build lacks; install a PyAV "
+            "wheel from PyPI (it bundles libx264 and libsvtav1) or use codec='h264'."
+        )
     return encoder, dict(options)
 
 
@@ -50,7 +52,13 @@ def video_info(path: Path) -> dict[str, Any]:
     """The `info` block of a video feature, read from the encoded file (the keys lerobot's get_video_info writes)."""
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return {"video.height": stream.height, "video.width": stream.width,
-                "video.codec": stream.codec_context.codec.canonical_name, "video.pix_fmt": stream.pix_fmt,
-                "video.is_depth_map": False, "video.fps": int(stream.base_rate), "video.channels": 3,
-                "has_audio": bool(container.streams.audio)}
+        return {
+            "video.height": stream.height,
+            "video.width": stream.width,
+            "video.codec": stream.codec_context.codec.canonical_name,
+            "video.pix_fmt": stream.pix_fmt,
+            "video.is_depth_map": False,
+            "video.fps": int(stream.base_rate),
+            "video.channels": 3,
+            "has_audio": bool(container.streams.audio),
+        }

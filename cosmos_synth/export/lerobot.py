@@ -48,8 +48,8 @@ from cosmos_synth.video import VideoEncoder
 logger = logging.getLogger(__name__)
 
 CODEBASE_VERSION = "v3.0"
-CHUNKS_SIZE = 1000                  # lerobot's limit of files per chunk folder
-DATA_FILES_SIZE_IN_MB = 100         # lerobot's size limits for when it appends episodes; this writer writes one file
+CHUNKS_SIZE = 1000  # lerobot's limit of files per chunk folder
+DATA_FILES_SIZE_IN_MB = 100  # lerobot's size limits for when it appends episodes; this writer writes one file
 VIDEO_FILES_SIZE_IN_MB = 200
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
@@ -58,8 +58,12 @@ INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
 TASKS_PATH = "meta/tasks.parquet"
 ARRAYS = {"actions": "action", "states": "observation.state"}  # Episode field -> LeRobot feature
-INDEX_FEATURES = {                  # lerobot's DEFAULT_FEATURES, in its order
-    "timestamp": "float32", "frame_index": "int64", "episode_index": "int64", "index": "int64", "task_index": "int64",
+INDEX_FEATURES = {  # lerobot's DEFAULT_FEATURES, in its order
+    "timestamp": "float32",
+    "frame_index": "int64",
+    "episode_index": "int64",
+    "index": "int64",
+    "task_index": "int64",
 }
 
 
@@ -70,8 +74,16 @@ class LeRobotWriter:
     either the previous complete dataset or the new complete one.
     """
 
-    def __init__(self, root: Path, *, repo_id: str, fps: int, camera: str, robot_type: str,
-                 codec: VideoCodec = DEFAULT_VIDEO_CODEC) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        repo_id: str,
+        fps: int,
+        camera: str,
+        robot_type: str,
+        codec: VideoCodec = DEFAULT_VIDEO_CODEC,
+    ) -> None:
         self.encoder, self.encoder_options = video_encoder(codec)
         self.root = Path(root)
         self.repo_id, self.fps, self.robot_type = repo_id, fps, robot_type
@@ -79,13 +91,13 @@ class LeRobotWriter:
         self.tmp = temporary_path(self.root)
         remove_stale_temporaries(self.root)  # a killed earlier export's half-written folder
         self.tmp.mkdir(parents=True)
-        self.video: VideoEncoder | None = None     # the one video file, opened by the first episode
+        self.video: VideoEncoder | None = None  # the one video file, opened by the first episode
         self.frame_columns: list[dict[str, np.ndarray]] = []
         self.episode_rows: list[dict[str, Any]] = []
-        self.tasks: dict[str, int] = {}           # task string -> task_index, in order of first appearance
+        self.tasks: dict[str, int] = {}  # task string -> task_index, in order of first appearance
         self.stats: dict[str, FeatureStats] = {}
         self.shape: tuple[int, int] | None = None  # (height, width) of every frame
-        self.dims: dict[str, int | None] = {}      # feature -> width of action/observation.state (None: absent)
+        self.dims: dict[str, int | None] = {}  # feature -> width of action/observation.state (None: absent)
         self.action_names: tuple[str, ...] | None = None  # the first episode's names for the `action` columns
         self.num_frames = 0
         self.finished = False
@@ -106,8 +118,13 @@ class LeRobotWriter:
             "index": np.arange(start, start + n, dtype=np.int64),
             "task_index": np.full(n, task_index, dtype=np.int64),
         }
-        columns.update({feature: getattr(episode, field) for field, feature in ARRAYS.items()
-                        if getattr(episode, field) is not None})
+        columns.update(
+            {
+                feature: getattr(episode, field)
+                for field, feature in ARRAYS.items()
+                if getattr(episode, field) is not None
+            }
+        )
         self.frame_columns.append(columns)
         episode_stats = {feature: self._stats(feature).add(values) for feature, values in columns.items()}
         episode_stats[self.key] = self._stats(self.key).add(episode.frames, episode.image_description)
@@ -119,24 +136,29 @@ class LeRobotWriter:
         first = self.shape is None
         self.shape = frame_size(episode, self.shape, what="LeRobot video feature")
         if first:
-            self.dims = {feature: None if getattr(episode, field) is None else getattr(episode, field).shape[1]
-                         for field, feature in ARRAYS.items()}
+            self.dims = {
+                feature: None if getattr(episode, field) is None else getattr(episode, field).shape[1]
+                for field, feature in ARRAYS.items()
+            }
             self.action_names = episode.action_names
         for field, feature in ARRAYS.items():
             values = getattr(episode, field)
             dim = None if values is None else values.shape[1]
             if dim != self.dims[feature]:
-                raise ValueError(f"Episode {episode.sample_id}: {field} width {dim}, earlier episodes "
-                                 f"{self.dims[feature]} (None: absent); label all episodes or none, with one "
-                                 f"{field} size.")
+                raise ValueError(
+                    f"Episode {episode.sample_id}: {field} width {dim}, earlier episodes "
+                    f"{self.dims[feature]} (None: absent); label all episodes or none, with one "
+                    f"{field} size."
+                )
 
     def _encode(self, frames: np.ndarray) -> None:
         """Append an episode's frames to the one video: frame k of the file at k/fps."""
         if self.video is None:
             self.video_file.parent.mkdir(parents=True)
             # faststart: the index goes first, so a reader (or the Hub viewer) can seek before the file is fetched
-            self.video = VideoEncoder(self.video_file, fps=self.fps, encoder=self.encoder,
-                                      options=self.encoder_options, faststart=True)
+            self.video = VideoEncoder(
+                self.video_file, fps=self.fps, encoder=self.encoder, options=self.encoder_options, faststart=True
+            )
         self.video.add(frames)
 
     def _stats(self, feature: str) -> FeatureStats:
@@ -145,14 +167,21 @@ class LeRobotWriter:
     def _episode_row(self, episode: Episode, start: int, episode_stats: dict) -> dict[str, Any]:
         n, episode_index = episode.num_frames, len(self.episode_rows)
         row = {
-            "episode_index": episode_index, "tasks": [episode.task], "length": n,
-            "data/chunk_index": 0, "data/file_index": 0,
-            "dataset_from_index": start, "dataset_to_index": start + n,
-            f"videos/{self.key}/chunk_index": 0, f"videos/{self.key}/file_index": 0,
+            "episode_index": episode_index,
+            "tasks": [episode.task],
+            "length": n,
+            "data/chunk_index": 0,
+            "data/file_index": 0,
+            "dataset_from_index": start,
+            "dataset_to_index": start + n,
+            f"videos/{self.key}/chunk_index": 0,
+            f"videos/{self.key}/file_index": 0,
             f"videos/{self.key}/from_timestamp": start / self.fps,
             f"videos/{self.key}/to_timestamp": (start + n) / self.fps,
-            "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
-            "source": episode.source, "sample_id": episode.sample_id,
+            "meta/episodes/chunk_index": 0,
+            "meta/episodes/file_index": 0,
+            "source": episode.source,
+            "sample_id": episode.sample_id,
         }
         for feature, values in to_json(episode_stats).items():
             row.update({f"stats/{feature}/{stat}": value for stat, value in values.items()})
@@ -181,19 +210,33 @@ class LeRobotWriter:
         tasks.to_parquet(self.tmp / TASKS_PATH)
 
     def _write_meta(self) -> None:
-        features = {feature: {"dtype": "float32", "shape": [dim], "names": [f"{feature}_{i}" for i in range(dim)]}
-                    for feature, dim in self.dims.items() if dim is not None}
-        if self.action_names is not None:          # the label stage's names (e.g. delta_x), not action_0, ...
+        features = {
+            feature: {"dtype": "float32", "shape": [dim], "names": [f"{feature}_{i}" for i in range(dim)]}
+            for feature, dim in self.dims.items()
+            if dim is not None
+        }
+        if self.action_names is not None:  # the label stage's names (e.g. delta_x), not action_0, ...
             features["action"]["names"] = list(self.action_names)
-        features[self.key] = {"dtype": "video", "shape": [*self.shape, 3], "names": ["height", "width", "channels"],
-                              "info": video_info(self.video_file)}
+        features[self.key] = {
+            "dtype": "video",
+            "shape": [*self.shape, 3],
+            "names": ["height", "width", "channels"],
+            "info": video_info(self.video_file),
+        }
         features.update({name: {"dtype": dtype, "shape": [1], "names": None} for name, dtype in INDEX_FEATURES.items()})
         info = {
-            "codebase_version": CODEBASE_VERSION, "robot_type": self.robot_type,
-            "total_episodes": len(self.episode_rows), "total_frames": self.num_frames, "total_tasks": len(self.tasks),
-            "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
-            "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB, "fps": self.fps,
-            "splits": {"train": f"0:{len(self.episode_rows)}"}, "data_path": DATA_PATH, "video_path": VIDEO_PATH,
+            "codebase_version": CODEBASE_VERSION,
+            "robot_type": self.robot_type,
+            "total_episodes": len(self.episode_rows),
+            "total_frames": self.num_frames,
+            "total_tasks": len(self.tasks),
+            "chunks_size": CHUNKS_SIZE,
+            "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
+            "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB,
+            "fps": self.fps,
+            "splits": {"train": f"0:{len(self.episode_rows)}"},
+            "data_path": DATA_PATH,
+            "video_path": VIDEO_PATH,
             "features": features,
         }
         stats = {feature: running.result() for feature, running in self.stats.items()}
@@ -219,8 +262,16 @@ class LeRobotWriter:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def write_lerobot_dataset(episodes: Iterable[Episode], root: Path, *, repo_id: str, fps: int, camera: str,
-                          robot_type: str, codec: VideoCodec = DEFAULT_VIDEO_CODEC) -> Path:
+def write_lerobot_dataset(
+    episodes: Iterable[Episode],
+    root: Path,
+    *,
+    repo_id: str,
+    fps: int,
+    camera: str,
+    robot_type: str,
+    codec: VideoCodec = DEFAULT_VIDEO_CODEC,
+) -> Path:
     """Write `episodes` as a LeRobot v3.0 dataset at `root` (replacing it atomically); return `root`.
 
     codec: "h264" (default; what every loader reads) or "av1" (smaller files; lerobot >= 0.4 and torchcodec read it).
@@ -233,21 +284,25 @@ def write_lerobot_dataset(episodes: Iterable[Episode], root: Path, *, repo_id: s
 
 def dataset_card(repo_id: str, info: dict[str, Any]) -> str:
     """A short Hub dataset card naming the repo id, in the shape lerobot's card uses."""
-    return (f"---\nlicense: other\ntask_categories:\n- robotics\ntags:\n- LeRobot\n- cosmos-synth\nconfigs:\n"
-            f"- config_name: default\n  data_files: data/*/*.parquet\n---\n\n# {repo_id}\n\n"
-            f"Synthetic robot episodes generated with Cosmos Predict 2.5 and exported by cosmos-synth.\n\n"
-            f"```json\n{json.dumps(info, indent=4)}\n```\n")
+    return (
+        f"---\nlicense: other\ntask_categories:\n- robotics\ntags:\n- LeRobot\n- cosmos-synth\nconfigs:\n"
+        f"- config_name: default\n  data_files: data/*/*.parquet\n---\n\n# {repo_id}\n\n"
+        f"Synthetic robot episodes generated with Cosmos Predict 2.5 and exported by cosmos-synth.\n\n"
+        f"```json\n{json.dumps(info, indent=4)}\n```\n"
+    )
 
 
 def verify_lerobot_dataset(root: Path, *, num_episodes: int, num_frames: int) -> None:
     """Read a written dataset back: totals, contiguous indices, episode ranges, video frame count and size."""
+
     def fail(what: str) -> ValueError:
         return ValueError(f"LeRobot dataset {root} failed verification: {what}. Rerun the export.")
 
     info = json.loads((root / INFO_PATH).read_text())
     if (info["total_episodes"], info["total_frames"]) != (num_episodes, num_frames):
-        raise fail(f"info.json totals {info['total_episodes']}/{info['total_frames']}, "
-                   f"expected {num_episodes}/{num_frames}")
+        raise fail(
+            f"info.json totals {info['total_episodes']}/{info['total_frames']}, expected {num_episodes}/{num_frames}"
+        )
     data = pq.read_table(root / DATA_PATH.format(chunk_index=0, file_index=0))
     if not np.array_equal(data.column("index").to_numpy(), np.arange(num_frames)):
         raise fail(f"data index is not 0..{num_frames - 1}")
@@ -268,5 +323,6 @@ def verify_lerobot_dataset(root: Path, *, num_episodes: int, num_frames: int) ->
                 num_packets = sum(1 for packet in container.demux(stream) if packet.size)
                 size = [stream.height, stream.width]
             if num_packets != num_frames or size != feature["shape"][:2]:
-                raise fail(f"{path.name} holds {num_packets} frames of {size}, expected {num_frames} of "
-                           f"{feature['shape'][:2]}")
+                raise fail(
+                    f"{path.name} holds {num_packets} frames of {size}, expected {num_frames} of {feature['shape'][:2]}"
+                )

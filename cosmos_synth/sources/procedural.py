@@ -41,7 +41,7 @@ __all__ = ["ACTION_NAMES", "MARKER", "STATE_NAMES", "episode_record", "record_ep
 
 # bump whenever the world, the expert or the rendering change: older datasets are then refused instead of silently mixed
 GENERATOR_VERSION = 2
-MARKER = "demo_source.json"         # written last: its presence means the folder is a complete demo dataset
+MARKER = "demo_source.json"  # written last: its presence means the folder is a complete demo dataset
 # lossless H.264: decodes to the rendered frames exactly (~18 kB/episode; High 4:4:4 Predictive profile, which
 # PyAV/FFmpeg read but some browsers do not)
 VIDEO_CRF = 0
@@ -55,8 +55,13 @@ def record_episodes(family: str, seeds, *, num_frames: int, height: int, width: 
 
 def episode_record(name: str, episode: Episode) -> dict:
     """The episodes.jsonl row of an episode: enough to replay it (task + seed) and to judge it."""
-    return {"name": name, "seed": episode.seed, "prompt": episode.prompt, "success": episode.success,
-            "task": dataclasses.asdict(episode.task)}
+    return {
+        "name": name,
+        "seed": episode.seed,
+        "prompt": episode.prompt,
+        "success": episode.success,
+        "task": dataclasses.asdict(episode.task),
+    }
 
 
 def _write_episodes(root: Path, episodes: list[Episode], names: list[str], fps: int) -> None:
@@ -95,12 +100,16 @@ def _existing_is_current(cfg: DemoDataConfig) -> bool:
         return False
     marker = out / MARKER
     if not marker.is_file():
-        raise ValueError(f"{out} already exists but is not a complete demo dataset (no {MARKER}); "
-                         f"delete it or choose another out_dir.")
+        raise ValueError(
+            f"{out} already exists but is not a complete demo dataset (no {MARKER}); "
+            f"delete it or choose another out_dir."
+        )
     found, wanted = json.loads(marker.read_text(encoding="utf-8")), _marker_record(cfg)
     if found != wanted:
-        raise ValueError(f"{out} holds a demo dataset made with different settings ({marker}: {found}; wanted "
-                         f"{wanted}); delete the folder to regenerate it, or choose another out_dir.")
+        raise ValueError(
+            f"{out} holds a demo dataset made with different settings ({marker}: {found}; wanted "
+            f"{wanted}); delete the folder to regenerate it, or choose another out_dir."
+        )
     return True
 
 
@@ -110,8 +119,9 @@ def _build(cfg: DemoDataConfig, root: Path) -> None:
     train = record_episodes(cfg.task_family, range(cfg.seed, cfg.seed + cfg.num_episodes), **size)
     _write_episodes(root, train, [f"episode_{i:04d}" for i in range(cfg.num_episodes)], cfg.fps)
     seeds = range(cfg.heldout_seed, cfg.heldout_seed + cfg.num_test_pairs)
-    heldout = [e for family in cfg.heldout_families or (cfg.task_family,)
-               for e in record_episodes(family, seeds, **size)]
+    heldout = [
+        e for family in cfg.heldout_families or (cfg.task_family,) for e in record_episodes(family, seeds, **size)
+    ]
     names = [f"pair_{k:04d}" for k in range(len(heldout))]
     if heldout:
         _write_episodes(root / HELDOUT_DIR, heldout, names, cfg.fps)
@@ -135,6 +145,11 @@ def write_demo_dataset(cfg: DemoDataConfig) -> Path:
         return out
     with atomic_dir(out) as tmp:  # out is absent or an empty folder (checked above)
         _build(cfg, tmp)
-    logger.info("demo dataset: %d %s episodes, %d held-out episodes -> %s", cfg.num_episodes, cfg.task_family,
-                cfg.num_test_pairs, out)
+    logger.info(
+        "demo dataset: %d %s episodes, %d held-out episodes -> %s",
+        cfg.num_episodes,
+        cfg.task_family,
+        cfg.num_test_pairs,
+        out,
+    )
     return out

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each benchmark harness in a child process
+
 SMOKE = Path(__file__).with_name("benchmark_smoke.py")
 
 

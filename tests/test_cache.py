@@ -60,6 +60,7 @@ def test_cache_holds_what_encoding_gives_and_hits_on_rerun(tiny_model, clips, tm
     assert again.num_encoded == 0 and read_jsonl(again.manifest) == read_jsonl(first.manifest)
 
 
+@pytest.mark.slow
 def test_cache_misses_when_what_determines_it_changes(tiny_model, clips, tmp_path):
     cfg = _cfg(tiny_model, clips, tmp_path / "cache")
     encode_latent_cache(cfg)
@@ -87,6 +88,7 @@ def test_window_starts_are_seeded_and_bounded():
         window_starts(8, cfg, "clip")
 
 
+@pytest.mark.slow
 def test_training_on_the_cache_needs_no_text_encoder(tiny_model, clips, tmp_path):
     cache = encode_latent_cache(_cfg(tiny_model, clips, tmp_path / "cache")).out_dir
     cfg = TrainConfig(

@@ -19,6 +19,8 @@ import pytest
 
 from cosmos_synth.export import Episode, write_groot_dataset, write_lerobot_dataset, write_robomimic_hdf5
 
+pytestmark = pytest.mark.consumers  # the readers live in .venv-consumers (make consumers)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONSUMERS_PYTHON = ROOT / ".venv-consumers" / "bin" / "python"
 CHECKS = Path(__file__).parent / "consumers"

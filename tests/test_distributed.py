@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from safetensors.torch import load_file
 
 from cosmos_synth.config import TrainConfig
@@ -29,6 +30,7 @@ def test_launch_command_picks_the_launcher(tmp_path):
     assert command[command.index("--num_processes") + 1] == "2" and "--multi_gpu" in command
 
 
+@pytest.mark.slow
 def test_two_process_training_over_gloo(tiny_model, clips, tmp_path):
     cfg = TrainConfig(
         model=str(tiny_model),

@@ -125,6 +125,7 @@ def pick_place_heldout(tmp_path_factory) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_the_shipped_world_model_does_its_pretraining_family(pick_place_heldout, tmp_path):
     """The demo world model, from a held-out first frame and its prompt, does the task: the judge accepts it, it
     beats copying the first frame on the frames it has to predict, and its first frame is the seed image."""
@@ -136,6 +137,7 @@ def test_the_shipped_world_model_does_its_pretraining_family(pick_place_heldout,
     assert model["frame0_psnr_db"] > 28
 
 
+@pytest.mark.slow
 def test_a_flipped_velocity_sign_is_caught(pick_place_heldout, tmp_path, monkeypatch):
     """A fine-tune whose objective has the velocity's sign flipped (a classic bug) must not pass evaluation: ten
     LoRA steps on the demo world model with the flipped target, and the judge and PSNR say so, where the base model

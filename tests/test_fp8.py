@@ -92,6 +92,7 @@ def test_fp8_refuses_trainable_weights(tiny_model):
         use_fp8_matmuls(pipe.transformer)
 
 
+@pytest.mark.slow
 def test_training_with_fp8_matmuls_follows_the_float_loss(tiny_model, clips, tmp_path):
     losses = {}
     for fp8 in (False, True):

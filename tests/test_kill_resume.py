@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import h5py
+import pytest
 
 from cosmos_synth.config import ExportConfig, GenerateConfig, TrainConfig, config_to_dict, write_config
 from cosmos_synth.export import export_episodes, export_paths
@@ -24,6 +25,8 @@ from cosmos_synth.launch import accelerate_command, launch_training
 from cosmos_synth.layout import CHECKPOINTS_DIR, LOSS_LOG, RESULT_FILE, VIDEOS_DIR
 from cosmos_synth.models import ADAPTER_FILE
 from cosmos_synth.train import latest_checkpoint
+
+pytestmark = pytest.mark.slow  # each test trains, generates or exports in killed child processes
 
 REPO = Path(__file__).resolve().parent.parent
 KILL_AT = Path(__file__).with_name("kill_at.py")

@@ -89,6 +89,7 @@ def hidden_leftovers(folder: Path) -> list[str]:
 # ------------------------------------------------------------------------------------------------------ training
 
 
+@pytest.mark.slow
 def test_idm_beats_the_mean_baseline_on_heldout_episodes(trained):
     _, result = trained
     metrics = result.metrics
@@ -103,6 +104,7 @@ def test_idm_beats_the_mean_baseline_on_heldout_episodes(trained):
     assert np.mean([row["r2"] for row in rows]) > 0.75
 
 
+@pytest.mark.slow
 def test_idm_files_record_the_model_and_its_metrics(trained):
     cfg, result = trained
     assert result.model_path == cfg.out_dir / WEIGHTS_FILE and result.model_path.is_file()
@@ -119,6 +121,7 @@ def test_idm_files_record_the_model_and_its_metrics(trained):
     assert hidden_leftovers(cfg.out_dir) == []
 
 
+@pytest.mark.slow
 def test_loaded_idm_reproduces_the_heldout_metrics(trained):
     """load_idm round-trips the weights: its held-out MSE is the one train_idm reported."""
     cfg, result = trained
@@ -132,6 +135,7 @@ def test_loaded_idm_reproduces_the_heldout_metrics(trained):
     np.testing.assert_allclose(mse, [result.metrics["per_action"][n]["mse"] for n in ACTION_NAMES], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_given_a_seed(trained, tmp_path):
     cfg, _ = trained
     manifest = tmp_path / "four.jsonl"
@@ -153,6 +157,7 @@ def test_training_is_deterministic_given_a_seed(trained, tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_train_idm_needs_episodes_with_trajectories(trained, tmp_path):
     cfg, _ = trained
     rows = [{**json.loads(line), "trajectory": None} for line in cfg.manifest.read_text().splitlines()]
@@ -163,6 +168,7 @@ def test_train_idm_needs_episodes_with_trajectories(trained, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_action_names_must_match_the_trajectories(trained, tmp_path):
     cfg, _ = trained
     with pytest.raises(ValueError, match=r"action_names=\('x', 'y'\) has 2 names but .* have 3 action dimensions"):
@@ -201,6 +207,7 @@ def test_average_chunks_by_hand():
     np.testing.assert_array_equal(average_chunks(np.arange(4.0).reshape(4, 1, 1))[:, 0], [0, 1, 2, 3, 3])
 
 
+@pytest.mark.slow
 def test_labels_are_close_to_the_ground_truth(labelled):
     cfg, result, truth = labelled
     assert (result.num_labelled, result.num_skipped) == (4, 0)
@@ -229,6 +236,7 @@ def test_labels_are_close_to_the_ground_truth(labelled):
     assert hidden_leftovers(cfg.out_dir) == []
 
 
+@pytest.mark.slow
 def test_rerun_skips_current_labels_and_redoes_missing_ones(labelled):
     cfg, first, _ = labelled
     files = sorted((cfg.out_dir / "actions").glob("*.npz"))
@@ -250,12 +258,14 @@ def test_rerun_skips_current_labels_and_redoes_missing_ones(labelled):
     assert (relabelled.num_labelled, relabelled.num_skipped) == (4, 0)  # another IDM: every label is redone
 
 
+@pytest.mark.slow
 def test_short_video_is_an_error(trained):
     cfg, _ = trained
     with pytest.raises(ValueError, match="clip.mp4 has 2 frames; this IDM reads clips of clip_frames=3"):
         predict_actions(load_idm(cfg.out_dir), np.zeros((2, 64, 96, 3), np.uint8), name="clip.mp4")
 
 
+@pytest.mark.slow
 def test_load_idm_refuses_missing_and_garbage_files(trained, tmp_path):
     cfg, _ = trained
     with pytest.raises(ValueError, match=rf"IDM file {tmp_path / 'nothing' / CONFIG_FILE} does not exist"):
@@ -287,6 +297,7 @@ def test_load_idm_refuses_missing_and_garbage_files(trained, tmp_path):
 # ------------------------------------------------------------------------------------------------------ export
 
 
+@pytest.mark.slow
 def test_export_carries_the_idm_actions(labelled, tmp_path):
     _, result, _ = labelled
     rows = [json.loads(line) for line in result.manifest.read_text().splitlines()]
@@ -311,6 +322,7 @@ def test_export_carries_the_idm_actions(labelled, tmp_path):
     np.testing.assert_array_equal(np.stack(frames["action"]), everything)  # LeRobot keeps the original units
 
 
+@pytest.mark.slow
 def test_export_refuses_a_missing_actions_file(labelled, tmp_path):
     _, result, _ = labelled
     rows = [json.loads(line) for line in result.manifest.read_text().splitlines()]

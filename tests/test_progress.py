@@ -112,6 +112,7 @@ def _train_config(tiny_model: Path, clips: Path, out: Path, **kw) -> TrainConfig
     return TrainConfig(**{**values, **kw})
 
 
+@pytest.mark.slow
 def test_training_reports_steps_relays_epochs_and_writes_tensorboard(tiny_model, clips, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="cosmos_synth")
     updates: list[ProgressUpdate] = []

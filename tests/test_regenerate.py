@@ -14,6 +14,8 @@ from cosmos_synth.regenerate import LEDGER
 from cosmos_synth.stages import run_stages
 from flows.regenerate import regenerate
 
+pytestmark = pytest.mark.slow  # a whole demo run, then the regenerate flow twice
+
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):

@@ -39,6 +39,7 @@ def _config(tiny_model: Path, clips: Path, out: Path, num_epochs: int) -> TrainC
     )
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_with_the_same_adapter(tiny_model, clips, tmp_path):
     straight = train(_config(tiny_model, clips, tmp_path / "straight", num_epochs=4))
 
@@ -59,6 +60,7 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, clips, tmp_path):
     assert any(a[k].abs().max() > 0 for k in a if "lora_B" in k)  # the adapter did train
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_repeated(tiny_model, clips, tmp_path, monkeypatch):
     cfg = _config(tiny_model, clips, tmp_path / "run", num_epochs=1)
     result = launch_training(cfg)

@@ -1,5 +1,6 @@
 # make demo   the whole pipeline on CPU through a local Prefect server and worker (outputs: runs/demo/)
-# make test   the test suite, the end-to-end Prefect test included (and the exports read by the real consumers)
+# make test   lint, then the test suite, the end-to-end Prefect test included (and the exports read by the real
+#             consumers); make lint alone: ruff check + ruff format --check (`ruff format .` fixes the format)
 # make consumers   .venv-consumers: lerobot 0.4.4 and robomimic 0.3.0, the readers tests/test_consumers.py runs
 # make clean  remove outputs and caches (make distclean also removes .venv and .venv-consumers)
 
@@ -12,14 +13,18 @@ CONSUMERS_STAMP := $(CONSUMERS)/.installed
 
 export HF_HUB_OFFLINE := 1
 
-.PHONY: demo test install consumers clean distclean
+.PHONY: demo test lint install consumers clean distclean
 
 demo: $(STAMP)
 	$(VENV)/bin/python -m flows.local_stack demo
 
-test: $(STAMP) $(CONSUMERS_STAMP)
+test: lint $(STAMP) $(CONSUMERS_STAMP)
 	$(VENV)/bin/python -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: treated as a failure" >&2; fi; exit $$rc
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 install: $(STAMP)
 
@@ -47,7 +52,7 @@ $(CONSUMERS_STAMP): tests/consumers/requirements.txt tests/consumers/constraints
 	touch $@
 
 clean:
-	rm -rf runs .cache .pytest_cache build *.egg-info
+	rm -rf runs .cache .pytest_cache .ruff_cache build *.egg-info
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -not -path './$(CONSUMERS)/*' -prune -exec rm -rf {} +
 
 distclean: clean

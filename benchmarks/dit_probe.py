@@ -65,19 +65,26 @@ def reset(device) -> None:
 
 # --- attention op -------------------------------------------------------------------------------------------------
 
+
 def attention_section(device, tokens: int, heads: int, dim: int, repeat: int) -> list[dict]:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     rows = []
     flops = 4 * tokens * tokens * heads * dim
-    q, k, v = (torch.randn(1, heads, tokens, dim, device=device, dtype=torch.bfloat16, requires_grad=True)
-               for _ in range(3))
+    q, k, v = (
+        torch.randn(1, heads, tokens, dim, device=device, dtype=torch.bfloat16, requires_grad=True) for _ in range(3)
+    )
     grad = torch.randn_like(q)
-    for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION), ("flash", SDPBackend.FLASH_ATTENTION),
-                          ("efficient", SDPBackend.EFFICIENT_ATTENTION), ("default", None)):
+    for name, backend in (
+        ("cudnn", SDPBackend.CUDNN_ATTENTION),
+        ("flash", SDPBackend.FLASH_ATTENTION),
+        ("efficient", SDPBackend.EFFICIENT_ATTENTION),
+        ("default", None),
+    ):
         ctx = sdpa_kernel([backend]) if backend is not None else contextlib.nullcontext()
         try:
             with ctx:
+
                 def forward():
                     with torch.no_grad():
                         torch.nn.functional.scaled_dot_product_attention(q, k, v)
@@ -88,8 +95,15 @@ def attention_section(device, tokens: int, heads: int, dim: int, repeat: int) ->
 
                 fwd = timeit(forward, device, repeat)
                 fb = timeit(both, device, repeat)
-            rows.append({"backend": name, "fwd_s": round(fwd, 4), "fwd_tflops": round(flops / fwd / 1e12),
-                         "fwd_bwd_s": round(fb, 4), "bwd_tflops": round(2.5 * flops / (fb - fwd) / 1e12)})
+            rows.append(
+                {
+                    "backend": name,
+                    "fwd_s": round(fwd, 4),
+                    "fwd_tflops": round(flops / fwd / 1e12),
+                    "fwd_bwd_s": round(fb, 4),
+                    "bwd_tflops": round(2.5 * flops / (fb - fwd) / 1e12),
+                }
+            )
         except RuntimeError as error:  # a backend that does not support this shape or device
             rows.append({"backend": name, "error": str(error).splitlines()[0][:160]})
         print(rows[-1], flush=True)
@@ -114,6 +128,7 @@ def fp8_attention_row(q, k, v) -> dict:
 
 # --- DiT forward --------------------------------------------------------------------------------------------------
 
+
 def dit_inputs(batch: int, device, dtype=torch.bfloat16) -> dict:
     frames, height, width = TOKENS_SHAPE
     generator = torch.Generator(device="cpu").manual_seed(0)
@@ -122,10 +137,18 @@ def dit_inputs(batch: int, device, dtype=torch.bfloat16) -> dict:
     mask[:, :, :1] = 1
     timestep = torch.full((batch, 1, frames, 1, 1), 0.7, device=device, dtype=dtype)
     timestep[:, :, :1] = 1e-4
-    embeds = torch.randn(batch, 512, fs.TRANSFORMER["crossattn_proj_in_channels"], generator=generator).to(device, dtype)
+    embeds = torch.randn(batch, 512, fs.TRANSFORMER["crossattn_proj_in_channels"], generator=generator).to(
+        device, dtype
+    )
     padding = torch.zeros(1, 1, height * 8, width * 8, device=device, dtype=dtype)
-    return dict(hidden_states=latents, condition_mask=mask, timestep=timestep, encoder_hidden_states=embeds,
-                padding_mask=padding, return_dict=False)
+    return dict(
+        hidden_states=latents,
+        condition_mask=mask,
+        timestep=timestep,
+        encoder_hidden_states=embeds,
+        padding_mask=padding,
+        return_dict=False,
+    )
 
 
 def build_transformer(device):
@@ -144,8 +167,11 @@ def kernel_breakdown(transformer, inputs, device) -> dict:
 def fp8_blocks(transformer) -> None:
     from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
 
-    quantize_(transformer, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
-              filter_fn=lambda m, fqn: isinstance(m, torch.nn.Linear) and fqn.startswith("transformer_blocks."))
+    quantize_(
+        transformer,
+        Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()),
+        filter_fn=lambda m, fqn: isinstance(m, torch.nn.Linear) and fqn.startswith("transformer_blocks."),
+    )
 
 
 def forward_section(device, repeat: int, with_fp8: bool) -> dict:
@@ -158,8 +184,13 @@ def forward_section(device, repeat: int, with_fp8: bool) -> dict:
         with torch.no_grad():
             seconds = timeit(lambda: transformer(**inputs), device, repeat, warmup=2)
             result = transformer(**inputs)[0][:1].float()
-        row = {"variant": name, "batch": batch, "s_per_call": round(seconds, 4),
-               "s_per_sample": round(seconds / batch, 4), "peak_gib": peak(device)}
+        row = {
+            "variant": name,
+            "batch": batch,
+            "s_per_call": round(seconds, 4),
+            "s_per_sample": round(seconds / batch, 4),
+            "peak_gib": peak(device),
+        }
         out["variants"].append(row)
         print(row, flush=True)
         return result
@@ -199,13 +230,19 @@ def main() -> None:
     card = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = True
     sections = args.sections.split(",")
-    record: dict = {"benchmark": "dit_probe", "card": card, "torch": torch.__version__,
-                    "date": time.strftime("%Y-%m-%d"), "command": "python benchmarks/dit_probe.py"}
+    record: dict = {
+        "benchmark": "dit_probe",
+        "card": card,
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "command": "python benchmarks/dit_probe.py",
+    }
     frames, height, width = TOKENS_SHAPE
     tokens = frames * height * width // 4
     if "attention" in sections:
-        record["attention"] = attention_section(device, tokens, fs.TRANSFORMER["num_attention_heads"],
-                                                fs.TRANSFORMER["attention_head_dim"], args.repeat)
+        record["attention"] = attention_section(
+            device, tokens, fs.TRANSFORMER["num_attention_heads"], fs.TRANSFORMER["attention_head_dim"], args.repeat
+        )
     if "forward" in sections:
         record["forward"] = forward_section(device, args.repeat, with_fp8=not args.no_fp8)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -215,8 +252,10 @@ def main() -> None:
     for row in record.get("attention", []):
         print("attention", row)
     for row in record.get("forward", {}).get("variants", []):
-        print(f"forward {row['variant']:<28} batch {row['batch']}  {row['s_per_sample']:.4f} s/sample  "
-              f"{row['peak_gib']} GiB")
+        print(
+            f"forward {row['variant']:<28} batch {row['batch']}  {row['s_per_sample']:.4f} s/sample  "
+            f"{row['peak_gib']} GiB"
+        )
     for key in ("breakdown_compiled_b1", "breakdown_fp8_b1"):
         if key in record.get("forward", {}):
             print(key, record["forward"][key]["groups_s"])

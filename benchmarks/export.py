@@ -75,19 +75,26 @@ def make_episode(index: int, *, frames: int, height: int, width: int) -> Episode
     side = height // 4
     for k in range(frames):
         left = (k * width // frames) % (width - side)
-        video[k, side: 2 * side, left: left + side] = (230, 80, 30)
-    return Episode(sample_id=f"bench_{index:06d}", frames=video, task=TASKS[index % len(TASKS)],
-                   actions=rng.uniform(-1, 1, (frames, 7)), states=rng.normal(size=(frames, 5)))
+        video[k, side : 2 * side, left : left + side] = (230, 80, 30)
+    return Episode(
+        sample_id=f"bench_{index:06d}",
+        frames=video,
+        task=TASKS[index % len(TASKS)],
+        actions=rng.uniform(-1, 1, (frames, 7)),
+        states=rng.normal(size=(frames, 5)),
+    )
 
 
 def run(args: argparse.Namespace) -> dict:
     out = Path(args.out_dir or tempfile.mkdtemp(prefix="export-bench-"))
-    stack = ExitStack()                            # a writer left without commit removes its temporary files
+    stack = ExitStack()  # a writer left without commit removes its temporary files
     makers = {
-        "robomimic": lambda: RobomimicWriter(out / "robomimic/bench.hdf5", camera="front", env_name="bench",
-                                             action_normalization="min_max"),
-        "lerobot": lambda: LeRobotWriter(out / "lerobot", repo_id="bench/export", fps=16, camera="front",
-                                         robot_type="bench"),
+        "robomimic": lambda: RobomimicWriter(
+            out / "robomimic/bench.hdf5", camera="front", env_name="bench", action_normalization="min_max"
+        ),
+        "lerobot": lambda: LeRobotWriter(
+            out / "lerobot", repo_id="bench/export", fps=16, camera="front", robot_type="bench"
+        ),
         "groot": lambda: GrootWriter(out / "groot", fps=16, camera="front", robot_type="bench"),
     }
     writers = {name: makers[name]() for name in args.formats.split(",")}
@@ -95,7 +102,7 @@ def run(args: argparse.Namespace) -> dict:
         stack.enter_context(writer)
     seconds = dict.fromkeys(writers, 0.0)
     checkpoints = {max(1, round(args.episodes * f)): f"{round(f * 100)}%" for f in (0.1, 0.5, 1.0)}
-    rss_at, generate_s = {"start": round(psutil.Process().memory_info().rss / MIB, 1)}, 0.0   # after imports
+    rss_at, generate_s = {"start": round(psutil.Process().memory_info().rss / MIB, 1)}, 0.0  # after imports
     started = time.perf_counter()
     with stack, PeakRSS() as peak:
         for i in range(args.episodes):
@@ -111,7 +118,7 @@ def run(args: argparse.Namespace) -> dict:
                 rss_at[checkpoints[i + 1]] = round(psutil.Process().memory_info().rss / MIB, 1)
         for name, writer in writers.items():
             t = time.perf_counter()
-            writer.commit()                        # finish (metadata + read-back verification) and rename
+            writer.commit()  # finish (metadata + read-back verification) and rename
             seconds[name] += time.perf_counter() - t
     wall_s = time.perf_counter() - started
     sizes = {name: sum(p.stat().st_size for p in (out / name).rglob("*") if p.is_file()) / MIB for name in writers}
@@ -119,14 +126,20 @@ def run(args: argparse.Namespace) -> dict:
         shutil.rmtree(out, ignore_errors=True)
     writers_s = sum(seconds.values())
     return {
-        "episodes": args.episodes, "frames_per_episode": args.frames, "height": args.height, "width": args.width,
-        "wall_s": round(wall_s, 1), "generate_s": round(generate_s, 1), "writers_s": round(writers_s, 1),
+        "episodes": args.episodes,
+        "frames_per_episode": args.frames,
+        "height": args.height,
+        "width": args.width,
+        "wall_s": round(wall_s, 1),
+        "generate_s": round(generate_s, 1),
+        "writers_s": round(writers_s, 1),
         "episodes_per_s": round(args.episodes / writers_s, 3),
         "formats": list(writers),
         "per_format_episodes_per_s": {name: round(args.episodes / s, 3) for name, s in seconds.items()},
         "per_format_s": {name: round(s, 1) for name, s in seconds.items()},
         "output_mib": {name: round(size, 1) for name, size in sizes.items()},
-        "peak_rss_mib": round(peak.peak / MIB, 1), "rss_mib_at": rss_at,
+        "peak_rss_mib": round(peak.peak / MIB, 1),
+        "rss_mib_at": rss_at,
         "maxrss_mib": round(high_water_rss() / MIB, 1),
     }
 
@@ -137,15 +150,28 @@ def high_water_rss() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024   # not Linux: best available
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: best available
 
 
 def scaling(args: argparse.Namespace, counts: list[int]) -> list[dict]:
     """The same benchmark in a fresh process per episode count; each reports its own maxrss."""
     rows = []
     for count in counts:
-        command = [sys.executable, __file__, "--episodes", str(count), "--frames", str(args.frames),
-                   "--height", str(args.height), "--width", str(args.width), "--formats", args.formats, "--json-only"]
+        command = [
+            sys.executable,
+            __file__,
+            "--episodes",
+            str(count),
+            "--frames",
+            str(args.frames),
+            "--height",
+            str(args.height),
+            "--width",
+            str(args.width),
+            "--formats",
+            args.formats,
+            "--json-only",
+        ]
         result = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
     return rows
@@ -159,16 +185,43 @@ def cpu_model() -> str:
 
 
 def table(rows: list[dict]) -> str:
-    header = ("formats", "episodes", "frames", "size", "writers s", "episodes/s", "robomimic/s", "lerobot/s", "groot/s",
-              "peak RSS MiB", "RSS start/10/50/100% MiB", "VmHWM MiB")
+    header = (
+        "formats",
+        "episodes",
+        "frames",
+        "size",
+        "writers s",
+        "episodes/s",
+        "robomimic/s",
+        "lerobot/s",
+        "groot/s",
+        "peak RSS MiB",
+        "RSS start/10/50/100% MiB",
+        "VmHWM MiB",
+    )
     lines = [" | ".join(header), " | ".join("---" for _ in header)]
     for r in rows:
         per = r["per_format_episodes_per_s"]
         rss = "/".join(str(r["rss_mib_at"].get(k, "-")) for k in ("start", "10%", "50%", "100%"))
-        lines.append(" | ".join(str(v) for v in (
-            "+".join(r["formats"]), r["episodes"], r["frames_per_episode"], f"{r['height']}x{r['width']}",
-            r["writers_s"], r["episodes_per_s"], per.get("robomimic", "-"), per.get("lerobot", "-"),
-            per.get("groot", "-"), r["peak_rss_mib"], rss, r["maxrss_mib"])))
+        lines.append(
+            " | ".join(
+                str(v)
+                for v in (
+                    "+".join(r["formats"]),
+                    r["episodes"],
+                    r["frames_per_episode"],
+                    f"{r['height']}x{r['width']}",
+                    r["writers_s"],
+                    r["episodes_per_s"],
+                    per.get("robomimic", "-"),
+                    per.get("lerobot", "-"),
+                    per.get("groot", "-"),
+                    r["peak_rss_mib"],
+                    rss,
+                    r["maxrss_mib"],
+                )
+            )
+        )
     return "\n".join(f"| {line} |" for line in lines)
 
 
@@ -190,8 +243,13 @@ def main() -> None:
         return
     rows = [run(args)]
     rows += scaling(args, [int(c) for c in args.scaling.split(",") if c])
-    record = {"card": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-              "command": "python benchmarks/export.py " + " ".join(sys.argv[1:]), "runs": rows}
+    record = {
+        "card": cpu_model(),
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "command": "python benchmarks/export.py " + " ".join(sys.argv[1:]),
+        "runs": rows,
+    }
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(path.read_text()) if path.is_file() else []

@@ -66,32 +66,53 @@ def main() -> None:
     (q8, sq), (k8, sk), (v8, sv) = (to_e4m3(t, per_row=False) for t in (q, k, v))
     compiled = torch.compile(fp8_attention)
     rows = [
-        {"what": "bf16 SDPA (cuDNN)", "ms": median_ms(lambda: F.scaled_dot_product_attention(q, k, v), args.repeat),
-         "rel_err": 0.0},
+        {
+            "what": "bf16 SDPA (cuDNN)",
+            "ms": median_ms(lambda: F.scaled_dot_product_attention(q, k, v), args.repeat),
+            "rel_err": 0.0,
+        },
         {"what": "bf16 SDPA (flash)", "ms": None, "rel_err": rel(flash, expected)},
-        {"what": "FP8 kernel alone", "ms": median_ms(lambda: fp8_sdpa(q8, k8, v8, sq, sk, sv, sv), args.repeat),
-         "rel_err": rel(fp8_sdpa(q8, k8, v8, sq, sk, sv, sv).float() * sv, expected)},
-        {"what": "fp8_attention, eager", "ms": median_ms(lambda: fp8_attention(q, k, v), args.repeat),
-         "rel_err": rel(fp8_attention(q, k, v), expected)},
-        {"what": "fp8_attention, compiled", "ms": median_ms(lambda: compiled(q, k, v), args.repeat),
-         "rel_err": rel(compiled(q, k, v), expected)},
+        {
+            "what": "FP8 kernel alone",
+            "ms": median_ms(lambda: fp8_sdpa(q8, k8, v8, sq, sk, sv, sv), args.repeat),
+            "rel_err": rel(fp8_sdpa(q8, k8, v8, sq, sk, sv, sv).float() * sv, expected),
+        },
+        {
+            "what": "fp8_attention, eager",
+            "ms": median_ms(lambda: fp8_attention(q, k, v), args.repeat),
+            "rel_err": rel(fp8_attention(q, k, v), expected),
+        },
+        {
+            "what": "fp8_attention, compiled",
+            "ms": median_ms(lambda: compiled(q, k, v), args.repeat),
+            "rel_err": rel(compiled(q, k, v), expected),
+        },
     ]
     small = [to_e4m3(t, per_row=False) for t in inputs(2048, seed=1)]
     (a8, sa), (b8, sb), (c8, sc) = small
     kernel = fp8_sdpa(a8, b8, c8, sa, sb, sc, sc).float() * sc
     reference = fp8_attention_reference(a8, b8, c8, sa, sb, sc, sc).float() * sc
-    record = {"benchmark": "fp8_attention", "card": card, "torch": torch.__version__,
-              "cudnn": torch.backends.cudnn.version(), "date": time.strftime("%Y-%m-%d"),
-              "shape": [1, 16, args.tokens, 128], "command": "python benchmarks/fp8_attention.py", "rows": rows,
-              "kernel_vs_plain_torch_rel_diff_2048_tokens": rel(kernel, reference)}
+    record = {
+        "benchmark": "fp8_attention",
+        "card": card,
+        "torch": torch.__version__,
+        "cudnn": torch.backends.cudnn.version(),
+        "date": time.strftime("%Y-%m-%d"),
+        "shape": [1, 16, args.tokens, 128],
+        "command": "python benchmarks/fp8_attention.py",
+        "rows": rows,
+        "kernel_vs_plain_torch_rel_diff_2048_tokens": rel(kernel, reference),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"fp8_attention-{card.replace(' ', '_')}.json"
     path.write_text(json.dumps(record, indent=2))
     print(f"\n{'1x16x' + str(args.tokens) + 'x128':<26}{'ms':>9}{'rel err vs bf16':>17}")
     for row in rows:
         print(f"{row['what']:<26}{str(row['ms']):>9}{row['rel_err']:>17.4f}")
-    print(f"cuDNN FP8 kernel vs the plain-torch arithmetic at 2048 tokens: rel diff "
-          f"{record['kernel_vs_plain_torch_rel_diff_2048_tokens']:.4f}; card: {card}; written {path}")
+    print(
+        f"cuDNN FP8 kernel vs the plain-torch arithmetic at 2048 tokens: rel diff "
+        f"{record['kernel_vs_plain_torch_rel_diff_2048_tokens']:.4f}; card: {card}; written {path}"
+    )
 
 
 if __name__ == "__main__":

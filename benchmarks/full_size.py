@@ -1,10 +1,10 @@
 """Full-size Cosmos Predict 2.5 (2B DiT, Wan VAE, Qwen2.5-VL-7B) through cosmos-synth's own code, on random weights.
 
-No download: the three networks are built from their configs (docs/recipe.md, "Full-size sizes and costs") with random weights; speed and
-memory do not depend on weight values. The run goes through the project's real stages: ingest and preprocess of
-synthetic 432x768 clips, `cosmos_synth.train.train` for LoRA (>= 20 steps) and DoRA (>= 5 steps) at 93x432x768,
-the saved LoRA adapter reloaded and fused by `cosmos_synth.generate.generate_videos`, and one video at the eval
-setting (93 frames, 36 steps, guidance 7). Needs one GPU with ~80 GB.
+No download: the three networks are built from their configs (docs/recipe.md, "Full-size sizes and costs") with
+random weights; speed and memory do not depend on weight values. The run goes through the project's real stages:
+ingest and preprocess of synthetic 432x768 clips, `cosmos_synth.train.train` for LoRA (>= 20 steps) and DoRA
+(>= 5 steps) at 93x432x768, the saved LoRA adapter reloaded and fused by `cosmos_synth.generate.generate_videos`, and
+one video at the eval setting (93 frames, 36 steps, guidance 7). Needs one GPU with ~80 GB.
 
     python benchmarks/full_size.py --out benchmarks/results
 """
@@ -32,9 +32,11 @@ from cosmos_synth.config import GenerateConfig, IngestConfig, PreprocessConfig, 
 from cosmos_synth.files import read_jsonl  # noqa: E402
 from cosmos_synth.generate import generate_videos  # noqa: E402
 from cosmos_synth.ingest import ingest_dataset  # noqa: E402
+from cosmos_synth.layout import LOSS_LOG  # noqa: E402
 from cosmos_synth.preprocess import preprocess_dataset  # noqa: E402
-from cosmos_synth.train import LOSS_LOG, train  # noqa: E402
+from cosmos_synth.train import train  # noqa: E402
 from cosmos_synth.video import write_video  # noqa: E402
+
 
 def make_dataset(root: Path, num_clips: int) -> Path:
     """Synthetic 97-frame 432x768 clips through the real ingest + preprocess stages."""
@@ -42,22 +44,38 @@ def make_dataset(root: Path, num_clips: int) -> Path:
     lines = []
     for i in range(num_clips):
         t = np.arange(97)[:, None, None]
-        y, x = np.mgrid[0:fs.HEIGHT, 0:fs.WIDTH]
+        y, x = np.mgrid[0 : fs.HEIGHT, 0 : fs.WIDTH]
         base = ((x[None] + 3 * t + 40 * i) % 256).astype(np.uint8)
-        frames = np.stack([base, np.broadcast_to((y[None] // 2) % 256, base.shape).astype(np.uint8),
-                           np.broadcast_to(((x + y)[None] // 3 + 5 * t) % 256, base.shape).astype(np.uint8)], -1)
+        frames = np.stack(
+            [
+                base,
+                np.broadcast_to((y[None] // 2) % 256, base.shape).astype(np.uint8),
+                np.broadcast_to(((x + y)[None] // 3 + 5 * t) % 256, base.shape).astype(np.uint8),
+            ],
+            -1,
+        )
         write_video(frames, videos / f"clip_{i}.mp4", fps=16)
         lines.append(f"videos/clip_{i}.mp4,{fs.PROMPT}")
     (root / "data" / "metadata.csv").write_text("\n".join(lines) + "\n")
     ingest = ingest_dataset(IngestConfig(dataset_dir=root / "data", out_dir=root / "ingest", min_frames=fs.FRAMES))
-    return preprocess_dataset(PreprocessConfig(manifest=ingest.manifest, out_dir=root / "preprocess",
-                                               height=fs.HEIGHT, width=fs.WIDTH)).out_dir
+    return preprocess_dataset(
+        PreprocessConfig(manifest=ingest.manifest, out_dir=root / "preprocess", height=fs.HEIGHT, width=fs.WIDTH)
+    ).out_dir
 
 
 def run_training(vae, data_dir: Path, out_dir: Path, adapter: str, num_epochs: int, device: str) -> dict:
-    cfg = TrainConfig(model="full-size-random-weights", revision=None, data_dir=data_dir, out_dir=out_dir,
-                      adapter=adapter, num_frames=fs.FRAMES, num_epochs=num_epochs, checkpoint_every_epochs=10_000,
-                      dtype="bfloat16", cpu=device == "cpu")
+    cfg = TrainConfig(
+        model="full-size-random-weights",
+        revision=None,
+        data_dir=data_dir,
+        out_dir=out_dir,
+        adapter=adapter,
+        num_frames=fs.FRAMES,
+        num_epochs=num_epochs,
+        checkpoint_every_epochs=10_000,
+        dtype="bfloat16",
+        cpu=device == "cpu",
+    )
     result = train(cfg, pipe=fs.build_pipeline(vae, device))
     gc.collect()
     if torch.cuda.is_available():
@@ -67,8 +85,14 @@ def run_training(vae, data_dir: Path, out_dir: Path, adapter: str, num_epochs: i
     losses = [s["loss"] for s in steps]
     assert all(np.isfinite(losses)), losses
     assert (out_dir / "pytorch_lora_weights.safetensors").is_file()
-    return {"adapter": adapter, "steps": len(steps), "median_step_s": round(statistics.median(timed), 3),
-            "peak_gib": result["peak_gib"], "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4)}
+    return {
+        "adapter": adapter,
+        "steps": len(steps),
+        "median_step_s": round(statistics.median(timed), 3),
+        "peak_gib": result.peak_gib,
+        "first_loss": round(losses[0], 4),
+        "last_loss": round(losses[-1], 4),
+    }
 
 
 def run_generation(vae, adapter_dir: Path, root: Path, device: str) -> dict:
@@ -76,10 +100,21 @@ def run_generation(vae, adapter_dir: Path, root: Path, device: str) -> dict:
 
     pairs = root / "pairs"
     pairs.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((np.random.RandomState(0).rand(fs.HEIGHT, fs.WIDTH, 3) * 255).astype(np.uint8)).save(pairs / "p0.png")
+    Image.fromarray((np.random.RandomState(0).rand(fs.HEIGHT, fs.WIDTH, 3) * 255).astype(np.uint8)).save(
+        pairs / "p0.png"
+    )
     (pairs / "p0.txt").write_text(fs.PROMPT)
-    cfg = GenerateConfig(model="full-size-random-weights", revision=None, pairs_dir=pairs, out_dir=root / "generate",
-                         adapter=adapter_dir, device=device, height=fs.HEIGHT, width=fs.WIDTH, num_frames=fs.FRAMES)
+    cfg = GenerateConfig(
+        model="full-size-random-weights",
+        revision=None,
+        pairs_dir=pairs,
+        out_dir=root / "generate",
+        adapter=adapter_dir,
+        device=device,
+        height=fs.HEIGHT,
+        width=fs.WIDTH,
+        num_frames=fs.FRAMES,
+    )
     pipe = fs.build_pipeline(vae, device)  # eval setting: 36 steps, guidance 7 are GenerateConfig's defaults
     if device == "cuda":
         torch.cuda.synchronize()
@@ -91,8 +126,13 @@ def run_generation(vae, adapter_dir: Path, root: Path, device: str) -> dict:
     seconds = time.perf_counter() - started
     assert result.num_videos == 1 and result.num_skipped == 0
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-    return {"s_per_video": round(seconds, 2), "peak_gib": round(peak, 2),
-            "frames": cfg.num_frames, "steps": cfg.num_steps, "guidance": cfg.guidance_scale}
+    return {
+        "s_per_video": round(seconds, 2),
+        "peak_gib": round(peak, 2),
+        "frames": cfg.num_frames,
+        "steps": cfg.num_steps,
+        "guidance": cfg.guidance_scale,
+    }
 
 
 def main() -> None:
@@ -110,9 +150,16 @@ def main() -> None:
     lora = run_training(vae, data_dir, args.work / "lora", "lora", args.lora_steps // 2, args.device)
     dora = run_training(vae, data_dir, args.work / "dora", "dora", max(1, args.dora_steps // 2), args.device)
     gen = run_generation(vae, args.work / "lora", args.work, args.device)
-    record = {"benchmark": "full_size", "card": card, "torch": torch.__version__,
-              "date": time.strftime("%Y-%m-%d"), "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}",
-              "command": "python benchmarks/full_size.py", "train": [lora, dora], "generate": gen}
+    record = {
+        "benchmark": "full_size",
+        "card": card,
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}",
+        "command": "python benchmarks/full_size.py",
+        "train": [lora, dora],
+        "generate": gen,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"full_size-{card.replace(' ', '_')}.json"
     path.write_text(json.dumps(record, indent=2))
@@ -121,7 +168,9 @@ def main() -> None:
         print(f"{run['adapter'] + ' steps':<34}{run['steps']:>14}")
         print(f"{run['adapter'] + ' median s/step':<34}{run['median_step_s']:>14}")
         print(f"{run['adapter'] + ' peak GiB':<34}{str(run['peak_gib']):>14}")
-        print(f"{run['adapter'] + ' loss first -> last':<34}{str(run['first_loss']) + '->' + str(run['last_loss']):>14}")
+        print(
+            f"{run['adapter'] + ' loss first -> last':<34}{str(run['first_loss']) + '->' + str(run['last_loss']):>14}"
+        )
     print(f"{'generate s/video':<34}{gen['s_per_video']:>14}")
     print(f"{'generate peak GiB':<34}{gen['peak_gib']:>14}")
     print(f"card: {card}; written {path}")

@@ -1,4 +1,6 @@
-"""Full-size Cosmos Predict 2.5 architectures with random weights, shared by the benchmarks (docs/recipe.md, "Full-size sizes and costs").
+"""Full-size Cosmos Predict 2.5 architectures with random weights, shared by the benchmarks.
+
+The sizes are those of docs/recipe.md, "Full-size sizes and costs".
 
 Speed and memory do not depend on weight values, so nothing is downloaded. The sizes are module constants so a
 smoke run on CPU can shrink them (tests/benchmark_smoke.py, run by tests/test_benchmarks.py).
@@ -12,17 +14,45 @@ import time
 import torch
 
 HEIGHT, WIDTH, FRAMES = 432, 768, 93
-TRANSFORMER = dict(in_channels=17, out_channels=16, num_attention_heads=16, attention_head_dim=128, num_layers=28,
-                   mlp_ratio=4.0, text_embed_dim=1024, adaln_lora_dim=256, max_size=(128, 240, 240),
-                   patch_size=(1, 2, 2), rope_scale=(1.0, 3.0, 3.0), concat_padding_mask=True,
-                   extra_pos_embed_type=None, use_crossattn_projection=True, crossattn_proj_in_channels=100352,
-                   encoder_hidden_states_channels=1024)
-QWEN_TEXT = dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
-                 num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=128000,
-                 layer_types=["full_attention"] * 28, bos_token_id=151643, eos_token_id=151645,
-                 rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]})
-QWEN_VISION = dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
-                   fullatt_block_indexes=[7, 15, 23, 31])
+TRANSFORMER = dict(
+    in_channels=17,
+    out_channels=16,
+    num_attention_heads=16,
+    attention_head_dim=128,
+    num_layers=28,
+    mlp_ratio=4.0,
+    text_embed_dim=1024,
+    adaln_lora_dim=256,
+    max_size=(128, 240, 240),
+    patch_size=(1, 2, 2),
+    rope_scale=(1.0, 3.0, 3.0),
+    concat_padding_mask=True,
+    extra_pos_embed_type=None,
+    use_crossattn_projection=True,
+    crossattn_proj_in_channels=100352,
+    encoder_hidden_states_channels=1024,
+)
+QWEN_TEXT = dict(
+    vocab_size=152064,
+    hidden_size=3584,
+    intermediate_size=18944,
+    num_hidden_layers=28,
+    num_attention_heads=28,
+    num_key_value_heads=4,
+    max_position_embeddings=128000,
+    layer_types=["full_attention"] * 28,
+    bos_token_id=151643,
+    eos_token_id=151645,
+    rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]},
+)
+QWEN_VISION = dict(
+    depth=32,
+    hidden_size=1280,
+    intermediate_size=3420,
+    num_heads=16,
+    out_hidden_size=3584,
+    fullatt_block_indexes=[7, 15, 23, 31],
+)
 VAE: dict = {}  # AutoencoderKLWan defaults are the full-size Wan2.1 VAE
 PROMPT = "The robot arm is performing a task. The robot arm picks up the red cube and places it in the blue bowl."
 
@@ -51,19 +81,28 @@ def build_pipeline(vae, device: str = "cuda", *, text_encoder: bool = True, seed
     torch.manual_seed(seed)  # the same weights every run: comparisons (PSNR, losses) repeat exactly
     with building_on(device, torch.bfloat16):
         transformer = CosmosTransformer3DModel(**TRANSFORMER)
-        encoder = Qwen2_5_VLForConditionalGeneration(
-            Qwen2_5_VLConfig(text_config=QWEN_TEXT, vision_config=QWEN_VISION)).eval() if text_encoder else None
-    scheduler = UniPCMultistepScheduler(use_karras_sigmas=True, use_flow_sigmas=True,
-                                        prediction_type="flow_prediction", sigma_max=200.0, sigma_min=0.01)
+        encoder = (
+            Qwen2_5_VLForConditionalGeneration(
+                Qwen2_5_VLConfig(text_config=QWEN_TEXT, vision_config=QWEN_VISION)
+            ).eval()
+            if text_encoder
+            else None
+        )
+    scheduler = UniPCMultistepScheduler(
+        use_karras_sigmas=True, use_flow_sigmas=True, prediction_type="flow_prediction", sigma_max=200.0, sigma_min=0.01
+    )
     # The Qwen tokenizer cannot be downloaded here; a byte-level one gives valid ids, and every prompt is padded
     # to 512 tokens anyway, so the text encoder does the same work.
-    pipe = Cosmos2_5_PredictBasePipeline(text_encoder=encoder, tokenizer=_build_tiny_tokenizer(),
-                                         transformer=transformer, vae=vae, scheduler=scheduler,
-                                         safety_checker=NoOpSafetyChecker())
+    pipe = Cosmos2_5_PredictBasePipeline(
+        text_encoder=encoder,
+        tokenizer=_build_tiny_tokenizer(),
+        transformer=transformer,
+        vae=vae,
+        scheduler=scheduler,
+        safety_checker=NoOpSafetyChecker(),
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
-
-
 
 
 def build_vae(device: str = "cuda", *, seed: int = 0):
@@ -119,5 +158,7 @@ def kernel_groups(prof, device: str) -> dict:
         groups[group] = groups.get(group, 0.0) + total
         top.append((total, event.key[:90]))
     top.sort(reverse=True)
-    return {"groups_s": {k: round(v, 4) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])},
-            "top_kernels": [{"s": round(t, 4), "kernel": k} for t, k in top[:12]]}
+    return {
+        "groups_s": {k: round(v, 4) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])},
+        "top_kernels": [{"s": round(t, 4), "kernel": k} for t, k in top[:12]],
+    }

@@ -32,10 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fullsize as fs  # noqa: E402
 
 from cosmos_synth.config import GenerateConfig  # noqa: E402
-from cosmos_synth.generate import (  # noqa: E402
-    Pair, encode_prompts, generate_video, list_pairs, prepare_pipeline, release_text_encoder,
-)
 from cosmos_synth.fp8_attention import Fp8SelfAttnProcessor  # noqa: E402
+from cosmos_synth.generate import (  # noqa: E402
+    Pair,
+    encode_prompts,
+    generate_video,
+    list_pairs,
+    prepare_pipeline,
+    release_text_encoder,
+)
 from cosmos_synth.speed import Fp8Linear, compile_blocks  # noqa: E402
 
 
@@ -82,10 +87,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     parser.add_argument("--videos", type=int, default=3)
-    parser.add_argument("--sides", default="reference,ours",
-                        help=f"comma-separated: reference (always run first) and any of {', '.join(SIDES)}")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile one 4-step video per side (kernel time by kind against wall time)")
+    parser.add_argument(
+        "--sides",
+        default="reference,ours",
+        help=f"comma-separated: reference (always run first) and any of {', '.join(SIDES)}",
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile one 4-step video per side (kernel time by kind against wall time)",
+    )
     parser.add_argument("--work", type=Path, default=Path("/tmp/cosmos-synth-generate"))
     parser.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run of the harness)")
     args = parser.parse_args()
@@ -95,9 +106,17 @@ def main() -> None:
         raise SystemExit(f"--sides: unknown {unknown}; choose from reference, {', '.join(SIDES)}")
     device, card = args.device, torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     pairs = make_pairs(args.work / "pairs", args.videos)
-    cfg = GenerateConfig(model="full-size-random-weights", revision=None, pairs_dir=args.work / "pairs",
-                         out_dir=args.work / "out", device=device, height=fs.HEIGHT, width=fs.WIDTH,
-                         num_frames=fs.FRAMES, compile=True)
+    cfg = GenerateConfig(
+        model="full-size-random-weights",
+        revision=None,
+        pairs_dir=args.work / "pairs",
+        out_dir=args.work / "out",
+        device=device,
+        height=fs.HEIGHT,
+        width=fs.WIDTH,
+        num_frames=fs.FRAMES,
+        compile=True,
+    )
     warm = dataclasses.replace(cfg, num_steps=2)
     pipe = fs.build_pipeline(fs.build_vae(device), device)  # everything resident, as the reference eval
 
@@ -105,16 +124,26 @@ def main() -> None:
     generate_video(pipe, warm, pairs[0])  # warm-up: cuDNN/cuBLAS autotuning
     reference, ref_times = [], []
     for pair in pairs:  # the pipeline call with the prompt text, as the reference eval does
-        frames, seconds = timed(device, lambda: generate_video(pipe, cfg, pair))
+        frames, seconds = timed(device, lambda pair=pair: generate_video(pipe, cfg, pair))
         reference.append(frames)
         ref_times.append(seconds)
     ref_s = statistics.median(ref_times)
-    record = {"benchmark": "generate", "card": card, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-              "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}", "steps": cfg.num_steps, "guidance": cfg.guidance_scale,
-              "command": "python benchmarks/generate.py --sides " + ",".join(["reference", *sides]),
-              "videos": len(pairs),
-              "reference": {"s_per_video": round(ref_s, 2), "times": [round(t, 2) for t in ref_times],
-                            "peak_gib": peak_gib(device)}}
+    record = {
+        "benchmark": "generate",
+        "card": card,
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}",
+        "steps": cfg.num_steps,
+        "guidance": cfg.guidance_scale,
+        "command": "python benchmarks/generate.py --sides " + ",".join(["reference", *sides]),
+        "videos": len(pairs),
+        "reference": {
+            "s_per_video": round(ref_s, 2),
+            "times": [round(t, 2) for t in ref_times],
+            "peak_gib": peak_gib(device),
+        },
+    }
     print(record["reference"], flush=True)
 
     pipe.text_encoder.to("cpu")  # ours starts from host memory, as a worker loading the model does
@@ -123,11 +152,13 @@ def main() -> None:
     encode_peak = peak_gib(device)
     for side in sides:
         try:
-            record[side] = run_side(side, pipe, cfg, warm, pairs, embeds, negative, reference, ref_s, encode_s,
-                                    encode_peak)
+            record[side] = run_side(
+                side, pipe, cfg, warm, pairs, embeds, negative, reference, ref_s, encode_s, encode_peak
+            )
             if args.profile:
-                record[side]["profile_4_steps"] = profile_video(pipe, dataclasses.replace(cfg, num_steps=4), pairs[0],
-                                                                embeds[pairs[0].sample_id], negative)
+                record[side]["profile_4_steps"] = profile_video(
+                    pipe, dataclasses.replace(cfg, num_steps=4), pairs[0], embeds[pairs[0].sample_id], negative
+                )
         except Exception as error:  # a side this torch/GPU cannot run: record it, keep the others
             record[side] = {"error": repr(error)[:500]}
         print(side, record[side], flush=True)
@@ -152,24 +183,35 @@ def run_side(side, pipe, cfg, warm, pairs, embeds, negative, reference, ref_s, e
     device = cfg.device
     reset_peak(device)
     # the library's own switches (the text encoder is already gone, so nothing to stream)
-    prepare_pipeline(dataclasses.replace(cfg, stream_text_encoder=False, fp8_matmuls=side != "ours",
-                                         fp8_attention=side == "ours_fp8_attention"), base=pipe)
+    prepare_pipeline(
+        dataclasses.replace(
+            cfg, stream_text_encoder=False, fp8_matmuls=side != "ours", fp8_attention=side == "ours_fp8_attention"
+        ),
+        base=pipe,
+    )
     torch._dynamo.reset()  # a fresh compilation per side
     compile_blocks(pipe.transformer)
     generate_video(pipe, warm, pairs[0], embeds[pairs[0].sample_id], negative)  # warm-up: compiles the blocks
     ours, our_times = [], []
     for pair in pairs:
-        frames, seconds = timed(device, lambda: generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative))
+        frames, seconds = timed(
+            device, lambda pair=pair: generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative)
+        )
         ours.append(frames)
         our_times.append(seconds)
     our_s = statistics.median(our_times) + encode_s / len(pairs)
-    return {"s_per_video": round(our_s, 2), "times": [round(t, 2) for t in our_times],
-            "prompt_encoding_s": round(encode_s, 2), "peak_gib": max(encode_peak, peak_gib(device)),
-            "speedup": round(ref_s / our_s, 2),
-            "fp8_linears": sum(isinstance(m, Fp8Linear) for m in pipe.transformer.modules()),
-            "fp8_attention_blocks": sum(isinstance(b.attn1.processor, Fp8SelfAttnProcessor)
-                                        for b in pipe.transformer.transformer_blocks),
-            "psnr_db": [round(psnr(a, b), 2) for a, b in zip(reference, ours)]}
+    return {
+        "s_per_video": round(our_s, 2),
+        "times": [round(t, 2) for t in our_times],
+        "prompt_encoding_s": round(encode_s, 2),
+        "peak_gib": max(encode_peak, peak_gib(device)),
+        "speedup": round(ref_s / our_s, 2),
+        "fp8_linears": sum(isinstance(m, Fp8Linear) for m in pipe.transformer.modules()),
+        "fp8_attention_blocks": sum(
+            isinstance(b.attn1.processor, Fp8SelfAttnProcessor) for b in pipe.transformer.transformer_blocks
+        ),
+        "psnr_db": [round(psnr(a, b), 2) for a, b in zip(reference, ours, strict=True)],
+    }
 
 
 def profile_video(pipe, cfg: GenerateConfig, pair: Pair, embeds, negative) -> dict:

@@ -33,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import fullsize as fs  # noqa: E402
 
 from cosmos_synth.config import TrainConfig  # noqa: E402
+from cosmos_synth.encoding import encode_video  # noqa: E402
 from cosmos_synth.speed import checkpoint_blocks, compile_blocks, use_fp8_matmuls  # noqa: E402
-from cosmos_synth.train import add_adapter, draw_flow_noise, encode_video, flow_loss  # noqa: E402
+from cosmos_synth.train import add_adapter, draw_flow_noise, flow_loss  # noqa: E402
 
 VARIANTS = {  # name: (cached inputs, checkpointed blocks (None = all), compile, activation memory budget, policy, fp8)
     "reference": (False, None, False, None, "full", False),
@@ -66,8 +67,7 @@ def fresh_transformer(device: str):
     return transformer, params, cfg
 
 
-def run_variant(name: str, pipe, inputs: dict, steps: int, warmup: int, device: str,
-                profile: bool = False) -> dict:
+def run_variant(name: str, pipe, inputs: dict, steps: int, warmup: int, device: str, profile: bool = False) -> dict:
     cached, layers, compiled, budget, policy, fp8 = VARIANTS[name]
     fused = cached  # ours: fused AdamW; the reference: the default
     transformer, params, cfg = fresh_transformer(device)
@@ -83,6 +83,7 @@ def run_variant(name: str, pipe, inputs: dict, steps: int, warmup: int, device: 
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+
     def one_step():
         with torch.autocast(device, dtype=torch.bfloat16):
             if cached:
@@ -108,8 +109,13 @@ def run_variant(name: str, pipe, inputs: dict, steps: int, warmup: int, device: 
             times.append(time.perf_counter() - started)
     breakdown = fs.profile_kernels(one_step, device)[1] if profile else None  # one more step
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
-    row = {"variant": name, "median_step_s": round(statistics.median(times), 3), "peak_gib": round(peak, 2),
-           "first_loss": losses[0], "steps_timed": len(times)}
+    row = {
+        "variant": name,
+        "median_step_s": round(statistics.median(times), 3),
+        "peak_gib": round(peak, 2),
+        "first_loss": losses[0],
+        "steps_timed": len(times),
+    }
     return {**row, "kernel_breakdown": breakdown} if breakdown else row
 
 
@@ -119,8 +125,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--variants", default=DEFAULT_VARIANTS, help=f"comma-separated, from {', '.join(VARIANTS)}")
-    parser.add_argument("--profile", action="store_true",
-                        help="also profile one step of each variant but the reference")
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile one step of each variant but the reference"
+    )
     parser.add_argument("--device", default="cuda", help="cuda (the benchmark) or cpu (a smoke run of the harness)")
     args = parser.parse_args()
     device, card = args.device, torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
@@ -131,20 +138,31 @@ def main() -> None:
         inputs["embeds"] = pipe._get_prompt_embeds(fs.PROMPT, device=device)
         inputs["latents"] = encode_video(pipe, inputs["video"]).to(torch.bfloat16)
     generator = torch.Generator().manual_seed(0)
-    noise, sigma, num_cond, _ = draw_flow_noise(TrainConfig(data_dir=Path("."), out_dir=Path("."),
-                                                            num_frames=fs.FRAMES), inputs["latents"].shape, generator)
+    noise, sigma, num_cond, _ = draw_flow_noise(
+        TrainConfig(data_dir=Path("."), out_dir=Path("."), num_frames=fs.FRAMES), inputs["latents"].shape, generator
+    )
     inputs["noise"] = (noise, sigma, [num_cond], [False])  # no CFG dropout, so the prompt path is compared too
     results = []
     for name in args.variants.split(","):
         if name != "reference" and pipe.text_encoder is not None:
             pipe.text_encoder = None  # ours never holds the text encoder
         try:
-            results.append(run_variant(name, pipe, inputs, args.steps, args.warmup, device,
-                                       profile=args.profile and name != "reference"))
+            results.append(
+                run_variant(
+                    name, pipe, inputs, args.steps, args.warmup, device, profile=args.profile and name != "reference"
+                )
+            )
         except Exception as error:  # out of memory, or a variant this torch/GPU cannot run: record it, go on
             oom = isinstance(error, torch.OutOfMemoryError)
-            results.append({"variant": name, "median_step_s": None, "peak_gib": "OOM" if oom else None,
-                            "first_loss": None, **({} if oom else {"error": repr(error)[:500]})})
+            results.append(
+                {
+                    "variant": name,
+                    "median_step_s": None,
+                    "peak_gib": "OOM" if oom else None,
+                    "first_loss": None,
+                    **({} if oom else {"error": repr(error)[:500]}),
+                }
+            )
         finally:  # the variant's model and optimizer went with its frame
             gc.collect()
             if device == "cuda":
@@ -153,19 +171,32 @@ def main() -> None:
     ref = next((r for r in results if r["variant"] == "reference"), None)
     for r in results:
         r["speedup"] = round(ref["median_step_s"] / r["median_step_s"], 2) if ref and r["median_step_s"] else None
-        r["loss_rel_diff"] = (abs(r["first_loss"] - ref["first_loss"]) / abs(ref["first_loss"])
-                              if ref and r["first_loss"] is not None else None)
-    record = {"benchmark": "train_step", "card": card, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-              "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}", "command": "python benchmarks/train_step.py",
-              "steps_timed": args.steps, "warmup": args.warmup, "results": results}
+        r["loss_rel_diff"] = (
+            abs(r["first_loss"] - ref["first_loss"]) / abs(ref["first_loss"])
+            if ref and r["first_loss"] is not None
+            else None
+        )
+    record = {
+        "benchmark": "train_step",
+        "card": card,
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}",
+        "command": "python benchmarks/train_step.py",
+        "steps_timed": args.steps,
+        "warmup": args.warmup,
+        "results": results,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"train_step-{card.replace(' ', '_')}.json"
     path.write_text(json.dumps(record, indent=2))
     print(f"\n{'variant':<14}{'s/step':>9}{'peak GiB':>10}{'speedup':>9}{'loss':>10}{'rel diff':>10}")
     for r in results:
-        print(f"{r['variant']:<14}{str(r['median_step_s']):>9}{str(r['peak_gib']):>10}{str(r['speedup']):>9}"
-              f"{str(round(r['first_loss'], 5) if r['first_loss'] is not None else None):>10}"
-              f"{str(round(r['loss_rel_diff'], 5) if r['loss_rel_diff'] is not None else None):>10}")
+        print(
+            f"{r['variant']:<14}{str(r['median_step_s']):>9}{str(r['peak_gib']):>10}{str(r['speedup']):>9}"
+            f"{str(round(r['first_loss'], 5) if r['first_loss'] is not None else None):>10}"
+            f"{str(round(r['loss_rel_diff'], 5) if r['loss_rel_diff'] is not None else None):>10}"
+        )
     print(f"card: {card}; written {path}")
 
 

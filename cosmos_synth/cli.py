@@ -1,4 +1,4 @@
-"""`cosmos-synth`: run each stage, or the whole pipeline, in-process (no Prefect server needed).
+"""`cosmos-synth`: run each stage, or a whole run, in-process (no Prefect server needed).
 
 Every command reads a recipe (`datasets/<name>/recipe.toml` or a .toml path) plus `--param key=value` overrides
 and builds the same config objects the Prefect flow uses. Stages read the previous stage's outputs from the run
@@ -14,27 +14,33 @@ import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from cosmos_synth.pipeline import PipelineConfig, load_pipeline_config, parse_override
 from cosmos_synth.progress import ProgressUpdate
+from cosmos_synth.recipe import RunConfig, load_run_config, parse_override
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, add_completion=False)
 
 Recipe = Annotated[str, typer.Option("--recipe", "-r", help="Recipe name (demo, gr1) or path to a .toml file.")]
-Params = Annotated[Optional[list[str]], typer.Option(
-    "--param", "-p", help="Override a setting: key=value, dotted for stages (train.rank=16, generate.num_steps=4, "
-                          "run_dir=runs/x). Repeatable. Values are parsed as JSON when they are JSON.")]
+Params = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        "-p",
+        help="Override a setting: key=value, dotted for stages (train.rank=16, generate.num_steps=4, "
+        "run_dir=runs/x). Repeatable. Values are parsed as JSON when they are JSON.",
+    ),
+]
 
 
-def _config(recipe: str, params: list[str] | None) -> PipelineConfig:
+def _config(recipe: str, params: list[str] | None) -> RunConfig:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return load_pipeline_config(recipe, dict(parse_override(p) for p in params or []))
+        return load_run_config(recipe, dict(parse_override(p) for p in params or []))
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
 
@@ -53,8 +59,14 @@ class TqdmProgress:
     def __call__(self, update: ProgressUpdate) -> None:
         bar = self.bars.get(update.stage)
         if bar is None:
-            bar = self.bars[update.stage] = tqdm(total=update.total, initial=update.done, desc=update.stage,
-                                                 unit=update.unit, disable=None, dynamic_ncols=True)
+            bar = self.bars[update.stage] = tqdm(
+                total=update.total,
+                initial=update.done,
+                desc=update.stage,
+                unit=update.unit,
+                disable=None,
+                dynamic_ncols=True,
+            )
         if update.metrics:
             bar.set_postfix({k: f"{v:.3g}" for k, v in update.metrics.items()}, refresh=False)
         bar.update(update.done - bar.n)
@@ -81,7 +93,7 @@ def _progress() -> Iterator[TqdmProgress]:
 @app.command("demo-data")
 def demo_data(recipe: Recipe = "demo", param: Params = None) -> None:
     """Write the procedural pick-and-place dataset (videos, prompts, state/action, test pairs)."""
-    from cosmos_synth.run import prepare_source
+    from cosmos_synth.prepare import prepare_source
 
     typer.echo(prepare_source(_config(recipe, param)))
 
@@ -98,7 +110,7 @@ def build_tiny(out_dir: Annotated[Path, typer.Argument(help="Folder to write the
 def ingest(recipe: Recipe = "demo", param: Params = None) -> None:
     """Validate the dataset (videos decode and are long enough, captions non-empty) and write its manifest."""
     from cosmos_synth.ingest import ingest_dataset
-    from cosmos_synth.run import prepare_source
+    from cosmos_synth.prepare import prepare_source
 
     cfg = _config(recipe, param)
     prepare_source(cfg)
@@ -117,7 +129,7 @@ def preprocess(recipe: Recipe = "demo", param: Params = None) -> None:
 def cache(recipe: Recipe = "demo", param: Params = None) -> None:
     """Encode prompts and video windows once, so training holds only the DiT (recipes with latent_cache=true)."""
     from cosmos_synth.cache import encode_latent_cache
-    from cosmos_synth.run import prepare_model
+    from cosmos_synth.prepare import prepare_model
 
     cfg = _config(recipe, param)
     prepare_model(cfg)
@@ -129,7 +141,7 @@ def cache(recipe: Recipe = "demo", param: Params = None) -> None:
 def train(recipe: Recipe = "demo", param: Params = None) -> None:
     """Fine-tune a LoRA/DoRA adapter under `accelerate launch` (resumes from the latest checkpoint)."""
     from cosmos_synth.launch import launch_training
-    from cosmos_synth.run import prepare_model
+    from cosmos_synth.prepare import prepare_model
 
     cfg = _config(recipe, param)
     prepare_model(cfg)
@@ -138,17 +150,21 @@ def train(recipe: Recipe = "demo", param: Params = None) -> None:
 
 
 @app.command()
-def generate(recipe: Recipe = "demo", param: Params = None,
-             adapter: Annotated[Optional[Path], typer.Option(help="Adapter folder; default: the run's train/ "
-                                                                  "folder if it holds one.")] = None) -> None:
+def generate(
+    recipe: Recipe = "demo",
+    param: Params = None,
+    adapter: Annotated[
+        Path | None, typer.Option(help="Adapter folder; default: the run's train/ folder if it holds one.")
+    ] = None,
+) -> None:
     """Generate one video per (image, prompt) pair with NumPy-drawn, device-independent noise."""
     from cosmos_synth.generate import generate_videos
     from cosmos_synth.models import trained_weights_file
-    from cosmos_synth.run import prepare_model
+    from cosmos_synth.prepare import prepare_model
 
     cfg = _config(recipe, param)
     prepare_model(cfg)
-    trained = cfg.stage_dir("train")
+    trained = cfg.trained_dir
     if adapter is None:
         with contextlib.suppress(ValueError):  # the run's train/ holds no trained weights: the base model
             trained_weights_file(trained)
@@ -189,26 +205,39 @@ def export(recipe: Recipe = "demo", param: Params = None) -> None:
 
 
 @app.command()
-def evaluate(recipe: Recipe = "demo", param: Params = None,
-             model: Annotated[Optional[list[str]], typer.Option(
-                 "--model", "-m", help="Evaluate these models instead: name=<training out_dir>, or name= for the "
-                                       "base model. Repeatable, e.g. -m base= -m lora=runs/a/train -m "
-                                       "dora=runs/b/train.")] = None) -> None:
+def evaluate(
+    recipe: Recipe = "demo",
+    param: Params = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Evaluate these models instead: name=<training out_dir>, or name= for the "
+            "base model. Repeatable, e.g. -m base= -m lora=runs/a/train -m "
+            "dora=runs/b/train.",
+        ),
+    ] = None,
+) -> None:
     """Generate from the held-out episodes' first frames with each model and compare with the real episodes."""
     from cosmos_synth.evaluate import evaluate_models, metrics_table
-    from cosmos_synth.run import prepare_model, prepare_source
+    from cosmos_synth.prepare import prepare_model, prepare_source
 
     cfg = _config(recipe, param)
     if cfg.resolved_heldout_dir is None:
         raise typer.BadParameter("this recipe has no held-out episodes; set heldout_dir=<folder in the GR1 layout>.")
     prepare_model(cfg)
     prepare_source(cfg)  # the demo world's held-out episodes (an existing dataset is reused as it is)
-    eval_cfg = cfg.evaluate_config(cfg.stage_dir("train"))
+    eval_cfg = cfg.evaluate_config(cfg.trained_dir)
     if model:
         models = dict(m.partition("=")[::2] for m in model)
-        eval_cfg = dataclasses.replace(eval_cfg, models={k: v or None for k, v in models.items()},
-                                       generated={k: v for k, v in eval_cfg.generated.items() if k in models
-                                                  and models[k] == eval_cfg.models.get(k)})
+        eval_cfg = dataclasses.replace(
+            eval_cfg,
+            models={k: v or None for k, v in models.items()},
+            generated={
+                k: v for k, v in eval_cfg.generated.items() if k in models and models[k] == eval_cfg.models.get(k)
+            },
+        )
     result = evaluate_models(eval_cfg)
     typer.echo(metrics_table(list(result.rows)))
     typer.echo(f"report: {result.report}")
@@ -216,13 +245,13 @@ def evaluate(recipe: Recipe = "demo", param: Params = None,
 
 @app.command()
 def run(recipe: Recipe = "demo", param: Params = None) -> None:
-    """The whole pipeline: source, ingest, preprocess, (cache), finetune, generate, (IDM, label), export."""
-    from cosmos_synth.run import output_paths, run_pipeline
+    """A whole run: source, ingest, preprocess, (cache), finetune, generate, (IDM, label), export, (evaluate)."""
+    from cosmos_synth.stages import output_paths, run_stages
 
     cfg = _config(recipe, param)
     with _progress() as progress:
-        results = run_pipeline(cfg, progress=progress)
-    typer.echo(json.dumps(output_paths(cfg, results), indent=2))
+        results = run_stages(cfg, progress=progress)
+    typer.echo(json.dumps({name: str(path) for name, path in output_paths(cfg, results).items()}, indent=2))
 
 
 @app.command()

@@ -2,7 +2,7 @@
 
 Each class is the CLI's arguments, the Prefect flow's parameters, the tests' input, and the record written next to
 the stage's outputs (``<stage>_config.json``) so any output can be reproduced. Each checks its own values in
-``__post_init__``; :func:`cosmos_synth.pipeline.load_pipeline_config` builds every stage's config as soon as a recipe
+``__post_init__``; :func:`cosmos_synth.recipe.load_run_config` builds every stage's config as soon as a recipe
 and its overrides are read, so a misspelt key or a wrong value for any stage (even export, the last) fails at once,
 in the CLI and in the flow, before the first stage runs.
 """
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cosmos_synth.files import write_text_atomic
 from cosmos_synth.models import NVIDIA_MODEL, NVIDIA_REVISION
 from cosmos_synth.tracking import check_report_to
 
@@ -31,76 +32,91 @@ def _require(condition: bool, message: str) -> None:
 
 
 def _check_frames(num_frames: int, name: str = "num_frames") -> None:
-    _require(num_frames >= 1 and (num_frames - 1) % 4 == 0,
-             f"{name}={num_frames}: the Wan VAE needs 4k+1 frames (e.g. 9, 29, 93); pick the nearest such value.")
+    _require(
+        num_frames >= 1 and (num_frames - 1) % 4 == 0,
+        f"{name}={num_frames}: the Wan VAE needs 4k+1 frames (e.g. 9, 29, 93); pick the nearest such value.",
+    )
 
 
 def _check_size(height: int, width: int) -> None:
-    _require(height % 16 == 0 and width % 16 == 0 and height > 0 and width > 0,
-             f"height={height}, width={width}: both must be positive multiples of 16 (e.g. 432x768).")
+    _require(
+        height % 16 == 0 and width % 16 == 0 and height > 0 and width > 0,
+        f"height={height}, width={width}: both must be positive multiples of 16 (e.g. 432x768).",
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
 class DemoDataConfig:
     """The demo world's recorder (cosmos_synth.sources.procedural): expert rollouts, deterministic for a seed."""
 
-    out_dir: Path                       # dataset root to write (GR1 layout: metadata.csv, videos/, trajectories/,
-                                        # test/ pairs, heldout/ episodes)
-    task_family: Literal["pick_place", "push"] = "pick_place"  # pick_place: the pretraining family; push: the new
-                                        # family the demo world model never saw
-    num_episodes: int = 8               # training episodes
-    num_test_pairs: int = 4             # held-out episodes per held-out family: recorded under heldout/, their
-                                        # first frame + prompt as (image .png, prompt .txt) pairs under test/
-    heldout_families: tuple[str, ...] = ()  # families of the held-out episodes (each on the same held-out scenes);
-                                        # empty: task_family only. E.g. ("push", "pick_place") to see forgetting
-    num_frames: int = 17                # frames per episode (at least 8: the expert's phases)
-    height: int = 64                    # pixels
-    width: int = 96                     # pixels
-    fps: int = 16                       # frames per second of the written videos
-    seed: int = 0                       # training episode i uses scene seed + i
-    heldout_seed: int = 1_000_000       # held-out episode k uses scene heldout_seed + k (a range of its own)
+    # dataset root to write (GR1 layout: metadata.csv, videos/, trajectories/, test/ pairs, heldout/ episodes)
+    out_dir: Path
+    # pick_place: the pretraining family; push: the new family the demo world model never saw
+    task_family: Literal["pick_place", "push"] = "pick_place"
+    num_episodes: int = 8  # training episodes
+    # held-out episodes per held-out family: recorded under heldout/, their first frame + prompt as (image .png, prompt
+    # .txt) pairs under test/
+    num_test_pairs: int = 4
+    # families of the held-out episodes (each on the same held-out scenes); empty: task_family only. E.g. ("push",
+    # "pick_place") to see forgetting
+    heldout_families: tuple[str, ...] = ()
+    num_frames: int = 17  # frames per episode (at least 8: the expert's phases)
+    height: int = 64  # pixels
+    width: int = 96  # pixels
+    fps: int = 16  # frames per second of the written videos
+    seed: int = 0  # training episode i uses scene seed + i
+    heldout_seed: int = 1_000_000  # held-out episode k uses scene heldout_seed + k (a range of its own)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "heldout_families", tuple(self.heldout_families))
-        _require(set(self.heldout_families) <= {"pick_place", "push"} and len(set(self.heldout_families))
-                 == len(self.heldout_families), f"heldout_families={list(self.heldout_families)}: use distinct "
-                 f"families out of 'pick_place' and 'push'.")
+        _require(
+            set(self.heldout_families) <= {"pick_place", "push"}
+            and len(set(self.heldout_families)) == len(self.heldout_families),
+            f"heldout_families={list(self.heldout_families)}: use distinct families out of 'pick_place' and 'push'.",
+        )
         _require(self.num_episodes >= 1, f"num_episodes={self.num_episodes}: need at least 1 episode.")
         _require(self.num_test_pairs >= 0, f"num_test_pairs={self.num_test_pairs} must be >= 0.")
         _require(self.num_frames >= 8, f"num_frames={self.num_frames}: an expert episode needs at least 8 frames.")
         _require(self.height >= 16 and self.width >= 16, "height and width must be at least 16 pixels.")
-        _require(self.seed + self.num_episodes <= self.heldout_seed or self.seed >= self.heldout_seed
-                 + self.num_test_pairs, f"seeds {self.seed}..{self.seed + self.num_episodes - 1} overlap the held-out "
-                 f"seeds from heldout_seed={self.heldout_seed}; move seed or heldout_seed apart.")
+        _require(
+            self.seed + self.num_episodes <= self.heldout_seed or self.seed >= self.heldout_seed + self.num_test_pairs,
+            f"seeds {self.seed}..{self.seed + self.num_episodes - 1} overlap the held-out "
+            f"seeds from heldout_seed={self.heldout_seed}; move seed or heldout_seed apart.",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
 class IngestConfig:
     """Read a dataset folder in the GR1 layout, validate every sample, write a manifest."""
 
-    dataset_dir: Path                   # root holding metadata.csv and the videos it names
-    out_dir: Path                       # where manifest.jsonl and ingest_config.json go
-    min_frames: int = 93                # every video must have at least this many frames (the training window)
-    caption_prefix: str = ""            # prepended to every caption, e.g. "The robot arm is performing a task. "
-    videos_dir: str | None = None       # folder under dataset_dir holding the videos when metadata.csv names them by
-                                        # file name only (GR1-100: "gr1"); None: paths are relative to dataset_dir
-    mode: Literal["strict", "lenient"] = "strict"  # bad samples: "strict" stops at the first; "lenient" skips each
-                                        # and records it in out_dir/quarantine.jsonl (see cosmos_synth.validate)
+    dataset_dir: Path  # root holding metadata.csv and the videos it names
+    out_dir: Path  # where manifest.jsonl and ingest_config.json go
+    min_frames: int = 93  # every video must have at least this many frames (the training window)
+    caption_prefix: str = ""  # prepended to every caption, e.g. "The robot arm is performing a task. "
+    # folder under dataset_dir holding the videos when metadata.csv names them by file name only (GR1-100: "gr1"); None:
+    # paths are relative to dataset_dir
+    videos_dir: str | None = None
+    # bad samples: "strict" stops at the first; "lenient" skips each and records it in out_dir/quarantine.jsonl (see
+    # cosmos_synth.validate)
+    mode: Literal["strict", "lenient"] = "strict"
 
     def __post_init__(self) -> None:
         _require(self.min_frames >= 1, f"min_frames={self.min_frames} must be >= 1.")
-        _require(self.mode in ("strict", "lenient"), f"mode={self.mode!r}: use 'strict' (stop at the first bad "
-                 f"sample) or 'lenient' (skip bad samples, recording each in quarantine.jsonl).")
+        _require(
+            self.mode in ("strict", "lenient"),
+            f"mode={self.mode!r}: use 'strict' (stop at the first bad "
+            f"sample) or 'lenient' (skip bad samples, recording each in quarantine.jsonl).",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
 class PreprocessConfig:
     """Resize every ingested video to the training resolution and store it as uint8 frames."""
 
-    manifest: Path                      # ingest's manifest.jsonl
-    out_dir: Path                       # where clips/ and manifest.jsonl go
-    height: int = 432                   # pixels, multiple of 16
-    width: int = 768                    # pixels, multiple of 16
+    manifest: Path  # ingest's manifest.jsonl
+    out_dir: Path  # where clips/ and manifest.jsonl go
+    height: int = 432  # pixels, multiple of 16
+    width: int = 768  # pixels, multiple of 16
 
     def __post_init__(self) -> None:
         _check_size(self.height, self.width)
@@ -110,13 +126,13 @@ class PreprocessConfig:
 class CacheConfig:
     """Encode prompts and video windows once (see cosmos_synth.cache) so training holds only the DiT."""
 
-    model: str = NVIDIA_MODEL                 # Hub id or local folder
-    revision: str | None = NVIDIA_REVISION    # Hub revision (ignored for local folders)
-    data_dir: Path                            # preprocess output (clips/ + manifest.jsonl)
-    out_dir: Path                             # prompts/, latents/, manifest.jsonl
-    num_frames: int = 93                      # frames per window (4k+1)
-    num_windows: int = 4                      # cached windows per video; training picks one per epoch
-    seed: int = 0                             # window starts are drawn from (seed, sample id)
+    model: str = NVIDIA_MODEL  # Hub id or local folder
+    revision: str | None = NVIDIA_REVISION  # Hub revision (ignored for local folders)
+    data_dir: Path  # preprocess output (clips/ + manifest.jsonl)
+    out_dir: Path  # prompts/, latents/, manifest.jsonl
+    num_frames: int = 93  # frames per window (4k+1)
+    num_windows: int = 4  # cached windows per video; training picks one per epoch
+    seed: int = 0  # window starts are drawn from (seed, sample id)
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
     device: str = "cuda"
 
@@ -129,49 +145,50 @@ class CacheConfig:
 class TrainConfig:
     """LoRA/DoRA (or full) fine-tuning of the Cosmos DiT with the reference flow-matching loss."""
 
-    model: str = NVIDIA_MODEL                          # Hub id or local folder
-    revision: str | None = NVIDIA_REVISION             # Hub revision (ignored for local folders)
-    data_dir: Path                                     # preprocess output (clips/ + manifest.jsonl)
-    out_dir: Path                                      # checkpoints/, pytorch_lora_weights.safetensors, logs
-    adapter: Literal["lora", "dora", "full"] = "lora"  # full: every DiT parameter trains (rank, alpha and
-                                                       # target_modules unused); weights go to out_dir/transformer/
-    rank: int = 32                                     # LoRA rank r
-    alpha: int = 32                                    # LoRA alpha (scale = alpha / rank)
-    target_modules: tuple[str, ...] = TARGET_MODULES   # DiT linear layers that get adapters
-    num_frames: int = 93                               # frames per training window (4k+1)
-    num_epochs: int = 500                              # passes over the dataset; one window per video per epoch
-    batch_size: int = 1                                # clips per optimizer step and process (the reference: 1)
-    learning_rate: float = 2**-14.5                    # AdamW peak learning rate
+    model: str = NVIDIA_MODEL  # Hub id or local folder
+    revision: str | None = NVIDIA_REVISION  # Hub revision (ignored for local folders)
+    data_dir: Path  # preprocess output (clips/ + manifest.jsonl)
+    out_dir: Path  # checkpoints/, pytorch_lora_weights.safetensors, logs
+    # full: every DiT parameter trains (rank, alpha and target_modules unused); weights go to out_dir/transformer/
+    adapter: Literal["lora", "dora", "full"] = "lora"
+    rank: int = 32  # LoRA rank r
+    alpha: int = 32  # LoRA alpha (scale = alpha / rank)
+    target_modules: tuple[str, ...] = TARGET_MODULES  # DiT linear layers that get adapters
+    num_frames: int = 93  # frames per training window (4k+1)
+    num_epochs: int = 500  # passes over the dataset; one window per video per epoch
+    batch_size: int = 1  # clips per optimizer step and process (the reference: 1)
+    learning_rate: float = 2**-14.5  # AdamW peak learning rate
     weight_decay: float = 0.001
     max_grad_norm: float = 1.0
-    num_warmup_steps: int = 1000                       # linear warm-up, in optimizer steps
-    num_training_steps: int = 100_000                  # horizon of the linear schedule (not the run length)
-    f_min: float = 0.2                                 # schedule floor, as a fraction of learning_rate
-    f_max: float = 0.5                                 # schedule ceiling after warm-up, fraction of learning_rate
-    cfg_dropout_prob: float = 0.2                      # probability of zeroing a sample's prompt embedding
+    num_warmup_steps: int = 1000  # linear warm-up, in optimizer steps
+    num_training_steps: int = 100_000  # horizon of the linear schedule (not the run length)
+    f_min: float = 0.2  # schedule floor, as a fraction of learning_rate
+    f_max: float = 0.5  # schedule ceiling after warm-up, fraction of learning_rate
+    cfg_dropout_prob: float = 0.2  # probability of zeroing a sample's prompt embedding
     cond_frame_probs: dict[int, float] = field(default_factory=lambda: {1: 0.5, 2: 0.5})  # latent cond frames
-    cond_frame_timestep: float = 0.0001                # timestep given to conditioning latent frames
-    checkpoint_every_epochs: int = 100                 # accelerate checkpoint period
+    cond_frame_timestep: float = 0.0001  # timestep given to conditioning latent frames
+    checkpoint_every_epochs: int = 100  # accelerate checkpoint period
     seed: int = 0
     dtype: Literal["float32", "bfloat16"] = "bfloat16"  # frozen weights' dtype; trained params stay float32
     gradient_checkpointing: bool = True
-    num_processes: int = 1                             # processes for `accelerate launch` (one per GPU)
-    cpu: bool = False                                  # force CPU (tests, the demo)
-    latent_cache: Path | None = None                   # cache stage output: train on cached latents + prompt
-                                                       # embeddings (only the DiT on the GPU); None: encode per step
-    checkpoint_layers: int | None = None               # with gradient_checkpointing: how many of the DiT blocks to
-                                                       # recompute (None: all; fewer is faster, needs more memory)
-    checkpoint_policy: Literal["full", "save_attention"] = "save_attention"  # what a checkpointed block keeps:
-                                                       # its inputs only ("full"), or also its self-attention
-                                                       # output, recomputing only projections, norms, cross-
-                                                       # attention and MLP (≈ 20% faster, ≈ 2 GiB more at full size)
-    compile: bool = False                              # torch.compile each DiT block (regional; first step compiles)
-    activation_memory_budget: float | None = None      # with compile: fraction (0-1) of activations to keep; the
-                                                       # compiler recomputes cheap ops for the rest (None: default)
-    attention_backend: str | None = None               # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
-    fp8_matmuls: bool = False                          # frozen block linears in FP8 (e4m3, per-row scales), forward
-                                                       # and input gradient; needs compute capability 8.9+; moves
-                                                       # the loss slightly (benchmarks/RESULTS.md)
+    num_processes: int = 1  # processes for `accelerate launch` (one per GPU)
+    cpu: bool = False  # force CPU (tests, the demo)
+    # cache stage output: train on cached latents + prompt embeddings (only the DiT on the GPU); None: encode per step
+    latent_cache: Path | None = None
+    # with gradient_checkpointing: how many of the DiT blocks to recompute (None: all; fewer is faster, needs more
+    # memory)
+    checkpoint_layers: int | None = None
+    # what a checkpointed block keeps: its inputs only ("full"), or also its self-attention output, recomputing only
+    # projections, norms, cross-attention and MLP (≈ 20% faster, ≈ 2 GiB more at full size)
+    checkpoint_policy: Literal["full", "save_attention"] = "save_attention"
+    compile: bool = False  # torch.compile each DiT block (regional; first step compiles)
+    # with compile: fraction (0-1) of activations to keep; the compiler recomputes cheap ops for the rest (None:
+    # default)
+    activation_memory_budget: float | None = None
+    attention_backend: str | None = None  # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
+    # frozen block linears in FP8 (e4m3, per-row scales), forward and input gradient; needs compute capability 8.9+;
+    # moves the loss slightly (benchmarks/RESULTS.md)
+    fp8_matmuls: bool = False
     report_to: Literal["tensorboard", "wandb", "none"] = "tensorboard"  # per step: loss, lr, grad_norm, memory
 
     def __post_init__(self) -> None:
@@ -190,10 +207,14 @@ class TrainConfig:
         _require(0 <= self.f_min <= self.f_max <= 1, f"need 0 <= f_min ({self.f_min}) <= f_max ({self.f_max}) <= 1.")
         _require(self.checkpoint_every_epochs >= 1, "checkpoint_every_epochs must be >= 1.")
         _require(self.num_processes >= 1, f"num_processes={self.num_processes} must be >= 1.")
-        _require(self.activation_memory_budget is None or 0 < self.activation_memory_budget <= 1,
-                 f"activation_memory_budget={self.activation_memory_budget} must be in (0, 1], e.g. 0.5.")
-        _require(self.checkpoint_layers is None or self.checkpoint_layers >= 0,
-                 f"checkpoint_layers={self.checkpoint_layers} must be >= 0 (or None for every block).")
+        _require(
+            self.activation_memory_budget is None or 0 < self.activation_memory_budget <= 1,
+            f"activation_memory_budget={self.activation_memory_budget} must be in (0, 1], e.g. 0.5.",
+        )
+        _require(
+            self.checkpoint_layers is None or self.checkpoint_layers >= 0,
+            f"checkpoint_layers={self.checkpoint_layers} must be >= 0 (or None for every block).",
+        )
         check_report_to(self.report_to)
 
 
@@ -201,61 +222,71 @@ class TrainConfig:
 class GenerateConfig:
     """One video per (image .png, prompt .txt) pair, with NumPy-drawn initial latents."""
 
-    model: str = NVIDIA_MODEL                 # Hub id or local folder
-    revision: str | None = NVIDIA_REVISION    # Hub revision (ignored for local folders)
-    pairs_dir: Path                           # folder of <id>.png + <id>.txt
-    out_dir: Path                             # videos/<id>.mp4 + manifest.jsonl
-    adapter: Path | None = None               # folder holding pytorch_lora_weights.safetensors (None: base model)
-    height: int = 432                         # pixels, multiple of 16
-    width: int = 768                          # pixels, multiple of 16
-    num_frames: int = 93                      # output frames (4k+1)
-    num_steps: int = 36                       # denoising steps
-    guidance_scale: float = 7.0               # classifier-free guidance
-    fps: int = 16                             # frames per second of the written mp4
-    seed: int = 0                             # the pair with index i uses seed + i, drawn with NumPy
+    model: str = NVIDIA_MODEL  # Hub id or local folder
+    revision: str | None = NVIDIA_REVISION  # Hub revision (ignored for local folders)
+    pairs_dir: Path  # folder of <id>.png + <id>.txt
+    out_dir: Path  # videos/<id>.mp4 + manifest.jsonl
+    adapter: Path | None = None  # folder holding pytorch_lora_weights.safetensors (None: base model)
+    height: int = 432  # pixels, multiple of 16
+    width: int = 768  # pixels, multiple of 16
+    num_frames: int = 93  # output frames (4k+1)
+    num_steps: int = 36  # denoising steps
+    guidance_scale: float = 7.0  # classifier-free guidance
+    fps: int = 16  # frames per second of the written mp4
+    seed: int = 0  # the pair with index i uses seed + i, drawn with NumPy
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    device: str = "cuda"                      # "cuda", "cuda:1", "cpu"
-    guardrail: bool = True                    # NVIDIA's guardrail for NVIDIA weights (the tiny model has none)
-    stream_text_encoder: bool = True          # CUDA: keep the text encoder in host memory, stream its layers while
-                                              # encoding, so it never shares the GPU with the DiT
-    compile: bool = False                     # torch.compile the DiT blocks once per worker (first video compiles)
-    attention_backend: str | None = None      # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
-    fp8_matmuls: bool = False                 # block linears in FP8 (e4m3, per-row scales) after the adapter is
-                                              # fused; needs compute capability 8.9+; changes pixels (RESULTS.md)
-    fp8_attention: bool = False               # blocks' self-attention in FP8 through cuDNN (Hopper+, the [fp8]
-                                              # extra); changes pixels (RESULTS.md)
-    shard: str | None = None                  # this run is one shard of a fanned-out generation: its manifest is
-                                              # shards/<shard>.jsonl, merged by the parent (generate.merge_shards)
+    device: str = "cuda"  # "cuda", "cuda:1", "cpu"
+    guardrail: bool = True  # NVIDIA's guardrail for NVIDIA weights (the tiny model has none)
+    # CUDA: keep the text encoder in host memory, stream its layers while encoding, so it never shares the GPU with the
+    # DiT
+    stream_text_encoder: bool = True
+    compile: bool = False  # torch.compile the DiT blocks once per worker (first video compiles)
+    attention_backend: str | None = None  # diffusers attention backend, e.g. "_native_cudnn"; None: SDPA
+    # block linears in FP8 (e4m3, per-row scales) after the adapter is fused; needs compute capability 8.9+; changes
+    # pixels (RESULTS.md)
+    fp8_matmuls: bool = False
+    # blocks' self-attention in FP8 through cuDNN (Hopper+, the [fp8] extra); changes pixels (RESULTS.md)
+    fp8_attention: bool = False
+    # this run is one shard of a fanned-out generation: its manifest is shards/<shard>.jsonl, merged by the parent
+    # (generate.merge_shards)
+    shard: str | None = None
     sample_ids: tuple[str, ...] | None = None  # with shard: the pair ids this shard generates (None: every pair)
-    mode: Literal["strict", "lenient"] = "strict"  # bad pairs: "strict" stops at the first; "lenient" skips each
-                                              # and records it in quarantine.jsonl (see cosmos_synth.validate)
+    # bad pairs: "strict" stops at the first; "lenient" skips each and records it in quarantine.jsonl (see
+    # cosmos_synth.validate)
+    mode: Literal["strict", "lenient"] = "strict"
 
     def __post_init__(self) -> None:
         if self.sample_ids is not None:
             object.__setattr__(self, "sample_ids", tuple(self.sample_ids))
-        _require(self.shard is None or (self.shard.replace("-", "").replace("_", "").isalnum()),
-                 f"shard={self.shard!r}: use letters, digits, '-' and '_' (e.g. 'shard-003').")
+        _require(
+            self.shard is None or (self.shard.replace("-", "").replace("_", "").isalnum()),
+            f"shard={self.shard!r}: use letters, digits, '-' and '_' (e.g. 'shard-003').",
+        )
         _check_size(self.height, self.width)
         _check_frames(self.num_frames)
         _require(self.num_steps >= 1, f"num_steps={self.num_steps} must be >= 1.")
         _require(self.fps >= 1, f"fps={self.fps} must be >= 1.")
-        _require(self.mode in ("strict", "lenient"), f"mode={self.mode!r}: use 'strict' (stop at the first bad "
-                 f"pair) or 'lenient' (skip bad pairs, recording each in quarantine.jsonl).")
+        _require(
+            self.mode in ("strict", "lenient"),
+            f"mode={self.mode!r}: use 'strict' (stop at the first bad "
+            f"pair) or 'lenient' (skip bad pairs, recording each in quarantine.jsonl).",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
 class ExportConfig:
     """Write generated episodes as robomimic HDF5, a LeRobot v3.0 dataset and (labelled episodes) a GR00T dataset."""
 
-    manifest: Path                            # generate's manifest.jsonl
-    out_dir: Path                             # robomimic/<name>.hdf5 and lerobot/
-    repo_id: str = "cosmos-synth/demo"        # LeRobot repo id written into the dataset
-    camera: str = "front"                     # camera name: obs/<camera>_image, observation.images.<camera>
+    manifest: Path  # generate's manifest.jsonl
+    out_dir: Path  # robomimic/<name>.hdf5 and lerobot/
+    repo_id: str = "cosmos-synth/demo"  # LeRobot repo id written into the dataset
+    camera: str = "front"  # camera name: obs/<camera>_image, observation.images.<camera>
     fps: int = 16
     robot_type: str = "unknown"
-    lerobot_codec: Literal["h264", "av1"] = "h264"  # LeRobot video codec: H.264 (every loader reads it) or AV1
-                                              # (smaller; lerobot >= 0.4). The GR00T flavour is always H.264.
-    groot_state_groups: dict[str, int] | None = None   # modality.json state groups: names and column counts in
+    # LeRobot video codec: H.264 (every loader reads it) or AV1 (smaller; lerobot >= 0.4). The GR00T flavour is always
+    # H.264.
+    lerobot_codec: Literal["h264", "av1"] = "h264"
+    groot_state_groups: dict[str, int] | None = None  # modality.json state groups: names and column counts in
     groot_action_groups: dict[str, int] | None = None  # order, e.g. {"arm": 6, "gripper": 1}; None: one group
 
     def __post_init__(self) -> None:
@@ -265,15 +296,20 @@ class ExportConfig:
             groups = getattr(self, name)
             if groups is None:
                 continue
-            _require(bool(groups) and all(isinstance(k, str) and k.isidentifier() for k in groups)
-                     and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in groups.values()),
-                     f"{name}={groups!r}: give names and whole column counts >= 1, e.g. {{\"arm\": 6, \"gripper\": 1}}.")
+            _require(
+                bool(groups)
+                and all(isinstance(k, str) and k.isidentifier() for k in groups)
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in groups.values()),
+                f'{name}={groups!r}: give names and whole column counts >= 1, e.g. {{"arm": 6, "gripper": 1}}.',
+            )
 
 
 # ---------------------------------------------------------------------------------------------- records and overrides
 
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config (paths as strings)."""
+
     def convert(value: Any) -> Any:
         if isinstance(value, Path):
             return str(value)
@@ -282,21 +318,24 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         if isinstance(value, (list, tuple)):
             return [convert(v) for v in value]
         return value
+
     return {f.name: convert(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
 
 
 def write_config(cfg: Any, out_dir: Path, stage: str) -> Path:
     """Write `<stage>_config.json` next to a stage's outputs."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{stage}_config.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(config_to_dict(cfg), indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
+    return write_text_atomic(
+        out_dir / f"{stage}_config.json", json.dumps(config_to_dict(cfg), indent=2, sort_keys=True)
+    )
 
 
-_KINDS = {int: ("a whole number", "32"), float: ("a number", "0.5"), bool: ("true or false", "true"),
-          str: ("text", '"cuda"'), Path: ("a path", '"runs/demo"')}  # what a field takes, and an example
+_KINDS = {
+    int: ("a whole number", "32"),
+    float: ("a number", "0.5"),
+    bool: ("true or false", "true"),
+    str: ("text", '"cuda"'),
+    Path: ("a path", '"runs/demo"'),
+}  # what a field takes, and an example
 
 
 def _coerce_scalar(value: Any, kind: type, name: str, where: str, example: str | None) -> Any:
@@ -318,8 +357,11 @@ def _coerce_scalar(value: Any, kind: type, name: str, where: str, example: str |
         return float(value)
     what, generic = _KINDS[kind]
     example = example or generic
-    raise ValueError(f"{where}: {name}={value!r} is not {what}" + (" (it must be finite)" if kind is float and
-                     isinstance(value, float) else "") + f"; give {what}, e.g. {name}={example}.")
+    raise ValueError(
+        f"{where}: {name}={value!r} is not {what}"
+        + (" (it must be finite)" if kind is float and isinstance(value, float) else "")
+        + f"; give {what}, e.g. {name}={example}."
+    )
 
 
 def _coerce(value: Any, annotation: Any, name: str, where: str = "config", example: str | None = None) -> Any:
@@ -343,7 +385,7 @@ def _coerce(value: Any, annotation: Any, name: str, where: str = "config", examp
         kinds = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args or [Any] * len(value))
         if len(kinds) != len(value):
             raise ValueError(f"{where}: {name}={value!r} has {len(value)} items; it takes {len(kinds)}.")
-        return tuple(_coerce(v, k, f"{name}[{i}]", where) for i, (v, k) in enumerate(zip(value, kinds)))
+        return tuple(_coerce(v, k, f"{name}[{i}]", where) for i, (v, k) in enumerate(zip(value, kinds, strict=True)))
     if (origin is dict or annotation is dict) and not isinstance(value, dict):
         raise ValueError(f"{where}: {name}={value!r} is not a table; give one, e.g. {name}={{...}}.")
     if annotation in _KINDS:
@@ -359,8 +401,11 @@ def config_from_dict(cls: type, values: dict[str, Any], *, where: str = "config"
     unknown = sorted(set(values) - names)
     if unknown:
         raise ValueError(f"{where}: unknown field(s) {unknown} for {cls.__name__}; known fields: {sorted(names)}.")
-    examples = {f.name: json.dumps(str(f.default) if isinstance(f.default, Path) else f.default)
-                for f in dataclasses.fields(cls) if isinstance(f.default, (int, float, str, Path))}
+    examples = {
+        f.name: json.dumps(str(f.default) if isinstance(f.default, Path) else f.default)
+        for f in dataclasses.fields(cls)
+        if isinstance(f.default, (int, float, str, Path))
+    }
     coerced = {k: _coerce(v, hints[k], k, where, examples.get(k)) for k, v in values.items()}
     try:
         return cls(**coerced)
@@ -377,26 +422,28 @@ def load_config(cls: type, path: Path) -> Any:
 class IDMTrainConfig:
     """Train the inverse-dynamics model (cosmos_synth.idm) on the ingested episodes that have trajectories."""
 
-    manifest: Path                            # ingest's manifest.jsonl; rows whose "trajectory" .npz holds `action`
-    out_dir: Path                             # idm.safetensors, idm_config.json, idm_metrics.json, this config
-    action_names: tuple[str, ...] | None = None  # one name per action dim, e.g. ("delta_x", "delta_y",
-                                              # "gripper_command"); None: action_0, action_1, ...
-    clip_frames: int = 3                      # k consecutive frames in, the actions of their k - 1 transitions out
-    image_size: tuple[int, int] = (64, 96)    # (height, width) in pixels the frames are resized to
-    num_epochs: int = 30                      # passes over every training window (one window per start frame)
-    batch_size: int = 64                      # windows per optimizer step
-    learning_rate: float = 1e-3               # AdamW peak learning rate (linear warm-up, cosine decay to 0)
-    holdout_fraction: float = 0.25            # fraction of EPISODES (not frames) held out for evaluation, >= 1 episode
-    seed: int = 0                             # weights, shuffling and the held-out episodes
-    device: str = "cpu"                       # "cpu", "cuda", "cuda:1"
+    manifest: Path  # ingest's manifest.jsonl; rows whose "trajectory" .npz holds `action`
+    out_dir: Path  # idm.safetensors, idm_config.json, idm_metrics.json, this config
+    # one name per action dim, e.g. ("delta_x", "delta_y", "gripper_command"); None: action_0, action_1, ...
+    action_names: tuple[str, ...] | None = None
+    clip_frames: int = 3  # k consecutive frames in, the actions of their k - 1 transitions out
+    image_size: tuple[int, int] = (64, 96)  # (height, width) in pixels the frames are resized to
+    num_epochs: int = 30  # passes over every training window (one window per start frame)
+    batch_size: int = 64  # windows per optimizer step
+    learning_rate: float = 1e-3  # AdamW peak learning rate (linear warm-up, cosine decay to 0)
+    holdout_fraction: float = 0.25  # fraction of EPISODES (not frames) held out for evaluation, >= 1 episode
+    seed: int = 0  # weights, shuffling and the held-out episodes
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1"
     report_to: Literal["tensorboard", "wandb", "none"] = "tensorboard"  # per epoch: loss, lr
 
     def __post_init__(self) -> None:
         check_report_to(self.report_to)
         if self.action_names is not None:
             object.__setattr__(self, "action_names", tuple(str(name) for name in self.action_names))
-            _require(len(set(self.action_names)) == len(self.action_names) and all(self.action_names),
-                     f"action_names={self.action_names}: names must be non-empty and distinct.")
+            _require(
+                len(set(self.action_names)) == len(self.action_names) and all(self.action_names),
+                f"action_names={self.action_names}: names must be non-empty and distinct.",
+            )
         size_message = f"image_size={self.image_size}: give (height, width), each at least 16 pixels (e.g. (64, 96))."
         _require(isinstance(self.image_size, (tuple, list)) and len(self.image_size) == 2, size_message)
         object.__setattr__(self, "image_size", tuple(int(v) for v in self.image_size))
@@ -405,20 +452,22 @@ class IDMTrainConfig:
         _require(self.num_epochs >= 1, f"num_epochs={self.num_epochs} must be >= 1.")
         _require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1.")
         _require(self.learning_rate > 0, f"learning_rate={self.learning_rate} must be > 0 (e.g. 1e-3).")
-        _require(0 < self.holdout_fraction < 1,
-                 f"holdout_fraction={self.holdout_fraction}: use a fraction in (0, 1), e.g. 0.25.")
+        _require(
+            0 < self.holdout_fraction < 1,
+            f"holdout_fraction={self.holdout_fraction}: use a fraction in (0, 1), e.g. 0.25.",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
 class LabelConfig:
     """Label every generated video with per-frame actions predicted by a trained IDM."""
 
-    manifest: Path                            # generate's manifest.jsonl
-    idm: Path                                 # folder holding idm.safetensors + idm_config.json (train_idm's out_dir,
-                                              # or your own IDM saved the same way)
-    out_dir: Path                             # actions/<sample_id>.npz, manifest.jsonl, label_config.json
-    batch_size: int = 64                      # clips per IDM forward pass
-    device: str = "cpu"                       # "cpu", "cuda", "cuda:1"
+    manifest: Path  # generate's manifest.jsonl
+    # folder holding idm.safetensors + idm_config.json (train_idm's out_dir, or your own IDM saved the same way)
+    idm: Path
+    out_dir: Path  # actions/<sample_id>.npz, manifest.jsonl, label_config.json
+    batch_size: int = 64  # clips per IDM forward pass
+    device: str = "cpu"  # "cpu", "cuda", "cuda:1"
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1.")
@@ -428,19 +477,20 @@ class LabelConfig:
 class EvaluateConfig:
     """Held-out real episodes against what each model generates from their first frame and caption."""
 
-    episodes_dir: Path                        # held-out real episodes in the GR1 layout (metadata.csv + videos;
-                                              # trajectories/ for tracking error and IDM scores)
-    out_dir: Path                             # metrics.json, episodes.jsonl, report.md, sheet-*.png, <model>/ videos
-    models: dict[str, str | None] = field(default_factory=lambda: {"base": None})  # name -> training out_dir
-                                              # (LoRA/DoRA/full) or None for the base model, e.g.
-                                              # {"base": None, "lora": "runs/demo/train"}
-    generated: dict[str, str] = field(default_factory=dict)  # name -> a generate out_dir already holding that
-                                              # model's videos of these episodes' pairs (reused, not generated again)
-    pairs_dir: Path | None = None             # the episodes' (first frame, caption) pairs, ids = episode names;
-                                              # None: written from the videos into out_dir/pairs
-    model: str = NVIDIA_MODEL                 # Hub id or local folder, as for generate
+    # held-out real episodes in the GR1 layout (metadata.csv + videos; trajectories/ for tracking error and IDM scores)
+    episodes_dir: Path
+    out_dir: Path  # metrics.json, episodes.jsonl, report.md, sheet-*.png, <model>/ videos
+    # name -> training out_dir (LoRA/DoRA/full) or None for the base model, e.g. {"base": None, "lora":
+    # "runs/demo/train"}
+    models: dict[str, str | None] = field(default_factory=lambda: {"base": None})
+    # name -> a generate out_dir already holding that model's videos of these episodes' pairs (reused, not generated
+    # again)
+    generated: dict[str, str] = field(default_factory=dict)
+    # the episodes' (first frame, caption) pairs, ids = episode names; None: written from the videos into out_dir/pairs
+    pairs_dir: Path | None = None
+    model: str = NVIDIA_MODEL  # Hub id or local folder, as for generate
     revision: str | None = NVIDIA_REVISION
-    height: int = 432                         # generation settings, as for generate
+    height: int = 432  # generation settings, as for generate
     width: int = 768
     num_frames: int = 93
     num_steps: int = 36
@@ -450,23 +500,31 @@ class EvaluateConfig:
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
     device: str = "cuda"
     guardrail: bool = True
-    idm: Path | None = None                   # an IDM folder: its labels of generated videos scored against the
-                                              # real episodes' actions (idm_action_mse)
-    judge: Literal["auto", "demo", "none"] = "auto"  # auto: the demo world's rule-based judge when every caption
-                                              # is a demo-world prompt; none: image metrics only (GR1-style data)
-    max_episodes: int | None = None           # the first N held-out episodes (None: all)
-    sheet_episodes: int = 4                   # episodes drawn in each contact sheet (real above each model)
+    # an IDM folder: its labels of generated videos scored against the real episodes' actions (idm_action_mse)
+    idm: Path | None = None
+    # auto: the demo world's rule-based judge when every caption is a demo-world prompt; none: image metrics only
+    # (GR1-style data)
+    judge: Literal["auto", "demo", "none"] = "auto"
+    max_episodes: int | None = None  # the first N held-out episodes (None: all)
+    sheet_episodes: int = 4  # episodes drawn in each contact sheet (real above each model)
 
     def __post_init__(self) -> None:
         models = {str(k): (None if v in (None, "") else str(v)) for k, v in dict(self.models).items()}
         object.__setattr__(self, "models", models)
         object.__setattr__(self, "generated", {str(k): str(v) for k, v in dict(self.generated).items()})
-        _require(bool(models) and all(k.replace("-", "").replace("_", "").isalnum() for k in models),
-                 f"models={models}: name at least one model, with letters, digits, '-' and '_' (e.g. base, lora).")
-        _require(set(self.generated) <= set(models), f"generated names {sorted(set(self.generated) - set(models))} "
-                 f"are not in models {sorted(models)}; reuse videos only of models being evaluated.")
+        _require(
+            bool(models) and all(k.replace("-", "").replace("_", "").isalnum() for k in models),
+            f"models={models}: name at least one model, with letters, digits, '-' and '_' (e.g. base, lora).",
+        )
+        _require(
+            set(self.generated) <= set(models),
+            f"generated names {sorted(set(self.generated) - set(models))} "
+            f"are not in models {sorted(models)}; reuse videos only of models being evaluated.",
+        )
         _check_size(self.height, self.width)
         _check_frames(self.num_frames)
         _require(self.num_steps >= 1, f"num_steps={self.num_steps} must be >= 1.")
-        _require(self.max_episodes is None or self.max_episodes >= 1, f"max_episodes={self.max_episodes} must be "
-                 f">= 1 (or null for every episode).")
+        _require(
+            self.max_episodes is None or self.max_episodes >= 1,
+            f"max_episodes={self.max_episodes} must be >= 1 (or null for every episode).",
+        )

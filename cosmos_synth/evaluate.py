@@ -31,8 +31,10 @@ import torch
 from cosmos_synth.config import EvaluateConfig, GenerateConfig, write_config
 from cosmos_synth.demo_world import parse_prompt
 from cosmos_synth.demo_world.judge import judge, track_error
-from cosmos_synth.files import read_jsonl, write_jsonl, write_text_atomic
+from cosmos_synth.files import atomic_write, read_jsonl, write_jsonl, write_text_atomic
 from cosmos_synth.ingest import read_metadata
+from cosmos_synth.layout import MANIFEST
+from cosmos_synth.results import StageResult
 from cosmos_synth.sources.layout import METADATA_CSV, TRAJECTORIES_DIR
 from cosmos_synth.validate import resolve_inside
 from cosmos_synth.video import read_video
@@ -42,24 +44,35 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 EPISODES_FILE = "episodes.jsonl"
 REPORT_FILE = "report.md"
-BASELINE = "copy-first-frame"       # the row of the baseline that repeats the first real frame
-SHEET_FRAMES = 6                    # frames per video in a contact sheet
-ROW_FIELDS = ("model", "task_family", "episodes", "success_rate", "success_ci95", "distractor_rate", "physics_rate",
-              "psnr_db", "ssim", "frame0_psnr_db", "track_error", "idm_action_mse")
+BASELINE = "copy-first-frame"  # the row of the baseline that repeats the first real frame
+SHEET_FRAMES = 6  # frames per video in a contact sheet
+ROW_FIELDS = (
+    "model",
+    "task_family",
+    "episodes",
+    "success_rate",
+    "success_ci95",
+    "distractor_rate",
+    "physics_rate",
+    "psnr_db",
+    "ssim",
+    "frame0_psnr_db",
+    "track_error",
+    "idm_action_mse",
+)
 
 
 @dataclass(frozen=True)
 class HeldOutEpisode:
-    name: str                       # the video's stem: the pair id its first frame is generated from
+    name: str  # the video's stem: the pair id its first frame is generated from
     caption: str
     video: Path
-    state: np.ndarray | None        # (T, D) ground truth, when the dataset has trajectories
-    action: np.ndarray | None       # (T, A)
+    state: np.ndarray | None  # (T, D) ground truth, when the dataset has trajectories
+    action: np.ndarray | None  # (T, A)
 
 
 @dataclass(frozen=True, kw_only=True)
-class EvaluateResult:
-    out_dir: Path
+class EvaluateResult(StageResult):  # manifest: out_dir / episodes.jsonl, one row per (model, episode)
     metrics: Path
     report: Path
     rows: tuple[dict, ...]
@@ -67,8 +80,12 @@ class EvaluateResult:
     def summary_rows(self) -> list[dict]:
         return [{k: row.get(k) for k in ROW_FIELDS} for row in self.rows]
 
+    def outputs(self) -> dict[str, Path]:
+        return {"evaluation": self.report}
+
 
 # ------------------------------------------------------------------------------------------------------- episodes
+
 
 def read_heldout(episodes_dir: Path, max_episodes: int | None = None) -> list[HeldOutEpisode]:
     """The held-out episodes of a dataset folder in the GR1 layout (metadata.csv, videos, optional trajectories)."""
@@ -93,14 +110,14 @@ def write_pairs(episodes: list[HeldOutEpisode], pairs_dir: Path) -> Path:
     for episode in episodes:
         png, txt = pairs_dir / f"{episode.name}.png", pairs_dir / f"{episode.name}.txt"
         if not png.is_file():
-            tmp = png.with_name(f".{png.stem}.tmp.png")
-            cv2.imwrite(str(tmp), read_video(episode.video)[0][0][:, :, ::-1])  # cv2 writes BGR
-            tmp.replace(png)
+            with atomic_write(png) as tmp:
+                cv2.imwrite(str(tmp), read_video(episode.video)[0][0][:, :, ::-1])  # cv2 writes BGR
         write_text_atomic(txt, episode.caption + "\n")
     return pairs_dir
 
 
 # -------------------------------------------------------------------------------------------------------- metrics
+
 
 def image_metrics(real: np.ndarray, generated: np.ndarray) -> dict[str, float]:
     """PSNR (dB) and SSIM over frames 1..T-1, and the first frame's PSNR; uint8 (T, H, W, 3) each."""
@@ -111,9 +128,11 @@ def image_metrics(real: np.ndarray, generated: np.ndarray) -> dict[str, float]:
 
     real_t, gen_t = tensor(real), tensor(generated)
     first = float(peak_signal_noise_ratio(gen_t[:1], real_t[:1], data_range=1.0))
-    return {"psnr_db": float(peak_signal_noise_ratio(gen_t[1:], real_t[1:], data_range=1.0)),
-            "ssim": float(structural_similarity_index_measure(gen_t[1:], real_t[1:], data_range=1.0)),
-            "frame0_psnr_db": first if math.isfinite(first) else None}  # None: identical (the copy baseline)
+    return {
+        "psnr_db": float(peak_signal_noise_ratio(gen_t[1:], real_t[1:], data_range=1.0)),
+        "ssim": float(structural_similarity_index_measure(gen_t[1:], real_t[1:], data_range=1.0)),
+        "frame0_psnr_db": first if math.isfinite(first) else None,
+    }  # None: identical (the copy baseline)
 
 
 def _match(real: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,8 +145,9 @@ def _match(real: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np.ndar
     return real, generated
 
 
-def episode_metrics(episode: HeldOutEpisode, real: np.ndarray, generated: np.ndarray, *, use_judge: bool,
-                    idm=None) -> dict:
+def episode_metrics(
+    episode: HeldOutEpisode, real: np.ndarray, generated: np.ndarray, *, use_judge: bool, idm=None
+) -> dict:
     """Everything evaluate measures of one generated video against its real episode."""
     real, generated = _match(real, generated)
     row = {"episode": episode.name, "prompt": episode.caption, **image_metrics(real, generated)}
@@ -135,16 +155,20 @@ def episode_metrics(episode: HeldOutEpisode, real: np.ndarray, generated: np.nda
     row["task_family"] = task.family if task is not None else "all"
     if task is not None:
         verdict = judge(generated, task)
-        row.update(success=verdict.success, distractor=verdict.distractor, physics_ok=verdict.physics_ok,
-                   reasons=list(verdict.reasons))
+        row.update(
+            success=verdict.success,
+            distractor=verdict.distractor,
+            physics_ok=verdict.physics_ok,
+            reasons=list(verdict.reasons),
+        )
         if episode.state is not None:
-            row["track_error"] = track_error(verdict, episode.state[:len(generated)])
+            row["track_error"] = track_error(verdict, episode.state[: len(generated)])
     if idm is not None and episode.action is not None:
         from cosmos_synth.idm import predict_actions
 
         predicted = predict_actions(idm, generated, name=episode.name)
-        truth = episode.action[:len(predicted)]
-        row["idm_action_mse"] = float(np.mean((predicted[:-1] - truth[:len(predicted) - 1]) ** 2))
+        truth = episode.action[: len(predicted)]
+        row["idm_action_mse"] = float(np.mean((predicted[:-1] - truth[: len(predicted) - 1]) ** 2))
     return row
 
 
@@ -166,9 +190,13 @@ def aggregate(model: str, family: str, rows: list[dict]) -> dict:
     out = {"model": model, "task_family": family, "episodes": len(rows)}
     if rows and "success" in rows[0]:
         wins = sum(bool(r["success"]) for r in rows)
-        out.update(successes=wins, success_rate=round(wins / len(rows), 4), success_ci95=wilson_interval(wins, len(rows)),
-                   distractor_rate=round(sum(bool(r["distractor"]) for r in rows) / len(rows), 4),
-                   physics_rate=round(sum(bool(r["physics_ok"]) for r in rows) / len(rows), 4))
+        out.update(
+            successes=wins,
+            success_rate=round(wins / len(rows), 4),
+            success_ci95=wilson_interval(wins, len(rows)),
+            distractor_rate=round(sum(bool(r["distractor"]) for r in rows) / len(rows), 4),
+            physics_rate=round(sum(bool(r["physics_ok"]) for r in rows) / len(rows), 4),
+        )
     for key in ("psnr_db", "ssim", "frame0_psnr_db", "track_error", "idm_action_mse"):
         out[key] = _mean(rows, key)
     return {k: out.get(k) for k in (*ROW_FIELDS, "successes")}
@@ -176,12 +204,26 @@ def aggregate(model: str, family: str, rows: list[dict]) -> dict:
 
 # ---------------------------------------------------------------------------------------------------- generation
 
+
 def generate_config(cfg: EvaluateConfig, name: str, pairs_dir: Path) -> GenerateConfig:
     """The generation settings of one evaluated model: its videos go to out_dir/<name>."""
-    return GenerateConfig(model=cfg.model, revision=cfg.revision, pairs_dir=pairs_dir, out_dir=cfg.out_dir / name,
-                          adapter=cfg.models[name], height=cfg.height, width=cfg.width, num_frames=cfg.num_frames,
-                          num_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale, fps=cfg.fps, seed=cfg.seed,
-                          dtype=cfg.dtype, device=cfg.device, guardrail=cfg.guardrail)
+    return GenerateConfig(
+        model=cfg.model,
+        revision=cfg.revision,
+        pairs_dir=pairs_dir,
+        out_dir=cfg.out_dir / name,
+        adapter=cfg.models[name],
+        height=cfg.height,
+        width=cfg.width,
+        num_frames=cfg.num_frames,
+        num_steps=cfg.num_steps,
+        guidance_scale=cfg.guidance_scale,
+        fps=cfg.fps,
+        seed=cfg.seed,
+        dtype=cfg.dtype,
+        device=cfg.device,
+        guardrail=cfg.guardrail,
+    )
 
 
 def generated_videos(cfg: EvaluateConfig, name: str, pairs_dir: Path, wanted: set[str]) -> dict[str, Path]:
@@ -189,12 +231,14 @@ def generated_videos(cfg: EvaluateConfig, name: str, pairs_dir: Path, wanted: se
     from cosmos_synth.generate import generate_videos
 
     if name in cfg.generated:
-        manifest = Path(cfg.generated[name]) / "manifest.jsonl"
+        manifest = Path(cfg.generated[name]) / MANIFEST
         videos = {r["sample_id"]: Path(r["video"]) for r in read_jsonl(manifest)}
         missing = sorted(wanted - set(videos))
         if missing:
-            raise ValueError(f"evaluate: {manifest} has no video for episodes {missing[:5]}; generate them, or leave "
-                             f"{name!r} out of generated so evaluate generates them itself.")
+            raise ValueError(
+                f"evaluate: {manifest} has no video for episodes {missing[:5]}; generate them, or leave "
+                f"{name!r} out of generated so evaluate generates them itself."
+            )
         return videos
     gen = generate_config(cfg, name, pairs_dir)
     if wanted != {p.stem for p in pairs_dir.glob("*.png")}:
@@ -205,13 +249,16 @@ def generated_videos(cfg: EvaluateConfig, name: str, pairs_dir: Path, wanted: se
 
 # ---------------------------------------------------------------------------------------------------------- stage
 
+
 def evaluate_models(cfg: EvaluateConfig) -> EvaluateResult:
     """Generate from every held-out episode with every model, measure, and write metrics.json and the report."""
     episodes = read_heldout(cfg.episodes_dir, cfg.max_episodes)
     use_judge = cfg.judge == "demo" or (cfg.judge == "auto" and all(parse_prompt(e.caption) for e in episodes))
     if cfg.judge == "demo" and not all(parse_prompt(e.caption) for e in episodes):
-        raise ValueError(f"judge='demo' but some captions in {cfg.episodes_dir / METADATA_CSV} are not demo-world "
-                         f"prompts; use judge='auto' or 'none' for other data.")
+        raise ValueError(
+            f"judge='demo' but some captions in {cfg.episodes_dir / METADATA_CSV} are not demo-world "
+            f"prompts; use judge='auto' or 'none' for other data."
+        )
     write_config(cfg, cfg.out_dir, "evaluate")
     pairs_dir = cfg.pairs_dir or write_pairs(episodes, cfg.out_dir / "pairs")
     wanted = {e.name for e in episodes}
@@ -228,29 +275,38 @@ def evaluate_models(cfg: EvaluateConfig) -> EvaluateResult:
         else:
             paths = generated_videos(cfg, name, pairs_dir, wanted)
             videos[name] = {e.name: read_video(paths[e.name])[0] for e in episodes}
-        for number, episode in enumerate(episodes, start=1):
-            row = episode_metrics(episode, real[episode.name], videos[name][episode.name], use_judge=use_judge,
-                                  idm=idm if name != BASELINE else None)
+        for episode in episodes:
+            row = episode_metrics(
+                episode,
+                real[episode.name],
+                videos[name][episode.name],
+                use_judge=use_judge,
+                idm=idm if name != BASELINE else None,
+            )
             per_episode.append({"model": name, **row})
         logger.info("evaluated %s on %d held-out episodes", name, len(episodes))
     rows = summarise(per_episode, [BASELINE, *cfg.models])
-    write_jsonl(cfg.out_dir / EPISODES_FILE, per_episode)
+    episodes_file = write_jsonl(cfg.out_dir / EPISODES_FILE, per_episode)
     metrics = write_text_atomic(cfg.out_dir / METRICS_FILE, json.dumps({"rows": rows}, indent=2) + "\n")
     sheets = write_contact_sheets(cfg, episodes, real, videos)
     report = write_text_atomic(cfg.out_dir / REPORT_FILE, report_markdown(cfg, rows, sheets))
     for row in rows:
         logger.info("%s", {k: row[k] for k in ROW_FIELDS if row.get(k) is not None})
-    return EvaluateResult(out_dir=cfg.out_dir, metrics=metrics, report=report, rows=tuple(rows))
+    return EvaluateResult(out_dir=cfg.out_dir, manifest=episodes_file, metrics=metrics, report=report, rows=tuple(rows))
 
 
 def summarise(per_episode: list[dict], models: list[str]) -> list[dict]:
     """metrics.json's rows: one per (model, task family), in model order, families sorted."""
     families = sorted({r["task_family"] for r in per_episode})
-    return [aggregate(model, family, [r for r in per_episode if r["model"] == model and r["task_family"] == family])
-            for model in models for family in families]
+    return [
+        aggregate(model, family, [r for r in per_episode if r["model"] == model and r["task_family"] == family])
+        for model in models
+        for family in families
+    ]
 
 
 # --------------------------------------------------------------------------------------------------------- report
+
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:
     band = np.full((14, image.shape[1], 3), 255, dtype=np.uint8)
@@ -258,8 +314,9 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
     return np.concatenate([band, image])
 
 
-def write_contact_sheets(cfg: EvaluateConfig, episodes: list[HeldOutEpisode], real: dict,
-                         videos: dict[str, dict]) -> list[Path]:
+def write_contact_sheets(
+    cfg: EvaluateConfig, episodes: list[HeldOutEpisode], real: dict, videos: dict[str, dict]
+) -> list[Path]:
     """sheet-<family>.png: for the first few episodes of each family, real frames above each model's frames."""
     by_family: dict[str, list[HeldOutEpisode]] = {}
     for episode in episodes:
@@ -268,7 +325,7 @@ def write_contact_sheets(cfg: EvaluateConfig, episodes: list[HeldOutEpisode], re
     sheets = []
     for family, chosen in sorted(by_family.items()):
         blocks = []
-        for episode in chosen[:cfg.sheet_episodes]:
+        for episode in chosen[: cfg.sheet_episodes]:
             sources = [("real", real[episode.name])] + [(m, videos[m][episode.name]) for m in cfg.models]
             strips = []
             for label, frames in sources:
@@ -278,9 +335,8 @@ def write_contact_sheets(cfg: EvaluateConfig, episodes: list[HeldOutEpisode], re
             blocks.append(np.concatenate(strips))
             blocks.append(np.full((6, blocks[-1].shape[1], 3), 255, dtype=np.uint8))
         path = cfg.out_dir / f"sheet-{family}.png"
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        cv2.imwrite(str(tmp), np.concatenate(blocks)[:, :, ::-1])
-        tmp.replace(path)
+        with atomic_write(path) as tmp:
+            cv2.imwrite(str(tmp), np.concatenate(blocks)[:, :, ::-1])
         sheets.append(path)
     return sheets
 
@@ -302,9 +358,18 @@ def metrics_table(rows: list[dict]) -> str:
 
 
 def report_markdown(cfg: EvaluateConfig, rows: list[dict], sheets: list[Path]) -> str:
-    return "\n".join([
-        f"# Evaluation on {rows[0]['episodes'] if rows else 0}+ held-out episodes of {cfg.episodes_dir}", "",
-        f"Generation: {cfg.num_steps} steps, guidance {cfg.guidance_scale}, seed {cfg.seed}, "
-        f"{cfg.num_frames} frames at {cfg.height}x{cfg.width}. success_ci95: 95% Wilson interval. PSNR and SSIM over "
-        f"the frames after the first; frame0_psnr_db: the first frame against the seed image's episode frame.", "",
-        metrics_table(rows), "", *[f"![{p.stem}]({p.name})" for p in sheets], ""])
+    return "\n".join(
+        [
+            f"# Evaluation on {rows[0]['episodes'] if rows else 0}+ held-out episodes of {cfg.episodes_dir}",
+            "",
+            f"Generation: {cfg.num_steps} steps, guidance {cfg.guidance_scale}, seed {cfg.seed}, "
+            f"{cfg.num_frames} frames at {cfg.height}x{cfg.width}. success_ci95: 95% Wilson interval. "
+            f"PSNR and SSIM over the frames after the first; "
+            f"frame0_psnr_db: the first frame against the seed image's episode frame.",
+            "",
+            metrics_table(rows),
+            "",
+            *[f"![{p.stem}]({p.name})" for p in sheets],
+            "",
+        ]
+    )

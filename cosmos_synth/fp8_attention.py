@@ -38,8 +38,15 @@ def fp8_attention_reference(q8, k8, v8, descale_q, descale_k, descale_v, descale
 
 
 @torch.library.custom_op("cosmos_synth::fp8_sdpa", mutates_args=())
-def fp8_sdpa(q8: torch.Tensor, k8: torch.Tensor, v8: torch.Tensor, descale_q: torch.Tensor,
-             descale_k: torch.Tensor, descale_v: torch.Tensor, descale_o: torch.Tensor) -> torch.Tensor:
+def fp8_sdpa(
+    q8: torch.Tensor,
+    k8: torch.Tensor,
+    v8: torch.Tensor,
+    descale_q: torch.Tensor,
+    descale_k: torch.Tensor,
+    descale_v: torch.Tensor,
+    descale_o: torch.Tensor,
+) -> torch.Tensor:
     """Attention over e4m3 (B, H, S, D) inputs, each ≈ its e4m3 values times its per-tensor descale; the e4m3
     output (≈ out8 * descale_o) has q's strides."""
     if q8.is_cuda:
@@ -73,8 +80,10 @@ class Fp8SelfAttnProcessor:
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, image_rotary_emb=None):
         if encoder_hidden_states is not None or attention_mask is not None:
             raise ValueError("FP8 attention serves the DiT's self-attention (attn1): no context, no mask.")
-        query, key, value = (proj(hidden_states).unflatten(2, (attn.heads, -1)).transpose(1, 2)
-                             for proj in (attn.to_q, attn.to_k, attn.to_v))
+        query, key, value = (
+            proj(hidden_states).unflatten(2, (attn.heads, -1)).transpose(1, 2)
+            for proj in (attn.to_q, attn.to_k, attn.to_v)
+        )
         query, key = attn.norm_q(query), attn.norm_k(key)
         if image_rotary_emb is not None:
             from diffusers.models.embeddings import apply_rotary_emb
@@ -95,13 +104,17 @@ def use_fp8_attention(transformer) -> int:
     if device.type == "cuda":
         if torch.cuda.get_device_capability(device) < (9, 0):
             name, (major, minor) = torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device)
-            raise ValueError(f"fp8_attention needs cuDNN's FP8 attention (compute capability 9.0+: Hopper, "
-                             f"Blackwell); {name} is {major}.{minor}. Set fp8_attention to false.")
+            raise ValueError(
+                f"fp8_attention needs cuDNN's FP8 attention (compute capability 9.0+: Hopper, "
+                f"Blackwell); {name} is {major}.{minor}. Set fp8_attention to false."
+            )
         try:
             import cudnn  # noqa: F401
         except ImportError as error:
-            raise ValueError("fp8_attention needs NVIDIA's cuDNN frontend: pip install 'cosmos-synth[fp8]' "
-                             "(nvidia-cudnn-frontend), or set fp8_attention to false.") from error
+            raise ValueError(
+                "fp8_attention needs NVIDIA's cuDNN frontend: pip install 'cosmos-synth[fp8]' "
+                "(nvidia-cudnn-frontend), or set fp8_attention to false."
+            ) from error
     for block in transformer.transformer_blocks:
         block.attn1.set_processor(Fp8SelfAttnProcessor())
     logger.info("FP8 self-attention in %d blocks", len(transformer.transformer_blocks))
@@ -122,25 +135,48 @@ def _cudnn_fp8_sdpa(q8, k8, v8, descale_q, descale_k, descale_v, descale_o) -> t
         _GRAPHS[key] = _build_graph(cudnn, handle, q8, k8, v8)
     graph, tensors, workspace_size, amax_scratch = _GRAPHS[key]
     out = torch.empty_strided(q8.shape, q8.stride(), dtype=E4M3, device=q8.device)
-    values = [q8, k8, v8, *(d.reshape(1, 1, 1, 1) for d in (descale_q, descale_k, descale_v)), descale_s, scale_s,
-              (1.0 / descale_o).reshape(1, 1, 1, 1), out, *amax_scratch]
+    values = [
+        q8,
+        k8,
+        v8,
+        *(d.reshape(1, 1, 1, 1) for d in (descale_q, descale_k, descale_v)),
+        descale_s,
+        scale_s,
+        (1.0 / descale_o).reshape(1, 1, 1, 1),
+        out,
+        *amax_scratch,
+    ]
     workspace = torch.empty(workspace_size, device=q8.device, dtype=torch.uint8)
-    graph.execute(dict(zip(tensors, values)), workspace, handle=handle)
+    graph.execute(dict(zip(tensors, values, strict=True)), workspace, handle=handle)
     return out
 
 
 def _build_graph(cudnn, handle, q8, k8, v8):
     f8, f32 = cudnn.data_type.FP8_E4M3, cudnn.data_type.FLOAT
     graph = cudnn.pygraph(io_data_type=f8, intermediate_data_type=f32, compute_data_type=f32, handle=handle)
-    q, k, v = (graph.tensor(name=name, dim=list(t.shape), stride=list(t.stride()), data_type=f8)
-               for name, t in (("q", q8), ("k", k8), ("v", v8)))
-    scalars = [graph.tensor(name=name, dim=[1, 1, 1, 1], stride=[1, 1, 1, 1], data_type=f32)
-               for name in ("descale_q", "descale_k", "descale_v", "descale_s", "scale_s", "scale_o")]
-    out, _, amax_s, amax_o = graph.sdpa_fp8(q=q, k=k, v=v, descale_q=scalars[0], descale_k=scalars[1],
-                                            descale_v=scalars[2], descale_s=scalars[3], scale_s=scalars[4],
-                                            scale_o=scalars[5], is_inference=True,
-                                            attn_scale=1.0 / math.sqrt(q8.shape[-1]), use_causal_mask=False,
-                                            name="fp8_sdpa")
+    q, k, v = (
+        graph.tensor(name=name, dim=list(t.shape), stride=list(t.stride()), data_type=f8)
+        for name, t in (("q", q8), ("k", k8), ("v", v8))
+    )
+    scalars = [
+        graph.tensor(name=name, dim=[1, 1, 1, 1], stride=[1, 1, 1, 1], data_type=f32)
+        for name in ("descale_q", "descale_k", "descale_v", "descale_s", "scale_s", "scale_o")
+    ]
+    out, _, amax_s, amax_o = graph.sdpa_fp8(
+        q=q,
+        k=k,
+        v=v,
+        descale_q=scalars[0],
+        descale_k=scalars[1],
+        descale_v=scalars[2],
+        descale_s=scalars[3],
+        scale_s=scalars[4],
+        scale_o=scalars[5],
+        is_inference=True,
+        attn_scale=1.0 / math.sqrt(q8.shape[-1]),
+        use_causal_mask=False,
+        name="fp8_sdpa",
+    )
     out.set_output(True).set_dim(list(q8.shape)).set_stride(list(q8.stride())).set_data_type(f8)
     for amax in (amax_s, amax_o):
         amax.set_output(True).set_dim([1, 1, 1, 1]).set_stride([1, 1, 1, 1]).set_data_type(f32)

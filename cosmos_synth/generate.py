@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,45 +19,56 @@ from diffusers.pipelines.cosmos.pipeline_cosmos2_5_predict import DEFAULT_NEGATI
 from PIL import Image
 
 from cosmos_synth.config import GenerateConfig, write_config
-from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
+from cosmos_synth.encoding import embed_prompt
+from cosmos_synth.files import file_sha256, read_jsonl, remove_stale_temporaries, write_jsonl
 from cosmos_synth.fp8_attention import use_fp8_attention
+from cosmos_synth.layout import MANIFEST, PREVIEWS_DIR, SHARDS_DIR, VIDEOS_DIR
 from cosmos_synth.models import (
-    ADAPTER_FILE, load_full_transformer, load_pipeline, model_fingerprint, trained_weights_file,
+    ADAPTER_FILE,
+    load_full_transformer,
+    load_pipeline,
+    model_fingerprint,
+    trained_weights_file,
 )
-from cosmos_synth.preview import PREVIEWS_DIR, VideoPreviews, write_video_previews
+from cosmos_synth.preview import VideoPreviews, write_video_previews
 from cosmos_synth.progress import Progress, ProgressReporter
+from cosmos_synth.results import StageResult
 from cosmos_synth.speed import compile_blocks, set_attention_backend, use_fp8_matmuls
 from cosmos_synth.validate import Mode, Quarantine, check_pairs, read_png_rgb, validate_adapter_file, writing
 from cosmos_synth.video import read_video, write_video
 
 logger = logging.getLogger(__name__)
 
-VIDEOS_DIR = "videos"
-SHARDS_DIR = "shards"  # per-shard manifests of a fanned-out generation
 LATENT_CHANNELS = 16
 PROMPT_BATCH = 16  # prompts per text-encoder pass when encoding a shard's prompts up front
 
 
 @dataclass(frozen=True)
 class Pair:
-    index: int        # position in the sorted pair list: the sample's seed is cfg.seed + index
-    sample_id: str    # file stem shared by the image and the prompt
+    index: int  # position in the sorted pair list: the sample's seed is cfg.seed + index
+    sample_id: str  # file stem shared by the image and the prompt
     image: Path
     prompt: str
 
 
 @dataclass(frozen=True, kw_only=True)
-class GenerateResult:
-    out_dir: Path
-    manifest: Path
+class GenerateResult(StageResult):  # manifest: out_dir / manifest.jsonl (a shard's: shards/<shard>.jsonl)
     num_videos: int
     num_skipped: int  # pairs whose video already existed and verified
     quarantined: tuple[dict, ...] = ()  # lenient mode: the bad pairs left out, {"sample_id", "file", "reason"}
     previews: VideoPreviews | None = None  # contact sheet and animated preview of the videos (None: no videos)
 
     def summary_rows(self) -> list[dict]:
-        return [{"sample_id": r["sample_id"], "seed": r["seed"], "video": Path(r["video"]).name,
-                 "prompt": r["prompt"][:60]} for r in read_jsonl(self.manifest)]
+        return [
+            {"sample_id": r["sample_id"], "seed": r["seed"], "video": Path(r["video"]).name, "prompt": r["prompt"][:60]}
+            for r in read_jsonl(self.manifest)
+        ]
+
+    def outputs(self) -> dict[str, Path]:
+        previews = (
+            {"contact_sheet": self.previews.contact_sheet, "preview": self.previews.animation} if self.previews else {}
+        )
+        return {"videos": self.out_dir / VIDEOS_DIR, **previews}
 
 
 def list_pairs(pairs_dir: Path) -> list[Pair]:
@@ -74,8 +84,10 @@ def list_pairs_checked(pairs_dir: Path, mode: Mode = "strict") -> tuple[list[Pai
     `Quarantine(mode, entries).write(out_dir)`. A pair's index (its seed offset) counts the skipped ones too.
     """
     quarantine = Quarantine(mode)
-    pairs = [Pair(index=index, sample_id=stem, image=image, prompt=prompt)
-             for index, stem, image, prompt in check_pairs(pairs_dir, quarantine)]
+    pairs = [
+        Pair(index=index, sample_id=stem, image=image, prompt=prompt)
+        for index, stem, image, prompt in check_pairs(pairs_dir, quarantine)
+    ]
     return pairs, quarantine.entries
 
 
@@ -111,8 +123,9 @@ def prepare_pipeline(cfg: GenerateConfig, base=None):
     GPU while prompts are encoded, so it never sits on the GPU next to the DiT.
     """
     streaming = cfg.stream_text_encoder and cfg.device.startswith("cuda")
-    pipe = base or load_pipeline(cfg.model, cfg.revision, dtype=cfg.dtype, device="cpu" if streaming else cfg.device,
-                                 guardrail=cfg.guardrail)
+    pipe = base or load_pipeline(
+        cfg.model, cfg.revision, dtype=cfg.dtype, device="cpu" if streaming else cfg.device, guardrail=cfg.guardrail
+    )
     if streaming:
         from accelerate import cpu_offload
 
@@ -168,17 +181,20 @@ def encode_prompts(pipe, cfg: GenerateConfig, pairs: list[Pair]) -> tuple[dict[s
     device = torch.device(cfg.device)
     for pair in pairs:
         if not pipe.safety_checker.check_text_safety(pair.prompt):
-            raise ValueError(f"The guardrail rejected the prompt in {pair.image.with_suffix('.txt')}; "
-                             "rewrite it within the NVIDIA Open Model License.")
+            raise ValueError(
+                f"The guardrail rejected the prompt in {pair.image.with_suffix('.txt')}; "
+                "rewrite it within the NVIDIA Open Model License."
+            )
     positive = {}
     for start in range(0, len(pairs), PROMPT_BATCH):
-        batch = pairs[start:start + PROMPT_BATCH]
-        embeds, _ = pipe.encode_prompt(prompt=[p.prompt for p in batch], do_classifier_free_guidance=False,
-                                       device=device)
-        positive.update({p.sample_id: embeds[i:i + 1] for i, p in enumerate(batch)})
+        batch = pairs[start : start + PROMPT_BATCH]
+        embeds, _ = pipe.encode_prompt(
+            prompt=[p.prompt for p in batch], do_classifier_free_guidance=False, device=device
+        )
+        positive.update({p.sample_id: embeds[i : i + 1] for i, p in enumerate(batch)})
     negative = None
     if cfg.guidance_scale > 1.0:  # the pipeline's built-in negative prompt, the same for every video
-        negative = pipe._get_prompt_embeds(DEFAULT_NEGATIVE_PROMPT, device=device)
+        negative = embed_prompt(pipe, DEFAULT_NEGATIVE_PROMPT, device)
     return positive, negative
 
 
@@ -193,11 +209,22 @@ def release_text_encoder(pipe) -> None:
 def generate_video(pipe, cfg: GenerateConfig, pair: Pair, prompt_embeds=None, negative_embeds=None) -> np.ndarray:
     """uint8 (T, H, W, 3) frames for one pair (from precomputed embeddings when given, else from the prompt)."""
     latents = numpy_latents(latent_shape(cfg), cfg.seed + pair.index)
-    text = {"prompt": pair.prompt} if prompt_embeds is None else {
-        "prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_embeds}
-    output = pipe(image=load_image(pair.image), height=cfg.height, width=cfg.width, num_frames=cfg.num_frames,
-                  num_inference_steps=cfg.num_steps, guidance_scale=cfg.guidance_scale, latents=latents,
-                  output_type="pt", **text)
+    text = (
+        {"prompt": pair.prompt}
+        if prompt_embeds is None
+        else {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_embeds}
+    )
+    output = pipe(
+        image=load_image(pair.image),
+        height=cfg.height,
+        width=cfg.width,
+        num_frames=cfg.num_frames,
+        num_inference_steps=cfg.num_steps,
+        guidance_scale=cfg.guidance_scale,
+        latents=latents,
+        output_type="pt",
+        **text,
+    )
     return to_uint8(output.frames[0])
 
 
@@ -233,20 +260,23 @@ def generate_videos(cfg: GenerateConfig, pipe=None, progress: Progress | None = 
     model = model_fingerprint(cfg.model, cfg.revision)  # once: for a local folder it walks every file
     wanted = {p.sample_id: manifest_row(cfg, p, videos_dir, adapter_digest, model) for p in pairs}
     previous = {r["sample_id"]: r for r in read_jsonl(manifest)} if manifest.is_file() else {}
-    done = {sid: row for sid, row in wanted.items()
-            if previous.get(sid) == row and video_is_complete(Path(row["video"]), cfg.num_frames)}
+    done = {
+        sid: row
+        for sid, row in wanted.items()
+        if previous.get(sid) == row and video_is_complete(Path(row["video"]), cfg.num_frames)
+    }
     pending = [p for p in pairs if p.sample_id not in done]
     for pair in pending:  # temporary files of a killed earlier run; only this run's samples (shards share the folder)
-        for stale in videos_dir.glob(f".{pair.sample_id}.mp4.tmp*"):
-            stale.unlink()
+        remove_stale_temporaries(videos_dir / f"{pair.sample_id}.mp4")
     if pending:
         pipe = prepare_pipeline(cfg, base=pipe)
         embeds, negative = encode_prompts(pipe, cfg, pending)
         release_text_encoder(pipe)
         if cfg.compile:
             compile_blocks(pipe.transformer)  # once per worker: every later video reuses the compiled blocks
-    report = ProgressReporter(progress, "generate", total=len(pairs), unit="video",
-                              done=len(pairs) - len(pending)).start()
+    report = ProgressReporter(
+        progress, "generate", total=len(pairs), unit="video", done=len(pairs) - len(pending)
+    ).start()
     for number, pair in enumerate(pending, start=1):
         frames = generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative)
         with writing(videos_dir / f"{pair.sample_id}.mp4"):  # disk full: an error naming the file, nothing partial
@@ -259,13 +289,19 @@ def generate_videos(cfg: GenerateConfig, pipe=None, progress: Progress | None = 
     write_jsonl(manifest, rows)
     previews = write_video_previews(rows, cfg.out_dir / PREVIEWS_DIR / (cfg.shard or ""))
     logger.info("%d videos (%d generated now) in %s", len(pairs), len(pending), videos_dir)
-    return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs),
-                          num_skipped=len(pairs) - len(pending), quarantined=tuple(rejected), previews=previews)
+    return GenerateResult(
+        out_dir=cfg.out_dir,
+        manifest=manifest,
+        num_videos=len(pairs),
+        num_skipped=len(pairs) - len(pending),
+        quarantined=tuple(rejected),
+        previews=previews,
+    )
 
 
 def manifest_path(cfg: GenerateConfig) -> Path:
     """manifest.jsonl, or shards/<shard>.jsonl for one shard of a fanned-out run."""
-    return cfg.out_dir / SHARDS_DIR / f"{cfg.shard}.jsonl" if cfg.shard else cfg.out_dir / "manifest.jsonl"
+    return cfg.out_dir / SHARDS_DIR / f"{cfg.shard}.jsonl" if cfg.shard else cfg.out_dir / MANIFEST
 
 
 def split_shards(sample_ids: list[str], num_shards: int) -> dict[str, list[str]]:
@@ -273,7 +309,7 @@ def split_shards(sample_ids: list[str], num_shards: int) -> dict[str, list[str]]
     if num_shards < 1:
         raise ValueError(f"num_shards={num_shards} must be >= 1.")
     size = -(-len(sample_ids) // num_shards)
-    chunks = [sample_ids[i:i + size] for i in range(0, len(sample_ids), size)] if sample_ids else []
+    chunks = [sample_ids[i : i + size] for i in range(0, len(sample_ids), size)] if sample_ids else []
     return {f"shard-{i:03d}": chunk for i, chunk in enumerate(chunks)}
 
 
@@ -286,8 +322,9 @@ def merge_shards(cfg: GenerateConfig, shards: dict[str, list[str]]) -> GenerateR
         shard_rows = read_jsonl(path)
         got = [r["sample_id"] for r in shard_rows]
         if sorted(got) != sorted(ids):
-            raise ValueError(f"shard {shard} ({path}) holds {sorted(got)[:5]}..., expected {sorted(ids)[:5]}...; "
-                             "rerun the shard.")
+            raise ValueError(
+                f"shard {shard} ({path}) holds {sorted(got)[:5]}..., expected {sorted(ids)[:5]}...; rerun the shard."
+            )
         for row in shard_rows:
             if row["sample_id"] in rows:
                 raise ValueError(f"sample {row['sample_id']} appears in two shards; shards must not overlap.")
@@ -298,9 +335,14 @@ def merge_shards(cfg: GenerateConfig, shards: dict[str, list[str]]) -> GenerateR
     if missing:
         raise ValueError(f"pairs {missing[:5]} are in no shard; split every pair of {cfg.pairs_dir} into shards.")
     merged = [rows[p.sample_id] for p in pairs]
-    manifest = write_jsonl(cfg.out_dir / "manifest.jsonl", merged)
-    return GenerateResult(out_dir=cfg.out_dir, manifest=manifest, num_videos=len(pairs), num_skipped=0,
-                          previews=write_video_previews(merged, cfg.out_dir / PREVIEWS_DIR))
+    manifest = write_jsonl(cfg.out_dir / MANIFEST, merged)
+    return GenerateResult(
+        out_dir=cfg.out_dir,
+        manifest=manifest,
+        num_videos=len(pairs),
+        num_skipped=0,
+        previews=write_video_previews(merged, cfg.out_dir / PREVIEWS_DIR),
+    )
 
 
 def file_digest(path: Path) -> str:
@@ -314,10 +356,20 @@ def manifest_row(cfg: GenerateConfig, pair: Pair, videos_dir: Path, adapter_dige
     """Everything that determines the video, plus where it is (`model`: the model's fingerprint). The FP8 options
     change the pixels, so each is recorded when on (and left out when off, so manifests from before the options
     still match)."""
-    return {"sample_id": pair.sample_id, "seed": cfg.seed + pair.index, "prompt": pair.prompt,
-            "image": str(pair.image.resolve()), "video": str((videos_dir / f"{pair.sample_id}.mp4").resolve()),
-            "adapter": str(Path(cfg.adapter).resolve()) if cfg.adapter else None, "adapter_sha256": adapter_digest,
-            "model": model, "num_frames": cfg.num_frames,
-            "height": cfg.height, "width": cfg.width, "fps": cfg.fps, "num_steps": cfg.num_steps,
-            "guidance_scale": cfg.guidance_scale,
-            **{name: True for name in ("fp8_matmuls", "fp8_attention") if getattr(cfg, name)}}
+    return {
+        "sample_id": pair.sample_id,
+        "seed": cfg.seed + pair.index,
+        "prompt": pair.prompt,
+        "image": str(pair.image.resolve()),
+        "video": str((videos_dir / f"{pair.sample_id}.mp4").resolve()),
+        "adapter": str(Path(cfg.adapter).resolve()) if cfg.adapter else None,
+        "adapter_sha256": adapter_digest,
+        "model": model,
+        "num_frames": cfg.num_frames,
+        "height": cfg.height,
+        "width": cfg.width,
+        "fps": cfg.fps,
+        "num_steps": cfg.num_steps,
+        "guidance_scale": cfg.guidance_scale,
+        **{name: True for name in ("fp8_matmuls", "fp8_attention") if getattr(cfg, name)},
+    }

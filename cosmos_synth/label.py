@@ -16,55 +16,40 @@ A rerun skips every sample whose manifest row is unchanged (same video, same IDM
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cosmos_synth.config import LabelConfig, write_config
-from cosmos_synth.export.episodes import ACTION_KEY, read_actions, read_manifest_rows
 from cosmos_synth.files import file_sha256, read_jsonl, write_jsonl
 from cosmos_synth.idm import InverseDynamicsModel, idm_files, load_idm, predict_actions
+from cosmos_synth.layout import ACTIONS_DIR, MANIFEST
+from cosmos_synth.manifests import read_actions, read_manifest_rows, write_actions
 from cosmos_synth.progress import Progress, ProgressReporter
+from cosmos_synth.results import StageResult
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
 
-ACTIONS_DIR = "actions"             # <out_dir>/actions/<sample_id>.npz
-MANIFEST = "manifest.jsonl"
-
 
 @dataclass(frozen=True, kw_only=True)
-class LabelResult:
-    out_dir: Path                   # cfg.out_dir
-    manifest: Path                  # out_dir / manifest.jsonl: the generate rows + actions, action_names
-    num_labelled: int               # samples labelled by this run
-    num_skipped: int                # samples whose labels already existed and matched
+class LabelResult(StageResult):  # manifest: out_dir / manifest.jsonl, the generate rows + actions, action_names
+    num_labelled: int  # samples labelled by this run
+    num_skipped: int  # samples whose labels already existed and matched
 
     def summary_rows(self) -> list[dict[str, Any]]:
         """One row per sample for a table artifact: id, frames, the actions file, each action's mean."""
         rows = []
         for row in read_jsonl(self.manifest):
             actions = read_actions(Path(row["actions"]))
-            means = {f"mean {name}": round(float(v), 4) for name, v in zip(row["action_names"], actions.mean(axis=0))}
-            rows.append({"sample_id": row["sample_id"], "frames": len(actions), "actions": Path(row["actions"]).name,
-                         **means})
+            means = {
+                f"mean {name}": round(float(v), 4)
+                for name, v in zip(row["action_names"], actions.mean(axis=0), strict=True)
+            }
+            rows.append(
+                {"sample_id": row["sample_id"], "frames": len(actions), "actions": Path(row["actions"]).name, **means}
+            )
         return rows
-
-
-def write_actions(path: Path, actions: np.ndarray) -> Path:
-    """np.savez `action` to `path` through a temporary name in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with tmp.open("wb") as fh:       # a file object: np.savez would append .npz to a temporary name
-            np.savez(fh, **{ACTION_KEY: actions})
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def labels_are_current(row: dict[str, Any], previous: dict[str, Any] | None) -> bool:
@@ -76,8 +61,11 @@ def labels_are_current(row: dict[str, Any], previous: dict[str, Any] | None) -> 
     except ValueError:
         return False
     frames = row.get("num_frames")
-    return (actions.ndim == 2 and actions.shape[1] == len(row["action_names"])
-            and (frames is None or len(actions) == int(frames)))
+    return (
+        actions.ndim == 2
+        and actions.shape[1] == len(row["action_names"])
+        and (frames is None or len(actions) == int(frames))
+    )
 
 
 def label_videos(cfg: LabelConfig, progress: Progress | None = None) -> LabelResult:
@@ -86,7 +74,7 @@ def label_videos(cfg: LabelConfig, progress: Progress | None = None) -> LabelRes
     The output manifest is rewritten after every sample, so an interrupted run loses at most the one in flight.
     `progress` gets the videos done.
     """
-    rows = read_manifest_rows(cfg.manifest)      # every video present before any work
+    rows = read_manifest_rows(cfg.manifest)  # every video present before any work
     model = load_idm(cfg.idm, device=cfg.device)
     idm_digest = file_sha256(*idm_files(cfg.idm))
     names = list(model.spec.action_names)
@@ -98,9 +86,14 @@ def label_videos(cfg: LabelConfig, progress: Progress | None = None) -> LabelRes
     report = ProgressReporter(progress, "label", total=len(rows), unit="video").start()
     for number, source in enumerate(rows, start=1):
         video = Path(source["video"])
-        row = {**source, "video": str(video), "actions": str((cfg.out_dir / ACTIONS_DIR).resolve()
-                                                             / f"{source['sample_id']}.npz"),
-               "action_names": names, "idm_sha256": idm_digest, "video_sha256": file_sha256(video)}
+        row = {
+            **source,
+            "video": str(video),
+            "actions": str((cfg.out_dir / ACTIONS_DIR).resolve() / f"{source['sample_id']}.npz"),
+            "action_names": names,
+            "idm_sha256": idm_digest,
+            "video_sha256": file_sha256(video),
+        }
         if labels_are_current(row, previous.get(row["sample_id"])):
             num_skipped += 1
             logger.info("labels %d/%d %s are current; skipped", number, len(rows), row["sample_id"])
@@ -111,8 +104,9 @@ def label_videos(cfg: LabelConfig, progress: Progress | None = None) -> LabelRes
         write_jsonl(manifest, done)
         report.advance()
     logger.info("labelled %d videos (%d already current) -> %s", len(rows) - num_skipped, num_skipped, manifest)
-    return LabelResult(out_dir=cfg.out_dir, manifest=manifest, num_labelled=len(rows) - num_skipped,
-                       num_skipped=num_skipped)
+    return LabelResult(
+        out_dir=cfg.out_dir, manifest=manifest, num_labelled=len(rows) - num_skipped, num_skipped=num_skipped
+    )
 
 
 def label_one(model: InverseDynamicsModel, row: dict[str, Any], batch_size: int) -> None:
@@ -120,7 +114,9 @@ def label_one(model: InverseDynamicsModel, row: dict[str, Any], batch_size: int)
     frames, _ = read_video(Path(row["video"]))
     expected = row.get("num_frames")
     if expected is not None and len(frames) != int(expected):
-        raise ValueError(f"Video {row['video']} has {len(frames)} frames; the manifest says {expected}. "
-                         "Regenerate the video or fix the manifest.")
+        raise ValueError(
+            f"Video {row['video']} has {len(frames)} frames; the manifest says {expected}. "
+            "Regenerate the video or fix the manifest."
+        )
     actions = predict_actions(model, frames, batch_size=batch_size, name=f"Video {row['video']}")
     write_actions(Path(row["actions"]), actions)

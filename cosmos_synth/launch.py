@@ -17,52 +17,41 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from cosmos_synth.config import TrainConfig, config_to_dict, write_config
-from cosmos_synth.files import read_jsonl
+from cosmos_synth.layout import LOSS_CURVE, LOSS_LOG, RESULT_FILE, TRAIN_LOG
 from cosmos_synth.models import trained_weights_file
-from cosmos_synth.preview import LOSS_CURVE, write_loss_curve
+from cosmos_synth.preview import write_loss_curve
 from cosmos_synth.progress import Progress, ProgressReporter
-from cosmos_synth.train import LOSS_LOG, RESULT_FILE
+from cosmos_synth.train import TrainResult
 
 logger = logging.getLogger(__name__)
 
-LOG_FILE = "train.log"
 LOG_TAIL_LINES = 40  # lines of the child's log quoted in an error
-POLL_S = 2.0         # how often the parent reads what the child appended
+POLL_S = 2.0  # how often the parent reads what the child appended
 # A line of the child's log (cosmos_synth.train.LOG_FORMAT: asctime, logger name, level, message) from one of ours.
-CHILD_LINE = re.compile(r"^\S+ \S+ (?P<name>cosmos_synth[\w.]*) (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) "
-                        r"(?P<message>.*)$")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainResult:
-    out_dir: Path
-    adapter_dir: Path                   # what generate's `adapter` takes: the training out_dir
-    adapter_file: Path                  # the adapter file (LoRA/DoRA) or the full fine-tune's DiT weights
-    num_steps: int
-    final_loss: float
-
-    @property
-    def loss_curve(self) -> Path:
-        return self.out_dir / LOSS_CURVE
-
-    def summary_rows(self) -> list[dict]:
-        """About 20 rows of the loss log whatever the run length, numbers rounded for reading."""
-        losses = read_jsonl(self.out_dir / LOSS_LOG) if (self.out_dir / LOSS_LOG).is_file() else []
-        every = max(1, len(losses) // 20)
-        rows = [{"step": r["step"], "epoch": r["epoch"], "loss": float(f"{r['loss']:.4g}"),
-                 "lr": float(f"{r['lr']:.3g}")} for r in losses[::every]]
-        return rows or [{"step": self.num_steps, "epoch": None, "loss": float(f"{self.final_loss:.4g}"), "lr": None}]
+CHILD_LINE = re.compile(
+    r"^\S+ \S+ (?P<name>cosmos_synth[\w.]*) (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) "
+    r"(?P<message>.*)$"
+)
 
 
 def accelerate_command(cfg: TrainConfig, config_path: Path) -> list[str]:
     """The `accelerate launch` command line for this config."""
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(cfg.num_processes),
-               "--num_machines", "1", "--dynamo_backend", "no",
-               "--mixed_precision", "bf16" if cfg.dtype == "bfloat16" and not cfg.cpu else "no"]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(cfg.num_processes),
+        "--num_machines",
+        "1",
+        "--dynamo_backend",
+        "no",
+        "--mixed_precision",
+        "bf16" if cfg.dtype == "bfloat16" and not cfg.cpu else "no",
+    ]
     if cfg.num_processes > 1:
         # The torchrun-style launcher (accelerate allows only one of --cpu/--multi_gpu); with cfg.cpu the training
         # script's Accelerator(cpu=True) makes the processes talk over gloo instead of NCCL.
@@ -72,7 +61,7 @@ def accelerate_command(cfg: TrainConfig, config_path: Path) -> list[str]:
     return command + ["-m", "cosmos_synth.train", str(config_path)]
 
 
-def _finished_result(cfg: TrainConfig) -> dict | None:
+def _finished_result(cfg: TrainConfig) -> TrainResult | None:
     """The result of an earlier run with the identical config, if its adapter is there."""
     result, saved = cfg.out_dir / RESULT_FILE, cfg.out_dir / "train_config.json"
     if not (result.is_file() and saved.is_file()):
@@ -83,11 +72,12 @@ def _finished_result(cfg: TrainConfig) -> dict | None:
         return None
     if json.loads(saved.read_text()) != json.loads(json.dumps(config_to_dict(cfg))):
         return None
-    return json.loads(result.read_text())
+    return TrainResult.read(cfg.out_dir)
 
 
-def launch_training(cfg: TrainConfig, *, env: dict[str, str] | None = None,
-                    progress: Progress | None = None) -> TrainResult:
+def launch_training(
+    cfg: TrainConfig, *, env: dict[str, str] | None = None, progress: Progress | None = None
+) -> TrainResult:
     """Train in a child `accelerate launch` process; resume if `cfg.out_dir` holds checkpoints.
 
     A finished run with the identical config is not repeated. `env` replaces the child's environment
@@ -98,21 +88,25 @@ def launch_training(cfg: TrainConfig, *, env: dict[str, str] | None = None,
     if finished is None:
         (cfg.out_dir / RESULT_FILE).unlink(missing_ok=True)
         config_path = write_config(cfg, cfg.out_dir, "train")
-        _run_child(accelerate_command(cfg, config_path), cfg.out_dir / LOG_FILE, env,
-                   ChildFollower(cfg.out_dir, progress))
-        finished = json.loads((cfg.out_dir / RESULT_FILE).read_text())
+        _run_child(
+            accelerate_command(cfg, config_path), cfg.out_dir / TRAIN_LOG, env, ChildFollower(cfg.out_dir, progress)
+        )
+        finished = TrainResult.read(cfg.out_dir)
         write_loss_curve(cfg.out_dir / LOSS_LOG, cfg.out_dir / LOSS_CURVE)
     else:
         logger.info("training already finished in %s with this config; reusing it", cfg.out_dir)
-        ProgressReporter(progress, "train", total=finished["num_steps"], unit="step",
-                         done=finished["num_steps"]).start()
+        ProgressReporter(progress, "train", total=finished.num_steps, unit="step", done=finished.num_steps).start()
         if not (cfg.out_dir / LOSS_CURVE).is_file():
             write_loss_curve(cfg.out_dir / LOSS_LOG, cfg.out_dir / LOSS_CURVE)
-    logger.info("training: %d steps, final loss %.4g; adapter %s, loss curve %s, TensorBoard logs %s",
-                finished["num_steps"], finished["final_loss"], trained_weights_file(cfg.out_dir), cfg.out_dir / LOSS_CURVE,
-                cfg.out_dir)
-    return TrainResult(out_dir=cfg.out_dir, adapter_dir=cfg.out_dir, adapter_file=trained_weights_file(cfg.out_dir),
-                       num_steps=finished["num_steps"], final_loss=finished["final_loss"])
+    logger.info(
+        "training: %d steps, final loss %.4g; adapter %s, loss curve %s, TensorBoard logs %s",
+        finished.num_steps,
+        finished.final_loss,
+        finished.adapter_file,
+        finished.loss_curve,
+        cfg.out_dir,
+    )
+    return finished
 
 
 def _run_child(command: list[str], log_path: Path, env: dict[str, str] | None, follower: ChildFollower) -> None:
@@ -120,8 +114,7 @@ def _run_child(command: list[str], log_path: Path, env: dict[str, str] | None, f
     logger.info("launching: %s (log: %s)", " ".join(command), log_path)
     with log_path.open("ab") as log:
         follower.start(log_offset=log.tell())
-        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                 env=env)
+        child = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         try:
             while True:
                 try:
@@ -148,7 +141,7 @@ class ChildFollower:
     """
 
     def __init__(self, out_dir: Path, progress: Progress | None) -> None:
-        self.log, self.losses = _Tail(out_dir / LOG_FILE), _Tail(out_dir / LOSS_LOG)
+        self.log, self.losses = _Tail(out_dir / TRAIN_LOG), _Tail(out_dir / LOSS_LOG)
         self.progress, self.report = progress, None
         self.launched_ns, self.loss_inode = 0, None
 
@@ -189,6 +182,6 @@ class _Tail:
                 data = fh.read()
         except FileNotFoundError:  # not written yet, or removed by the child in between
             return []
-        complete = data[:data.rfind(b"\n") + 1]
+        complete = data[: data.rfind(b"\n") + 1]
         self.offset += len(complete)
         return complete.decode(errors="replace").splitlines()

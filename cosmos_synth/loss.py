@@ -19,10 +19,10 @@ import torch
 class FlowInputs:
     """What the DiT sees and what it should predict, for one batch."""
 
-    noisy: torch.Tensor          # xt, (B, C, T, H, W)
-    timestep: torch.Tensor       # (B, 1, T, 1, 1): cond_timestep on conditioning frames, sigma elsewhere
-    cond_mask: torch.Tensor      # (B, 1, T, H, W): 1 on conditioning latent frames
-    target: torch.Tensor         # velocity v = noise - clean, (B, C, T, H, W)
+    noisy: torch.Tensor  # xt, (B, C, T, H, W)
+    timestep: torch.Tensor  # (B, 1, T, 1, 1): cond_timestep on conditioning frames, sigma elsewhere
+    cond_mask: torch.Tensor  # (B, 1, T, H, W): 1 on conditioning latent frames
+    target: torch.Tensor  # velocity v = noise - clean, (B, C, T, H, W)
 
 
 def sample_sigma(batch_size: int, *, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
@@ -44,8 +44,14 @@ def condition_mask(shape: tuple[int, ...], num_cond_latent_frames: list[int], *,
     return indicator, indicator.expand(-1, -1, -1, height, width)
 
 
-def build_flow_inputs(clean: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor, num_cond_latent_frames: list[int],
-                      *, cond_timestep: float) -> FlowInputs:
+def build_flow_inputs(
+    clean: torch.Tensor,
+    noise: torch.Tensor,
+    sigma: torch.Tensor,
+    num_cond_latent_frames: list[int],
+    *,
+    cond_timestep: float,
+) -> FlowInputs:
     """Noise `clean` latents to level `sigma`, keeping conditioning frames clean."""
     indicator, mask = condition_mask(tuple(clean.shape), num_cond_latent_frames, device=clean.device, dtype=clean.dtype)
     sigma = sigma.to(clean.dtype)
@@ -62,7 +68,9 @@ def masked_velocity_loss(pred: torch.Tensor, inputs: FlowInputs) -> torch.Tensor
     return torch.nn.functional.mse_loss(pred.float(), inputs.target.float())
 
 
-def predict_velocity(transformer, inputs: FlowInputs, prompt_embeds: torch.Tensor, *, dtype: torch.dtype) -> torch.Tensor:
+def predict_velocity(
+    transformer, inputs: FlowInputs, prompt_embeds: torch.Tensor, *, dtype: torch.dtype
+) -> torch.Tensor:
     """One DiT forward pass as the reference trains it (padding mask of zeros at the pixel size).
 
     `transformer` may be wrapped (DDP), so the weights' `dtype` is passed in.

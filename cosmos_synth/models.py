@@ -12,19 +12,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from cosmos_synth.files import atomic_dir
 
 logger = logging.getLogger(__name__)
 
 NVIDIA_MODEL = "nvidia/Cosmos-Predict2.5-2B"
 NVIDIA_REVISION = "diffusers/base/post-trained"
 TINY_MARKER = "cosmos_synth_tiny.json"  # written last: a folder without it is an interrupted build
-MODEL_MARKER = "cosmos_synth_model.json"  # written last into a model cosmos-synth trained itself (the demo world
-                                        # model): what it is and how it was made
+# written last into a model cosmos-synth trained itself (the demo world model): what it is and how it was made
+MODEL_MARKER = "cosmos_synth_model.json"
 DEMO_WORLD_MODEL = Path(__file__).resolve().parent.parent / "datasets" / "demo" / "world_model"
 NOOP_CHECKER = ["cosmos_synth.safety", "NoOpSafetyChecker"]
 
@@ -43,7 +43,13 @@ TINY_TEXT_LAYERS = 2
 TINY_MAX_SEQUENCE_LENGTH = 512  # the pipeline pads every prompt to 512 tokens, as for the real model
 
 _SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
 ]
 _CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -67,7 +73,9 @@ def is_project_model(model: str | Path) -> bool:
 
 def _byte_level_symbols() -> list[str]:
     """The 256 printable symbols a byte-level BPE uses for raw bytes (the GPT-2 mapping)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     codes, extra = [], 0
     for b in range(256):
         if b in printable:
@@ -98,34 +106,62 @@ def _build_tiny_components(seed: int) -> dict:
     tokenizer = _build_tiny_tokenizer()
     vocab_end = len(tokenizer)
     text_config = {
-        "vocab_size": len(tokenizer), "hidden_size": TINY_TEXT_HIDDEN, "intermediate_size": 32,
-        "num_hidden_layers": TINY_TEXT_LAYERS, "num_attention_heads": 2, "num_key_value_heads": 1,
-        "max_position_embeddings": 1024, "bos_token_id": None, "eos_token_id": vocab_end - 1,
-        "pad_token_id": None, "layer_types": ["full_attention"] * TINY_TEXT_LAYERS,
+        "vocab_size": len(tokenizer),
+        "hidden_size": TINY_TEXT_HIDDEN,
+        "intermediate_size": 32,
+        "num_hidden_layers": TINY_TEXT_LAYERS,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 1024,
+        "bos_token_id": None,
+        "eos_token_id": vocab_end - 1,
+        "pad_token_id": None,
+        "layer_types": ["full_attention"] * TINY_TEXT_LAYERS,
         "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [1, 1, 2]},
     }
-    vision_config = {"depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2, "out_hidden_size": 16,
-                     "fullatt_block_indexes": [0]}
+    vision_config = {
+        "depth": 1,
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_heads": 2,
+        "out_hidden_size": 16,
+        "fullatt_block_indexes": [0],
+    }
     text_encoder = Qwen2_5_VLForConditionalGeneration(
         Qwen2_5_VLConfig(text_config=text_config, vision_config=vision_config)
     )
     transformer = CosmosTransformer3DModel(
-        in_channels=17, out_channels=16, num_attention_heads=2, attention_head_dim=16, num_layers=2, mlp_ratio=2.0,
-        text_embed_dim=32, adaln_lora_dim=8, max_size=(32, 64, 64), patch_size=(1, 2, 2), rope_scale=(1.0, 3.0, 3.0),
-        concat_padding_mask=True, extra_pos_embed_type=None, use_crossattn_projection=True,
-        crossattn_proj_in_channels=TINY_TEXT_HIDDEN * TINY_TEXT_LAYERS, encoder_hidden_states_channels=32,
+        in_channels=17,
+        out_channels=16,
+        num_attention_heads=2,
+        attention_head_dim=16,
+        num_layers=2,
+        mlp_ratio=2.0,
+        text_embed_dim=32,
+        adaln_lora_dim=8,
+        max_size=(32, 64, 64),
+        patch_size=(1, 2, 2),
+        rope_scale=(1.0, 3.0, 3.0),
+        concat_padding_mask=True,
+        extra_pos_embed_type=None,
+        use_crossattn_projection=True,
+        crossattn_proj_in_channels=TINY_TEXT_HIDDEN * TINY_TEXT_LAYERS,
+        encoder_hidden_states_channels=32,
     )
-    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
-                           temperal_downsample=[False, True, True])
-    scheduler = UniPCMultistepScheduler(use_karras_sigmas=True, use_flow_sigmas=True, prediction_type="flow_prediction",
-                                        sigma_max=200.0, sigma_min=0.01)
+    vae = AutoencoderKLWan(
+        base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
+    )
+    scheduler = UniPCMultistepScheduler(
+        use_karras_sigmas=True, use_flow_sigmas=True, prediction_type="flow_prediction", sigma_max=200.0, sigma_min=0.01
+    )
     return dict(text_encoder=text_encoder, tokenizer=tokenizer, transformer=transformer, vae=vae, scheduler=scheduler)
 
 
 def build_tiny_model(folder: Path, *, seed: int = 0) -> Path:
     """Build the tiny Cosmos-architecture model with random weights and save it to `folder` (once).
 
-    The folder is written under a temporary name and renamed, so an interrupted build never looks complete.
+    The folder is written under a temporary name and renamed (files.atomic_dir), so an interrupted build never
+    looks complete.
     Returns `folder`. A folder that already holds a complete tiny model is left as it is.
     """
     from diffusers import Cosmos2_5_PredictBasePipeline
@@ -137,17 +173,10 @@ def build_tiny_model(folder: Path, *, seed: int = 0) -> Path:
         return folder
     if folder.exists() and any(folder.iterdir()):
         raise ValueError(f"{folder} exists and is not a tiny cosmos-synth model; choose an empty or new folder.")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_dir(folder) as tmp:
         pipe = Cosmos2_5_PredictBasePipeline(**_build_tiny_components(seed), safety_checker=NoOpSafetyChecker())
         pipe.save_pretrained(tmp, safe_serialization=True)
         (tmp / TINY_MARKER).write_text(json.dumps({"seed": seed, "note": "random weights, for tests and the demo"}))
-        if folder.exists():
-            folder.rmdir()
-        tmp.rename(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     logger.info("built tiny model -> %s", folder)
     return folder
 
@@ -174,8 +203,15 @@ def _safety_checker_for(model: str | Path, guardrail: bool):
     return CosmosSafetyChecker()
 
 
-def load_pipeline(model: str | Path, revision: str | None = None, *, dtype: str = "bfloat16",
-                  device: str = "cpu", guardrail: bool = True, skip: tuple[str, ...] = ()):
+def load_pipeline(
+    model: str | Path,
+    revision: str | None = None,
+    *,
+    dtype: str = "bfloat16",
+    device: str = "cpu",
+    guardrail: bool = True,
+    skip: tuple[str, ...] = (),
+):
     """Load a Cosmos Predict 2.5 pipeline: a Hub id (with `revision`) or a local folder, the same call for both.
 
     `dtype` is one of float32, bfloat16, float16. Local folders ignore `revision`. Components named in `skip`
@@ -217,8 +253,10 @@ def trained_weights_file(folder: Path) -> Path:
     for candidate in (folder / ADAPTER_FILE, folder / FULL_DIR / FULL_WEIGHTS):
         if candidate.is_file():
             return candidate
-    raise ValueError(f"adapter {folder} holds neither {ADAPTER_FILE} (LoRA/DoRA) nor {FULL_DIR}/{FULL_WEIGHTS} "
-                     f"(a full fine-tune); point adapter at a training out_dir.")
+    raise ValueError(
+        f"adapter {folder} holds neither {ADAPTER_FILE} (LoRA/DoRA) nor {FULL_DIR}/{FULL_WEIGHTS} "
+        f"(a full fine-tune); point adapter at a training out_dir."
+    )
 
 
 def load_full_transformer(pipe, folder: Path) -> None:
@@ -228,10 +266,22 @@ def load_full_transformer(pipe, folder: Path) -> None:
     base = pipe.transformer
     path = Path(folder) / FULL_DIR
     trained = CosmosTransformer3DModel.from_pretrained(str(path), use_safetensors=True, dtype=base.dtype)
-    keys = ("num_layers", "num_attention_heads", "attention_head_dim", "in_channels", "out_channels", "patch_size",
-            "crossattn_proj_in_channels", "text_embed_dim")
-    mismatched = {k: (trained.config.get(k), base.config.get(k)) for k in keys if trained.config.get(k) != base.config.get(k)}
+    keys = (
+        "num_layers",
+        "num_attention_heads",
+        "attention_head_dim",
+        "in_channels",
+        "out_channels",
+        "patch_size",
+        "crossattn_proj_in_channels",
+        "text_embed_dim",
+    )
+    mismatched = {
+        k: (trained.config.get(k), base.config.get(k)) for k in keys if trained.config.get(k) != base.config.get(k)
+    }
     if mismatched:
-        raise ValueError(f"full fine-tune {path} does not fit the model it is loaded into: {mismatched} "
-                         f"(fine-tune, base); generate with the model it was trained from.")
+        raise ValueError(
+            f"full fine-tune {path} does not fit the model it is loaded into: {mismatched} "
+            f"(fine-tune, base); generate with the model it was trained from."
+        )
     pipe.transformer = trained.to(base.device)

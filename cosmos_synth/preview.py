@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,29 +22,34 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from cosmos_synth.files import read_jsonl
+from cosmos_synth.files import atomic_write, read_jsonl
+from cosmos_synth.layout import (
+    ANIMATION,
+    CONTACT_SHEET,
+    LOSS_CURVE,
+    LOSS_LOG,
+    MANIFEST,
+    PREVIEWS_DIR,
+    SHARDS_DIR,
+)
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
 
-PREVIEWS_DIR = "previews"          # under a generation's out_dir
-CONTACT_SHEET = "contact_sheet.png"
-ANIMATION = "preview.gif"
-LOSS_CURVE = "loss_curve.png"      # under the training out_dir
-FRAMES_PER_VIDEO = 5               # contact sheet frames per video
-MAX_SHEET_VIDEOS = 32              # contact sheet rows: the first videos of the manifest
-MAX_ANIMATED_VIDEOS = 4            # videos side by side in the animated preview
-MAX_ANIMATED_FRAMES = 48           # longer videos are shown at every k-th frame (the same duration, fewer frames)
-THUMB_HEIGHT = 128                 # pixels; frames are scaled to this height (tiny demo frames are enlarged)
-MARGIN, GAP = 12, 6                # pixels
+FRAMES_PER_VIDEO = 5  # contact sheet frames per video
+MAX_SHEET_VIDEOS = 32  # contact sheet rows: the first videos of the manifest
+MAX_ANIMATED_VIDEOS = 4  # videos side by side in the animated preview
+MAX_ANIMATED_FRAMES = 48  # longer videos are shown at every k-th frame (the same duration, fewer frames)
+THUMB_HEIGHT = 128  # pixels; frames are scaled to this height (tiny demo frames are enlarged)
+MARGIN, GAP = 12, 6  # pixels
 INK, FAINT, PAPER = (25, 25, 25), (110, 110, 110), (255, 255, 255)
 
 
 @dataclass(frozen=True, kw_only=True)
 class VideoPreviews:
-    contact_sheet: Path            # PNG
-    animation: Path                # animated GIF
-    num_videos: int                # videos in the contact sheet
+    contact_sheet: Path  # PNG
+    animation: Path  # animated GIF
+    num_videos: int  # videos in the contact sheet
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -54,13 +58,8 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 def _save(image: Image.Image, path: Path, **kwargs) -> Path:
     """Save through a temporary name in the same folder, then rename (a reader never sees half a picture)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    try:
+    with atomic_write(path) as tmp:
         image.save(tmp, **kwargs)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -107,8 +106,10 @@ def draw_contact_sheet(sheet_rows: list[tuple[dict, list[int], list[Image.Image]
     width = 2 * MARGIN + FRAMES_PER_VIDEO * (thumb_width + GAP) - GAP
     sample = "The robot arm picks up the cube."  # the average width of a character of prose
     chars = max(20, int((width - 2 * MARGIN) * len(sample) / text_font.getlength(sample)))
-    blocks = [(row, picks, thumbs, textwrap.wrap(str(row.get("prompt", "")), chars, max_lines=3, placeholder=" ..."))
-              for row, picks, thumbs in sheet_rows]
+    blocks = [
+        (row, picks, thumbs, textwrap.wrap(str(row.get("prompt", "")), chars, max_lines=3, placeholder=" ..."))
+        for row, picks, thumbs in sheet_rows
+    ]
     line = 17
     height = MARGIN + 26 + sum(line * (1 + len(lines)) + THUMB_HEIGHT + 16 + MARGIN for *_, lines in blocks)
     sheet = Image.new("RGB", (width, height), PAPER)
@@ -123,7 +124,7 @@ def draw_contact_sheet(sheet_rows: list[tuple[dict, list[int], list[Image.Image]
             y += line
             draw.text((MARGIN, y), text, fill=FAINT, font=text_font)
         y += line + 2
-        for column, (index, thumb) in enumerate(zip(picks, thumbs)):
+        for column, (index, thumb) in enumerate(zip(picks, thumbs, strict=True)):
             x = MARGIN + column * (thumb_width + GAP)
             sheet.paste(thumb, (x, y))
             draw.text((x, y + THUMB_HEIGHT + 1), f"frame {index}", fill=FAINT, font=small_font)
@@ -166,8 +167,17 @@ def write_loss_curve(loss_log: Path, path: Path) -> Path | None:
     last = "last loss" if window == 1 else f"last {window}-step mean"
     title = f"Training loss: {len(rows)} steps, {last} {smooth[-1]:.4g}"
     legend = "light: each step, dark: moving mean" if window > 1 else ""
-    return _save(draw_line_chart(steps, [(losses, (158, 197, 232), 1), (smooth, (31, 97, 170), 2)], title=title,
-                                 x_label="step", legend=legend), path, optimize=True)
+    return _save(
+        draw_line_chart(
+            steps,
+            [(losses, (158, 197, 232), 1), (smooth, (31, 97, 170), 2)],
+            title=title,
+            x_label="step",
+            legend=legend,
+        ),
+        path,
+        optimize=True,
+    )
 
 
 def nice_ticks(low: float, high: float, count: int = 5) -> np.ndarray:
@@ -178,8 +188,15 @@ def nice_ticks(low: float, high: float, count: int = 5) -> np.ndarray:
     return np.arange(math.ceil(low / step) * step, high + step * 1e-9, step)
 
 
-def draw_line_chart(x: np.ndarray, series: list[tuple[np.ndarray, tuple[int, int, int], int]], *, title: str,
-                    x_label: str, legend: str = "", size: tuple[int, int] = (720, 400)) -> Image.Image:
+def draw_line_chart(
+    x: np.ndarray,
+    series: list[tuple[np.ndarray, tuple[int, int, int], int]],
+    *,
+    title: str,
+    x_label: str,
+    legend: str = "",
+    size: tuple[int, int] = (720, 400),
+) -> Image.Image:
     """Lines (values, colour, width) over a shared x, with labelled ticks on both axes."""
     font, title_font = _font(12), _font(15)
     width, height = size
@@ -194,18 +211,18 @@ def draw_line_chart(x: np.ndarray, series: list[tuple[np.ndarray, tuple[int, int
     def to_px(xs, ys):
         px = left + (xs - x_min) / (x_max - x_min) * (width - left - right)
         py = top + (y_max - ys) / (y_max - y_min) * (height - top - bottom)
-        return list(zip(px.tolist(), py.tolist()))
+        return list(zip(px.tolist(), py.tolist(), strict=True))
 
     chart = Image.new("RGB", size, PAPER)
     draw = ImageDraw.Draw(chart)
     draw.text((left, 12), title, fill=INK, font=title_font)
     draw.text((width - right, 16), legend, fill=FAINT, font=font, anchor="ra")
     for value in nice_ticks(y_min, y_max):
-        (_, py), = to_px(np.array([x_min]), np.array([value]))
+        ((_, py),) = to_px(np.array([x_min]), np.array([value]))
         draw.line([(left, py), (width - right, py)], fill=(230, 230, 230))
         draw.text((left - 6, py), f"{value:.4g}", fill=FAINT, font=font, anchor="rm")
     for value in nice_ticks(x_min, x_max, 6):
-        (px, _), = to_px(np.array([value]), np.array([y_min]))
+        ((px, _),) = to_px(np.array([value]), np.array([y_min]))
         draw.line([(px, height - bottom), (px, height - bottom + 4)], fill=FAINT)
         draw.text((px, height - bottom + 6), f"{int(value)}", fill=FAINT, font=font, anchor="mt")
     draw.rectangle([(left, top), (width - right, height - bottom)], outline=FAINT)
@@ -221,24 +238,26 @@ def draw_line_chart(x: np.ndarray, series: list[tuple[np.ndarray, tuple[int, int
 def write_run_previews(run_dir: Path) -> dict[str, Path]:
     """Write every picture of an existing run folder again: the loss curve, and the contact sheet and animated
     preview of the generation and of each of its shards. Returns {name: path} of those written."""
-    from cosmos_synth.generate import SHARDS_DIR  # generate imports this module
-    from cosmos_synth.train import LOSS_LOG
-
     written: dict[str, Path] = {}
     curve = write_loss_curve(run_dir / "train" / LOSS_LOG, run_dir / "train" / LOSS_CURVE)
     if curve is not None:
         written["loss_curve"] = curve
     generate_dir = run_dir / "generate"
-    manifests = [("", generate_dir / "manifest.jsonl")]
+    manifests = [("", generate_dir / MANIFEST)]
     manifests += [(m.stem, m) for m in sorted((generate_dir / SHARDS_DIR).glob("*.jsonl"))]
     for shard, manifest in manifests:
-        previews = write_video_previews(read_jsonl(manifest), generate_dir / PREVIEWS_DIR / shard) \
-            if manifest.is_file() else None
+        previews = (
+            write_video_previews(read_jsonl(manifest), generate_dir / PREVIEWS_DIR / shard)
+            if manifest.is_file()
+            else None
+        )
         if previews is not None:
             suffix = f" {shard}" if shard else ""
             written[f"contact_sheet{suffix}"] = previews.contact_sheet
             written[f"animation{suffix}"] = previews.animation
     if not written:
-        raise ValueError(f"{run_dir} holds neither train/{LOSS_LOG} nor generate/manifest.jsonl; give the run_dir of "
-                         "a run that trained or generated (e.g. runs/demo).")
+        raise ValueError(
+            f"{run_dir} holds neither train/{LOSS_LOG} nor generate/manifest.jsonl; give the run_dir of "
+            "a run that trained or generated (e.g. runs/demo)."
+        )
     return written

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 class ProgressUpdate:
     """Where one stage stands."""
 
-    stage: str                        # "train", "cache", "generate", "train-idm", "label", "export"
-    done: int                         # units finished, those an earlier run already finished included
-    total: int                        # units the stage will have finished at the end
-    unit: str                         # "step", "clip", "video", "epoch", "episode"
-    elapsed_s: float                  # since the stage started reporting
-    rate: float | None = None         # units per second since the first update (None until there are two)
+    stage: str  # "train", "cache", "generate", "train-idm", "label", "export"
+    done: int  # units finished, those an earlier run already finished included
+    total: int  # units the stage will have finished at the end
+    unit: str  # "step", "clip", "video", "epoch", "episode"
+    elapsed_s: float  # since the stage started reporting
+    rate: float | None = None  # units per second since the first update (None until there are two)
     metrics: dict[str, float] = field(default_factory=dict)  # the latest values, e.g. {"loss": 0.51, "lr": 4.9e-4}
 
     @property
@@ -80,8 +80,17 @@ class ProgressReporter:
             self._first = (now, done)
         seconds, units = now - self._first[0], done - self._first[1]
         rate = units / seconds if units > 0 and seconds > 0 else None
-        self.progress(ProgressUpdate(stage=self.stage, done=done, total=self.total, unit=self.unit,
-                                     elapsed_s=now - self.started, rate=rate, metrics=metrics))
+        self.progress(
+            ProgressUpdate(
+                stage=self.stage,
+                done=done,
+                total=self.total,
+                unit=self.unit,
+                elapsed_s=now - self.started,
+                rate=rate,
+                metrics=metrics,
+            )
+        )
 
     def advance(self, num: int = 1, **metrics: float) -> None:
         """Report `num` more units finished."""

@@ -33,10 +33,10 @@ ID_CHARS = 16  # hex characters of the content hash used as the sample id
 
 @dataclass(frozen=True, kw_only=True)
 class Batch:
-    name: str                 # batch folder name: the first new pair's id and the count, stable for the same inbox
-    root: Path                # <regen_dir>/batches/<name>
-    pairs_dir: Path           # root / pairs
-    entries: list[dict]       # ledger rows to record once the batch is exported
+    name: str  # batch folder name: the first new pair's id and the count, stable for the same inbox
+    root: Path  # <regen_dir>/batches/<name>
+    pairs_dir: Path  # root / pairs
+    entries: list[dict]  # ledger rows to record once the batch is exported
 
 
 def pair_hash(image: Path, prompt: str) -> str:

@@ -25,8 +25,12 @@ def set_attention_backend(transformer, backend: str | None) -> None:
 # pass instead of being recomputed. Ops this torch build lacks are skipped.
 _ATTENTION_OPS = frozenset(
     getattr(torch.ops.aten, name).default
-    for name in ("_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention",
-                 "_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention_for_cpu")
+    for name in (
+        "_scaled_dot_product_cudnn_attention",
+        "_scaled_dot_product_flash_attention",
+        "_scaled_dot_product_efficient_attention",
+        "_scaled_dot_product_flash_attention_for_cpu",
+    )
     if hasattr(torch.ops.aten, name)
 )
 
@@ -157,8 +161,10 @@ def use_fp8_matmuls(transformer, modules: tuple[str, ...] = FP8_MODULES) -> int:
     device = next(transformer.parameters()).device
     if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 9):
         name, capability = torch.cuda.get_device_name(device), torch.cuda.get_device_capability(device)
-        raise ValueError(f"fp8_matmuls needs FP8 tensor cores (compute capability 8.9+: Ada, Hopper, Blackwell); "
-                         f"{name} is {capability[0]}.{capability[1]}. Set fp8_matmuls to false.")
+        raise ValueError(
+            f"fp8_matmuls needs FP8 tensor cores (compute capability 8.9+: Ada, Hopper, Blackwell); "
+            f"{name} is {capability[0]}.{capability[1]}. Set fp8_matmuls to false."
+        )
     converted = 0
     for name, module in transformer.transformer_blocks.named_modules():
         owner = name.removesuffix(".base_layer")

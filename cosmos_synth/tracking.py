@@ -19,19 +19,23 @@ from typing import Any
 
 import torch
 
-TENSORBOARD_DIR = "tensorboard"   # <out_dir>/tensorboard/events.out.tfevents.*
-WANDB_PROJECT = "cosmos-synth"    # the wandb project every run logs to; the run is named after the run folder
+TENSORBOARD_DIR = "tensorboard"  # <out_dir>/tensorboard/events.out.tfevents.*
+WANDB_PROJECT = "cosmos-synth"  # the wandb project every run logs to; the run is named after the run folder
 
 
 def check_report_to(report_to: str) -> None:
     """A config's report_to, checked before any work: a known tracker whose package is installed."""
     if report_to not in ("tensorboard", "wandb", "none"):
-        raise ValueError(f"report_to={report_to!r}: use 'tensorboard' (event files in out_dir/{TENSORBOARD_DIR}/), "
-                         "'wandb' (a run in the wandb project cosmos-synth) or 'none'.")
+        raise ValueError(
+            f"report_to={report_to!r}: use 'tensorboard' (event files in out_dir/{TENSORBOARD_DIR}/), "
+            "'wandb' (a run in the wandb project cosmos-synth) or 'none'."
+        )
     if report_to != "none" and importlib.util.find_spec(report_to) is None:
         login = " and `wandb login`" if report_to == "wandb" else ""
-        raise ValueError(f"report_to={report_to!r} needs the {report_to} package, which is not installed: "
-                         f"`pip install {report_to}`{login}, or set report_to='tensorboard' or 'none'.")
+        raise ValueError(
+            f"report_to={report_to!r} needs the {report_to} package, which is not installed: "
+            f"`pip install {report_to}`{login}, or set report_to='tensorboard' or 'none'."
+        )
 
 
 def log_with(report_to: str) -> list[str] | None:
@@ -41,12 +45,13 @@ def log_with(report_to: str) -> list[str] | None:
 
 def _project_and_kwargs(report_to: str, out_dir: Path, run_name: str) -> tuple[str, dict[str, Any]]:
     if report_to == "tensorboard":
-        return TENSORBOARD_DIR, {}      # accelerate writes to <logging_dir>/<project name>
+        return TENSORBOARD_DIR, {}  # accelerate writes to <logging_dir>/<project name>
     return WANDB_PROJECT, {"name": run_name, "dir": str(out_dir)}
 
 
-def init_trackers(accelerator, report_to: str, out_dir: Path, run_name: str, config: dict[str, Any], *,
-                  purge_step: int | None = None) -> None:
+def init_trackers(
+    accelerator, report_to: str, out_dir: Path, run_name: str, config: dict[str, Any], *, purge_step: int | None = None
+) -> None:
     """Start the trackers of an Accelerator made with log_with(report_to) and project_dir=out_dir.
 
     wandb records `config` with the run; TensorBoard does not (its hparams writer adds a second event file per run),
@@ -58,8 +63,7 @@ def init_trackers(accelerator, report_to: str, out_dir: Path, run_name: str, con
     project, kwargs = _project_and_kwargs(report_to, out_dir, run_name)
     if report_to == "tensorboard" and purge_step is not None:
         kwargs["purge_step"] = purge_step
-    accelerator.init_trackers(project, config=config if report_to == "wandb" else None,
-                              init_kwargs={report_to: kwargs})
+    accelerator.init_trackers(project, config=config if report_to == "wandb" else None, init_kwargs={report_to: kwargs})
 
 
 @contextlib.contextmanager
@@ -74,8 +78,9 @@ def tracker_run(report_to: str, out_dir: Path, run_name: str, config: dict[str, 
         return
     PartialState()  # accelerate's trackers log through accelerate's logger, which needs its (one-process) state
     project, kwargs = _project_and_kwargs(report_to, out_dir, run_name)
-    tracker = TensorBoardTracker(project, str(out_dir)) if report_to == "tensorboard" else \
-        WandBTracker(project, **kwargs)
+    tracker = (
+        TensorBoardTracker(project, str(out_dir)) if report_to == "tensorboard" else WandBTracker(project, **kwargs)
+    )
     tracker.start()
     if report_to == "wandb":
         tracker.store_init_configuration(config)

@@ -48,18 +48,24 @@ from cosmos_synth.files import inside, write_jsonl
 logger = logging.getLogger(__name__)
 
 Mode = Literal["strict", "lenient"]
-QUARANTINE_FILE = "quarantine.jsonl"   # next to a stage's manifest: one {"file", "reason", ...} row per skipped sample
-MAX_IMAGE_PIXELS = 64_000_000          # width x height above which a PNG is refused before decoding (64 megapixels)
-MAX_ASPECT_CHANGE = 1.25               # a video whose width/height differs from the dataset's by more than this factor
-                                       # (e.g. 4:3 in a 16:9 dataset, factor 1.33) is a bad sample; 16:10 (1.11) is fine
+QUARANTINE_FILE = "quarantine.jsonl"  # next to a stage's manifest: one {"file", "reason", ...} row per skipped sample
+MAX_IMAGE_PIXELS = 64_000_000  # width x height above which a PNG is refused before decoding (64 megapixels)
+# a video whose width/height differs from the dataset's by more than this factor (e.g. 4:3 in a 16:9 dataset, factor
+# 1.33) is a bad sample; 16:10 (1.11) is fine
+MAX_ASPECT_CHANGE = 1.25
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # weight files that are (or may be) pickles
 SAFE_FIX = "re-save it with safetensors' save_file on a machine you trust"
 
 # How diffusers (and peft) name an adapter's tensors: <layer><suffix> -> the part of the LoRA it is.
-ADAPTER_SUFFIXES = {".lora.down.weight": "down", ".lora_A.weight": "down", ".lora.up.weight": "up",
-                    ".lora_B.weight": "up", ".lora_magnitude_vector": "magnitude", ".lora_magnitude_vector.weight":
-                    "magnitude"}
+ADAPTER_SUFFIXES = {
+    ".lora.down.weight": "down",
+    ".lora_A.weight": "down",
+    ".lora.up.weight": "up",
+    ".lora_B.weight": "up",
+    ".lora_magnitude_vector": "magnitude",
+    ".lora_magnitude_vector.weight": "magnitude",
+}
 
 
 # ---------------------------------------------------------------------------------------------------- quarantine
@@ -91,9 +97,13 @@ def writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise OSError(exc.errno, f"Could not write {path} ({exc.strerror or exc}); no partial file was left and any "
-                                 f"earlier version is untouched. Free space on that disk (or fix its permissions) "
-                                 f"and rerun.", str(path)) from exc
+        raise OSError(
+            exc.errno,
+            f"Could not write {path} ({exc.strerror or exc}); no partial file was left and any "
+            f"earlier version is untouched. Free space on that disk (or fix its permissions) "
+            f"and rerun.",
+            str(path),
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------------- paths, text
@@ -102,16 +112,20 @@ def resolve_inside(root: Path, relative: str, *, what: str) -> Path:
     root = Path(root).resolve()
     lexical, target = root / relative, (root / relative).resolve()  # as written / with links followed
     if not target.is_relative_to(root) and ".." not in lexical.parts and lexical.is_relative_to(root):
-        raise ValueError(f"{what}: {relative!r} is a symbolic link to {target}, outside the dataset root {root}; "
-                         f"copy the file into the dataset instead of linking to it.")
+        raise ValueError(
+            f"{what}: {relative!r} is a symbolic link to {target}, outside the dataset root {root}; "
+            f"copy the file into the dataset instead of linking to it."
+        )
     return inside(root, relative, what=what)
 
 
 def check_not_empty(path: Path, what: str) -> None:
     """A zero-byte file is an interrupted copy or download: say so rather than 'cannot be decoded'."""
     if Path(path).stat().st_size == 0:
-        raise ValueError(f"{what} {path} is empty (0 bytes), usually an interrupted copy or download; copy it again "
-                         f"or remove it (lenient mode skips it).")
+        raise ValueError(
+            f"{what} {path} is empty (0 bytes), usually an interrupted copy or download; copy it again "
+            f"or remove it (lenient mode skips it)."
+        )
 
 
 def normalise_line_ends(text: str) -> str:
@@ -140,8 +154,9 @@ def _png_header(path: Path) -> tuple[int, int, int]:
     if not head.startswith(PNG_SIGNATURE):
         raise ValueError(f"Image {path} is not a PNG file (it starts with {head[:8]!r}); save it as an 8-bit RGB PNG.")
     if len(head) < 26 or head[12:16] != b"IHDR":
-        raise ValueError(f"Image {path} is a truncated or corrupt PNG (no IHDR header); re-export it as an 8-bit "
-                         f"RGB PNG.")
+        raise ValueError(
+            f"Image {path} is a truncated or corrupt PNG (no IHDR header); re-export it as an 8-bit RGB PNG."
+        )
     width, height = struct.unpack(">II", head[16:24])
     return width, height, head[24]
 
@@ -167,9 +182,11 @@ def read_png_rgb(path: Path) -> tuple[Image.Image, str | None]:
     """
     width, height, bit_depth = _png_header(path)
     if width * height > MAX_IMAGE_PIXELS or width == 0 or height == 0:
-        raise ValueError(f"Image {path} is {width}x{height} pixels; cosmos-synth decodes at most MAX_IMAGE_PIXELS = "
-                         f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels (a guard against decompression bombs), and a "
-                         f"real size is never 0. Downscale it; generation resizes it to height x width anyway.")
+        raise ValueError(
+            f"Image {path} is {width}x{height} pixels; cosmos-synth decodes at most MAX_IMAGE_PIXELS = "
+            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels (a guard against decompression bombs), and a "
+            f"real size is never 0. Downscale it; generation resizes it to height x width anyway."
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our lower limit is checked above
@@ -191,8 +208,11 @@ def _with_partners(pairs_dir: Path, images: dict, prompts: dict, quarantine: Qua
             good.append(stem)
             continue
         have, missing = (images[stem], f"{stem}.txt") if stem in images else (prompts[stem], f"{stem}.png")
-        quarantine.reject(have, ValueError(f"{have} has no partner {missing} in {pairs_dir}; add it or remove "
-                                           f"{have.name}."), sample_id=stem)
+        quarantine.reject(
+            have,
+            ValueError(f"{have} has no partner {missing} in {pairs_dir}; add it or remove {have.name}."),
+            sample_id=stem,
+        )
     return good
 
 
@@ -205,28 +225,41 @@ def _without_case_collisions(pairs_dir: Path, stems: list[str], images: dict, qu
         if other == stem:
             good.append(stem)
             continue
-        quarantine.reject(images[stem], ValueError(
-            f"Pair ids {other!r} and {stem!r} in {pairs_dir} differ only in letter case; their outputs "
-            f"(<id>.mp4) would overwrite each other on case-insensitive file systems. Rename one pair (e.g. "
-            f"{stem}.png and {stem}.txt)."),
-            sample_id=stem)
+        quarantine.reject(
+            images[stem],
+            ValueError(
+                f"Pair ids {other!r} and {stem!r} in {pairs_dir} differ only in letter case; their outputs "
+                f"(<id>.mp4) would overwrite each other on case-insensitive file systems. Rename one pair (e.g. "
+                f"{stem}.png and {stem}.txt)."
+            ),
+            sample_id=stem,
+        )
     return good
 
 
-def _without_links_out(pairs_dir: Path, stems: list[str], images: dict, prompts: dict,
-                       quarantine: Quarantine) -> list[str]:
+def _without_links_out(
+    pairs_dir: Path, stems: list[str], images: dict, prompts: dict, quarantine: Quarantine
+) -> list[str]:
     """Ids whose prompt and image lie inside `pairs_dir`; one that is a symbolic link to a file outside is rejected."""
     root, good = pairs_dir.resolve(), []
     for stem in stems:
-        outside = [(what, path) for what, path in (("Prompt", prompts[stem]), ("Image", images[stem]))
-                   if not path.resolve().is_relative_to(root)]
+        outside = [
+            (what, path)
+            for what, path in (("Prompt", prompts[stem]), ("Image", images[stem]))
+            if not path.resolve().is_relative_to(root)
+        ]
         if not outside:
             good.append(stem)
             continue
         what, path = outside[0]
-        quarantine.reject(path, ValueError(
-            f"{what} {path} is a symbolic link to {path.resolve()}, outside the pairs folder {root}; copy the file "
-            f"into the pairs folder instead of linking to it (lenient mode skips the pair)."), sample_id=stem)
+        quarantine.reject(
+            path,
+            ValueError(
+                f"{what} {path} is a symbolic link to {path.resolve()}, outside the pairs folder {root}; copy the file "
+                f"into the pairs folder instead of linking to it (lenient mode skips the pair)."
+            ),
+            sample_id=stem,
+        )
     return good
 
 
@@ -235,7 +268,8 @@ def check_pairs(pairs_dir: Path, quarantine: Quarantine) -> list[tuple[int, str,
 
     Cheap checks (missing halves, colliding ids, symbolic links out of the folder) run over the whole folder before
     any file is read. `index` is the id's position among every id in the folder, bad ones included, so skipping a bad
-    pair never changes another pair's seed. Every image is decoded once here, so a bad one is found before generation starts.
+    pair never changes another pair's seed. Every image is decoded once here, so a bad one is found before generation
+    starts.
     """
     pairs_dir = Path(pairs_dir)
     if not pairs_dir.is_dir():
@@ -245,8 +279,9 @@ def check_pairs(pairs_dir: Path, quarantine: Quarantine) -> list[tuple[int, str,
     if not images and not prompts:
         raise ValueError(f"pairs_dir {pairs_dir} holds no <id>.png + <id>.txt pairs.")
     index = {stem: i for i, stem in enumerate(sorted(set(images) | set(prompts)))}
-    stems = _without_case_collisions(pairs_dir, _with_partners(pairs_dir, images, prompts, quarantine), images,
-                                     quarantine)
+    stems = _without_case_collisions(
+        pairs_dir, _with_partners(pairs_dir, images, prompts, quarantine), images, quarantine
+    )
     stems = _without_links_out(pairs_dir, stems, images, prompts, quarantine)
     pairs = []
     for stem in stems:
@@ -262,8 +297,10 @@ def check_pairs(pairs_dir: Path, quarantine: Quarantine) -> list[tuple[int, str,
             logger.warning("image %s: %s", images[stem], note)
         pairs.append((index[stem], stem, images[stem], prompt))
     if not pairs:
-        raise ValueError(f"pairs_dir {pairs_dir}: no good <id>.png + <id>.txt pair is left ({len(quarantine.entries)} "
-                         f"quarantined, first: {quarantine.entries[0]['reason']}); fix the pairs and rerun.")
+        raise ValueError(
+            f"pairs_dir {pairs_dir}: no good <id>.png + <id>.txt pair is left ({len(quarantine.entries)} "
+            f"quarantined, first: {quarantine.entries[0]['reason']}); fix the pairs and rerun."
+        )
     return pairs
 
 
@@ -278,11 +315,13 @@ def check_aspect_ratio(what: str, size: tuple[int, int], reference: tuple[int, i
     aspect, wanted = size[1] / size[0], reference[1] / reference[0]
     stretch = max(aspect / wanted, wanted / aspect)
     if stretch > MAX_ASPECT_CHANGE:
-        raise ValueError(f"{what} is {size[1]}x{size[0]} (aspect {aspect:.2f}) but most videos of the dataset are "
-                         f"{reference[1]}x{reference[0]} (aspect {wanted:.2f}); resizing both to one training size "
-                         f"would stretch it by {stretch - 1:.0%} (MAX_ASPECT_CHANGE allows "
-                         f"{MAX_ASPECT_CHANGE - 1:.0%}). Crop or pad it to aspect {wanted:.2f}, or drop it (lenient "
-                         f"mode skips it).")
+        raise ValueError(
+            f"{what} is {size[1]}x{size[0]} (aspect {aspect:.2f}) but most videos of the dataset are "
+            f"{reference[1]}x{reference[0]} (aspect {wanted:.2f}); resizing both to one training size "
+            f"would stretch it by {stretch - 1:.0%} (MAX_ASPECT_CHANGE allows "
+            f"{MAX_ASPECT_CHANGE - 1:.0%}). Crop or pad it to aspect {wanted:.2f}, or drop it (lenient "
+            f"mode skips it)."
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- weights
@@ -290,8 +329,13 @@ def _pickle_hint(path: Path) -> str:
     """What a file that is not safetensors looks like, from its first bytes."""
     with Path(path).open("rb") as fh:
         head = fh.read(4)
-    return (" (it is a zip archive, which is how torch.save writes a pickle)" if head == b"PK\x03\x04" else
-            " (it is a Python pickle)" if head[:1] == b"\x80" else "")
+    return (
+        " (it is a zip archive, which is how torch.save writes a pickle)"
+        if head == b"PK\x03\x04"
+        else " (it is a Python pickle)"
+        if head[:1] == b"\x80"
+        else ""
+    )
 
 
 def _read_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
@@ -299,15 +343,19 @@ def _read_header(path: Path) -> tuple[dict[str, tuple[int, ...]], dict[str, str]
     if not path.is_file():
         raise ValueError(f"adapter file {path} does not exist; point adapter at a training out_dir.")
     if path.suffix != ".safetensors":
-        raise ValueError(f"adapter {path} is a {path.suffix or 'suffix-less'} file, not safetensors; cosmos-synth "
-                         f"loads adapters from safetensors only and never unpickles one (a pickle can run code when "
-                         f"loaded). Convert it: {SAFE_FIX}, as pytorch_lora_weights.safetensors.")
+        raise ValueError(
+            f"adapter {path} is a {path.suffix or 'suffix-less'} file, not safetensors; cosmos-synth "
+            f"loads adapters from safetensors only and never unpickles one (a pickle can run code when "
+            f"loaded). Convert it: {SAFE_FIX}, as pytorch_lora_weights.safetensors."
+        )
     try:
         with safe_open(str(path), framework="pt") as fh:
             return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}, fh.metadata() or {}
     except (SafetensorError, OSError) as exc:
-        raise ValueError(f"adapter {path} is not a safetensors file{_pickle_hint(path)} ({exc}); cosmos-synth loads "
-                         f"adapters from safetensors only; {SAFE_FIX}.") from exc
+        raise ValueError(
+            f"adapter {path} is not a safetensors file{_pickle_hint(path)} ({exc}); cosmos-synth loads "
+            f"adapters from safetensors only; {SAFE_FIX}."
+        ) from exc
 
 
 def _group_by_layer(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str, dict[str, tuple[str, tuple]]]:
@@ -317,10 +365,12 @@ def _group_by_layer(path: Path, shapes: dict[str, tuple[int, ...]]) -> dict[str,
         name = key.removeprefix("transformer.")
         suffix = next((s for s in ADAPTER_SUFFIXES if name.endswith(s)), None)
         if suffix is None:
-            raise ValueError(f"adapter {path}: tensor {key!r} is not a LoRA/DoRA weight (names end in "
-                             f".lora.down.weight / .lora.up.weight as diffusers saves them); is this a full model "
-                             f"checkpoint rather than an adapter?")
-        layers.setdefault(name[:-len(suffix)], {})[ADAPTER_SUFFIXES[suffix]] = (key, shape)
+            raise ValueError(
+                f"adapter {path}: tensor {key!r} is not a LoRA/DoRA weight (names end in "
+                f".lora.down.weight / .lora.up.weight as diffusers saves them); is this a full model "
+                f"checkpoint rather than an adapter?"
+            )
+        layers.setdefault(name[: -len(suffix)], {})[ADAPTER_SUFFIXES[suffix]] = (key, shape)
     if not layers:
         raise ValueError(f"adapter {path} holds no tensors; point adapter at a finished training run's out_dir.")
     return layers
@@ -339,23 +389,32 @@ def _check_shapes(path: Path, layers: dict, transformer: torch.nn.Module) -> dic
     """Every adapted layer exists in `transformer` and every tensor fits it; returns {layer: rank}."""
     missing = [name for name in layers if _linear(transformer, name) is None]
     if missing:
-        raise ValueError(f"adapter {path}: {len(missing)} of its {len(layers)} adapted layers are not linear layers "
-                         f"of this DiT (e.g. {missing[:3]}); it was trained for another architecture. Use an "
-                         f"adapter trained on this model.")
+        raise ValueError(
+            f"adapter {path}: {len(missing)} of its {len(layers)} adapted layers are not linear layers "
+            f"of this DiT (e.g. {missing[:3]}); it was trained for another architecture. Use an "
+            f"adapter trained on this model."
+        )
     ranks = {}
     for name, parts in layers.items():
         if "down" not in parts or "up" not in parts:
-            raise ValueError(f"adapter {path}: layer {name} has {sorted(parts)} but needs both lora.down and lora.up "
-                             f"weights; the file is incomplete. Re-save it from the training run.")
+            raise ValueError(
+                f"adapter {path}: layer {name} has {sorted(parts)} but needs both lora.down and lora.up "
+                f"weights; the file is incomplete. Re-save it from the training run."
+            )
         layer, rank = _linear(transformer, name), parts["down"][1][0]
-        wanted = {"down": (rank, layer.in_features), "up": (layer.out_features, rank),
-                  "magnitude": (layer.out_features,)}
+        wanted = {
+            "down": (rank, layer.in_features),
+            "up": (layer.out_features, rank),
+            "magnitude": (layer.out_features,),
+        }
         for kind, (key, shape) in parts.items():
             if tuple(shape) != wanted[kind]:
-                raise ValueError(f"adapter {path}: {key} has shape {list(shape)} but layer {name} of this DiT is "
-                                 f"Linear(in_features={layer.in_features}, out_features={layer.out_features}), "
-                                 f"which needs {list(wanted[kind])}; the adapter was trained for another model "
-                                 f"size. Use an adapter trained on this model.")
+                raise ValueError(
+                    f"adapter {path}: {key} has shape {list(shape)} but layer {name} of this DiT is "
+                    f"Linear(in_features={layer.in_features}, out_features={layer.out_features}), "
+                    f"which needs {list(wanted[kind])}; the adapter was trained for another model "
+                    f"size. Use an adapter trained on this model."
+                )
         ranks[name] = rank
     return ranks
 
@@ -369,18 +428,24 @@ def _check_metadata(path: Path, metadata: dict[str, str], ranks: dict[str, int],
     try:
         config = {k.removeprefix("transformer."): v for k, v in json.loads(raw).items()}
     except (json.JSONDecodeError, AttributeError) as exc:
-        raise ValueError(f"adapter {path}: its lora_adapter_metadata is not a JSON object ({exc}); re-save the "
-                         f"adapter with save_lora_weights.") from exc
+        raise ValueError(
+            f"adapter {path}: its lora_adapter_metadata is not a JSON object ({exc}); re-save the "
+            f"adapter with save_lora_weights."
+        ) from exc
     pattern = config.get("rank_pattern") or {}
     for name, rank in ranks.items():
         wanted = next((r for p, r in pattern.items() if re.match(rf"(.*\.)?({p})$", name)), config.get("r", rank))
         if rank != wanted:
-            raise ValueError(f"adapter {path}: its metadata says rank r={wanted} but layer {name} has rank {rank}; "
-                             f"diffusers would build rank-{wanted} layers that cannot hold it. Re-save the adapter "
-                             f"from one training run (save_lora_weights writes tensors and metadata together).")
+            raise ValueError(
+                f"adapter {path}: its metadata says rank r={wanted} but layer {name} has rank {rank}; "
+                f"diffusers would build rank-{wanted} layers that cannot hold it. Re-save the adapter "
+                f"from one training run (save_lora_weights writes tensors and metadata together)."
+            )
     if "use_dora" in config and bool(config["use_dora"]) != dora:
-        raise ValueError(f"adapter {path}: its metadata says use_dora={config['use_dora']} but the file "
-                         f"{'has' if dora else 'has no'} DoRA magnitude vectors; re-save it from one training run.")
+        raise ValueError(
+            f"adapter {path}: its metadata says use_dora={config['use_dora']} but the file "
+            f"{'has' if dora else 'has no'} DoRA magnitude vectors; re-save it from one training run."
+        )
     return dora
 
 
@@ -399,8 +464,10 @@ def validate_adapter_file(path: Path, transformer: torch.nn.Module) -> dict[str,
     with safe_open(str(path), framework="pt") as fh:
         for key in shapes:
             if not bool(torch.isfinite(fh.get_tensor(key)).all()):
-                raise ValueError(f"adapter {path}: tensor {key} holds NaN or Inf; the run that wrote it diverged. "
-                                 f"Retrain with a lower learning_rate or use an earlier checkpoint.")
+                raise ValueError(
+                    f"adapter {path}: tensor {key} holds NaN or Inf; the run that wrote it diverged. "
+                    f"Retrain with a lower learning_rate or use an earlier checkpoint."
+                )
     return {"file": str(path), "num_layers": len(layers), "rank": max(ranks.values()), "dora": dora}
 
 
@@ -414,8 +481,9 @@ def check_weights_folder(folder: Path) -> None:
         pickles = sorted(p.name for p in component.iterdir() if p.is_file() and p.suffix in PICKLE_SUFFIXES)
         if pickles and not any(component.glob("*.safetensors")):
             where = component.relative_to(folder)
-            raise ValueError(f"Model folder {folder}: {where / pickles[0]} is a pickle checkpoint and {where}/ holds "
-                             f"no .safetensors weights; cosmos-synth loads weights from safetensors only and never "
-                             f"unpickles them (a pickle can run code when loaded). Convert it on a machine you trust "
-                             f"with save_pretrained(..., safe_serialization=True).")
-
+            raise ValueError(
+                f"Model folder {folder}: {where / pickles[0]} is a pickle checkpoint and {where}/ holds "
+                f"no .safetensors weights; cosmos-synth loads weights from safetensors only and never "
+                f"unpickles them (a pickle can run code when loaded). Convert it on a machine you trust "
+                f"with save_pretrained(..., safe_serialization=True)."
+            )

@@ -34,12 +34,22 @@ def generate_shard(config: dict[str, Any], shard: str, sample_ids: list[str]) ->
     worker = {name: os.environ.get(name) for name in WORKER_ENV} | {"host": socket.gethostname(), "pid": os.getpid()}
     # Flow results are not persisted; the parent reads who ran the shard from this file next to its manifest.
     write_text_atomic(result.manifest.with_suffix(".worker.json"), json.dumps(worker))
-    create_table_artifact(key=f"generated-{shard}", table=result.summary_rows(),
-                          description=f"{shard}: {result.num_videos} videos ({result.num_skipped} already there) "
-                                      f"on worker {worker}")
+    create_table_artifact(
+        key=f"generated-{shard}",
+        table=result.summary_rows(),
+        description=f"{shard}: {result.num_videos} videos ({result.num_skipped} already there) on worker {worker}",
+    )
     if result.previews is not None:
-        create_markdown_artifact(key=f"previews-{shard}", description=f"{shard}: the first videos",
-                                 markdown=picture(result.previews.contact_sheet, "Generated videos")
-                                 + picture(result.previews.animation, "Preview"))
-    return {"shard": shard, "manifest": str(result.manifest), "num_videos": result.num_videos,
-            "num_skipped": result.num_skipped, "worker": worker}
+        create_markdown_artifact(
+            key=f"previews-{shard}",
+            description=f"{shard}: the first videos",
+            markdown=picture(result.previews.contact_sheet, "Generated videos")
+            + picture(result.previews.animation, "Preview"),
+        )
+    return {
+        "shard": shard,
+        "manifest": str(result.manifest),
+        "num_videos": result.num_videos,
+        "num_skipped": result.num_skipped,
+        "worker": worker,
+    }

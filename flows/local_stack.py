@@ -33,9 +33,9 @@ import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_DEPLOYMENT = "finetune-and-generate/demo"
-POOLS = ("cpu", "gpu")      # the work pools prefect.yaml names; the local stack starts a worker on `cpu` only
+POOLS = ("cpu", "gpu")  # the work pools prefect.yaml names; the local stack starts a worker on `cpu` only
 SERVER_START_TIMEOUT_S = 180  # SQLite start takes 6-8 s here; CI machines can be much slower
-KILL_WAIT_S = 60            # after SIGKILL, how long stop() waits for the processes to have exited
+KILL_WAIT_S = 60  # after SIGKILL, how long stop() waits for the processes to have exited
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -44,8 +44,8 @@ class DeploymentRun:
     """One `prefect deployment run --watch`: the flow run it created and how the CLI ended."""
 
     flow_run_id: str | None
-    returncode: int          # 0 only when the flow run ended Completed
-    output: str              # the CLI's stdout and stderr
+    returncode: int  # 0 only when the flow run ended Completed
+    output: str  # the CLI's stdout and stderr
 
 
 def _free_port() -> int:
@@ -130,10 +130,10 @@ class LocalStack:
             "PREFECT_CLI_PROMPT": "false",
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_ENABLED": "true" if ui else "false",
-            "PREFECT_WORKER_QUERY_SECONDS": "2",   # pick up new runs quickly (default 10 s)
+            "PREFECT_WORKER_QUERY_SECONDS": "2",  # pick up new runs quickly (default 10 s)
             "PREFECT_LOGGING_EXTRA_LOGGERS": "cosmos_synth",  # the stages' lines in the run's logs, as prefect.yaml
             "PYTHONUNBUFFERED": "1",
-            "PROJECT_DIR": str(REPO_ROOT),         # `{{ $PROJECT_DIR }}` in prefect.yaml, read by `prefect deploy`
+            "PROJECT_DIR": str(REPO_ROOT),  # `{{ $PROJECT_DIR }}` in prefect.yaml, read by `prefect deploy`
         }
         self.env.pop("PREFECT_PROFILE", None)
         self.env.pop("PREFECT_API_KEY", None)
@@ -145,9 +145,15 @@ class LocalStack:
     def _spawn(self, args: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.stack_dir / log_name, "wb")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
-        return subprocess.Popen([sys.executable, "-m", "prefect", *args], cwd=REPO_ROOT, env=env or self.env,
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "prefect", *args],
+            cwd=REPO_ROOT,
+            env=env or self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def start_server(self) -> None:
         """Start on a fresh PREFECT_HOME (a stale database could hold a dead run's concurrency slot) and fresh logs."""
@@ -158,25 +164,32 @@ class LocalStack:
         while time.monotonic() < deadline:
             if self._server.poll() is not None:
                 log = self.stack_dir / "server.log"
-                raise RuntimeError(f"Prefect server exited with code {self._server.returncode}; {log} ends with:\n"
-                                   f"{_tail(log)}")
+                raise RuntimeError(
+                    f"Prefect server exited with code {self._server.returncode}; {log} ends with:\n{_tail(log)}"
+                )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
                     return
             time.sleep(0.5)
-        raise RuntimeError(f"Prefect server not healthy at {self.api_url} after {SERVER_START_TIMEOUT_S} s; "
-                           f"see {self.stack_dir / 'server.log'}:\n{_tail(self.stack_dir / 'server.log')}")
+        raise RuntimeError(
+            f"Prefect server not healthy at {self.api_url} after {SERVER_START_TIMEOUT_S} s; "
+            f"see {self.stack_dir / 'server.log'}:\n{_tail(self.stack_dir / 'server.log')}"
+        )
 
-    def start_worker(self, pool: str, *, name: str | None = None, limit: int | None = None,
-                     env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start_worker(
+        self, pool: str, *, name: str | None = None, limit: int | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         """A process worker on `pool`; `limit` caps its concurrent flow runs (one per GPU: 1), `env` is added to its
         environment (and so to its flow runs'), e.g. {"CUDA_VISIBLE_DEVICES": "1"}."""
         name = name or f"local-{pool}-{len(self._workers)}"
         args = ["worker", "start", "--pool", pool, "--name", name, "--install-policy", "never"]
         if limit is not None:
             args += ["--limit", str(limit)]
-        worker = self._spawn(args, f"worker-{name}.log" if name != f"local-{pool}-0" else f"worker-{pool}.log",
-                             env={**self.env, **(env or {})})
+        worker = self._spawn(
+            args,
+            f"worker-{name}.log" if name != f"local-{pool}-0" else f"worker-{pool}.log",
+            env={**self.env, **(env or {})},
+        )
         self._workers.append(worker)
         return worker
 
@@ -202,15 +215,22 @@ class LocalStack:
     # -- the CLI and the API --------------------------------------------------------------------------------------
     def prefect(self, *args: str) -> str:
         """Run one `prefect` CLI command against this server; raise with its output when it fails."""
-        proc = subprocess.run([sys.executable, "-m", "prefect", *args], cwd=REPO_ROOT, env=self.env,
-                              stdin=subprocess.DEVNULL, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "prefect", *args],
+            cwd=REPO_ROOT,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+        )
         with open(self.stack_dir / "cli.log", "a") as log:
             log.write(f"$ prefect {' '.join(args)}\n{proc.stdout}{proc.stderr}\n")
         if self.echo:
             print(f"$ prefect {' '.join(args)}", flush=True)
         if proc.returncode != 0:
-            raise RuntimeError(f"`prefect {' '.join(args)}` failed with code {proc.returncode}:\n"
-                               f"{proc.stdout}{proc.stderr}")
+            raise RuntimeError(
+                f"`prefect {' '.join(args)}` failed with code {proc.returncode}:\n{proc.stdout}{proc.stderr}"
+            )
         return proc.stdout
 
     def create_pools(self, pools: tuple[str, ...] = POOLS) -> None:
@@ -221,17 +241,38 @@ class LocalStack:
         """`prefect deploy --all` from the repository root, which holds prefect.yaml."""
         self.prefect("deploy", "--all")
 
-    def run_deployment(self, name: str = DEMO_DEPLOYMENT, *, params: dict[str, Any] | None = None,
-                       timeout_s: int = 3600) -> DeploymentRun:
+    def run_deployment(
+        self, name: str = DEMO_DEPLOYMENT, *, params: dict[str, Any] | None = None, timeout_s: int = 3600
+    ) -> DeploymentRun:
         """`prefect deployment run <flow>/<deployment> --watch`; each parameter is passed as JSON with --param."""
-        args = [sys.executable, "-m", "prefect", "deployment", "run", name, "--watch", "--watch-interval", "2",
-                "--watch-timeout", str(timeout_s)]
+        args = [
+            sys.executable,
+            "-m",
+            "prefect",
+            "deployment",
+            "run",
+            name,
+            "--watch",
+            "--watch-interval",
+            "2",
+            "--watch-timeout",
+            str(timeout_s),
+        ]
         for key, value in (params or {}).items():
             args += ["--param", f"{key}={json.dumps(value)}"]
         lines = []
-        with open(self.stack_dir / "run.log", "a") as log, subprocess.Popen(
-                args, cwd=REPO_ROOT, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True) as proc:
+        with (
+            open(self.stack_dir / "run.log", "a") as log,
+            subprocess.Popen(
+                args,
+                cwd=REPO_ROOT,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ) as proc,
+        ):
             for line in proc.stdout:
                 lines.append(line)
                 log.write(line)
@@ -258,16 +299,25 @@ class LocalStack:
         """Every log line of a flow run and its tasks, oldest first (what the UI's Logs tab shows)."""
         lines: list[dict] = []
         while True:  # the API returns at most 200 per call
-            page = self.api("POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": [flow_run_id]}},
-                                                     "sort": "TIMESTAMP_ASC", "offset": len(lines), "limit": 200})
+            page = self.api(
+                "POST",
+                "/logs/filter",
+                {
+                    "logs": {"flow_run_id": {"any_": [flow_run_id]}},
+                    "sort": "TIMESTAMP_ASC",
+                    "offset": len(lines),
+                    "limit": 200,
+                },
+            )
             lines += page
             if len(page) < 200:
                 return lines
 
 
 @contextlib.contextmanager
-def local_stack(stack_dir: Path, *, ui: bool = False, echo: bool = False,
-                worker_pool: str = "cpu") -> Iterator[LocalStack]:
+def local_stack(
+    stack_dir: Path, *, ui: bool = False, echo: bool = False, worker_pool: str = "cpu"
+) -> Iterator[LocalStack]:
     """A running server with the pools created, prefect.yaml deployed and a process worker on `worker_pool`."""
     stack = LocalStack(stack_dir, ui=ui, echo=echo)
     try:
@@ -282,17 +332,18 @@ def local_stack(stack_dir: Path, *, ui: bool = False, echo: bool = False,
 
 # ------------------------------------------------------------------------------------------------------- make demo
 
+
 def _parse_params(texts: list[str]) -> dict[str, Any]:
-    from cosmos_synth.pipeline import parse_override
+    from cosmos_synth.recipe import parse_override
 
     return dict(parse_override(text) for text in texts)
 
 
 def _demo(recipe: str, overrides: dict[str, Any], ui: bool) -> int:
-    from cosmos_synth.pipeline import load_pipeline_config
+    from cosmos_synth.recipe import load_run_config
     from flows.finetune_and_generate import OUTPUTS_ARTIFACT
 
-    cfg = load_pipeline_config(recipe, overrides)  # fail fast on a bad recipe or override, before starting anything
+    cfg = load_run_config(recipe, overrides)  # fail fast on a bad recipe or override, before starting anything
     run_dir = cfg.run_dir if cfg.run_dir.is_absolute() else REPO_ROOT / cfg.run_dir
     stack_dir = run_dir / "prefect"
     print(f"Starting a local Prefect server (logs: {stack_dir}) ...", flush=True)
@@ -300,16 +351,23 @@ def _demo(recipe: str, overrides: dict[str, Any], ui: bool) -> int:
         if stack.ui_url:
             print(f"Prefect UI: {stack.ui_url} (while the demo runs)", flush=True)
         run = stack.run_deployment(DEMO_DEPLOYMENT, params={"recipe": recipe, "overrides": overrides})
-        outputs = [a for a in stack.artifacts(run.flow_run_id) if a.get("key") == OUTPUTS_ARTIFACT] \
-            if run.flow_run_id else []
+        outputs = (
+            [a for a in stack.artifacts(run.flow_run_id) if a.get("key") == OUTPUTS_ARTIFACT] if run.flow_run_id else []
+        )
     if run.returncode != 0:
-        print(f"\nThe flow run did not complete. Worker log ({stack_dir / 'worker-cpu.log'}) ends with:\n"
-              f"{_tail(stack_dir / 'worker-cpu.log')}", file=sys.stderr)
+        print(
+            f"\nThe flow run did not complete. Worker log ({stack_dir / 'worker-cpu.log'}) ends with:\n"
+            f"{_tail(stack_dir / 'worker-cpu.log')}",
+            file=sys.stderr,
+        )
         return run.returncode
     print("\nOutputs:")
     # The artifact's pictures are inlined for the UI; the terminal gets the lines that name files.
-    print("\n".join(line for line in outputs[0]["data"].splitlines() if line and "](data:" not in line)
-          if outputs else f"(no outputs artifact; see {run_dir})")
+    print(
+        "\n".join(line for line in outputs[0]["data"].splitlines() if line and "](data:" not in line)
+        if outputs
+        else f"(no outputs artifact; see {run_dir})"
+    )
     print(f"Prefect logs: {stack_dir}")
     return 0
 
@@ -319,8 +377,13 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help=f"run {DEMO_DEPLOYMENT} through a local server and process worker")
     demo.add_argument("--recipe", default="demo", help="recipe name under datasets/ or a .toml path")
-    demo.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                      help="dotted override, e.g. train.num_epochs=2 (repeatable)")
+    demo.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. train.num_epochs=2 (repeatable)",
+    )
     demo.add_argument("--ui", action="store_true", help="serve the Prefect UI while the demo runs")
     args = parser.parse_args(argv)
     # make/CI may stop us with SIGTERM: turn it into SystemExit so the stack's finally-block stops the server.

@@ -3,12 +3,36 @@
 import logging
 
 from tasks.stages import (
-    cache_task, export_task, fan_out_task, generate_task, ingest_task, label_task, prepare_model_task,
-    prepare_source_task, preprocess_task, train_idm_task, train_task,
+    STAGE_TASKS,
+    cache_task,
+    evaluate_task,
+    export_task,
+    fan_out_task,
+    generate_task,
+    ingest_task,
+    label_task,
+    prepare_model_task,
+    prepare_source_task,
+    preprocess_task,
+    train_idm_task,
+    train_task,
 )
 
-__all__ = ["cache_task", "export_task", "fan_out_task", "generate_task", "ingest_task", "label_task",
-           "prepare_model_task", "prepare_source_task", "preprocess_task", "train_idm_task", "train_task"]
+__all__ = [
+    "STAGE_TASKS",
+    "cache_task",
+    "evaluate_task",
+    "export_task",
+    "fan_out_task",
+    "generate_task",
+    "ingest_task",
+    "label_task",
+    "prepare_model_task",
+    "prepare_source_task",
+    "preprocess_task",
+    "train_idm_task",
+    "train_task",
+]
 
 # Every flow imports this package. Python's default level (WARNING) would drop the stages' INFO lines (sample counts,
 # losses, where outputs went) before Prefect's extra-loggers handler could send them to the run's logs.

@@ -17,8 +17,8 @@ from prefect.logging import get_run_logger
 
 from cosmos_synth.progress import ProgressUpdate
 
-MIN_INTERVAL_S = 2.0    # seconds between two updates at least
-MAX_INTERVAL_S = 60.0   # and at most, while the stage runs (the rate and the time left move on)
+MIN_INTERVAL_S = 2.0  # seconds between two updates at least
+MAX_INTERVAL_S = 60.0  # and at most, while the stage runs (the rate and the time left move on)
 MIN_STEP_PERCENT = 1.0  # otherwise an update waits until the bar moved this much
 
 
@@ -38,8 +38,9 @@ class ProgressArtifact:
             return
         try:
             if self.artifact_id is None:
-                self.artifact_id = create_progress_artifact(progress=percent, key=self.key,
-                                                            description=update.describe())
+                self.artifact_id = create_progress_artifact(
+                    progress=percent, key=self.key, description=update.describe()
+                )
             else:
                 update_progress_artifact(self.artifact_id, progress=percent, description=update.describe())
         except httpx.HTTPError as exc:  # the API is busy or restarting: the next update tries again

@@ -13,8 +13,8 @@ from PIL import Image
 from cosmos_synth.config import DemoDataConfig
 from cosmos_synth.sources.procedural import write_demo_dataset
 
-
 # demo data fixtures ---------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -25,6 +25,7 @@ def demo_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # tiny model fixtures --------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -56,8 +57,10 @@ def tiny_dit_run(tiny_model: Path):
 
     def run(adapter: str = "lora", prepare=None, during_backward=None):
         transformer = load_pipeline(tiny_model, dtype="float32", device="cpu").transformer
-        params = add_adapter(transformer, TrainConfig(data_dir=Path("."), out_dir=Path("."), adapter=adapter,
-                                                      rank=4, alpha=4, num_frames=9))
+        params = add_adapter(
+            transformer,
+            TrainConfig(data_dir=Path("."), out_dir=Path("."), adapter=adapter, rank=4, alpha=4, num_frames=9),
+        )
         torch.manual_seed(0)
         for name, param in transformer.named_parameters():
             if "lora_A" in name or "lora_B" in name:
@@ -65,11 +68,14 @@ def tiny_dit_run(tiny_model: Path):
         if prepare is not None:
             prepare(transformer)
         g = torch.Generator().manual_seed(1)
-        out = transformer(hidden_states=torch.randn(1, 16, 3, 4, 6, generator=g),
-                          timestep=torch.full((1, 1, 3, 1, 1), 0.5),
-                          encoder_hidden_states=torch.randn(1, 8, 32, generator=g),
-                          condition_mask=torch.zeros(1, 1, 3, 4, 6), padding_mask=torch.zeros(1, 1, 32, 48),
-                          return_dict=False)[0]
+        out = transformer(
+            hidden_states=torch.randn(1, 16, 3, 4, 6, generator=g),
+            timestep=torch.full((1, 1, 3, 1, 1), 0.5),
+            encoder_hidden_states=torch.randn(1, 8, 32, generator=g),
+            condition_mask=torch.zeros(1, 1, 3, 4, 6),
+            padding_mask=torch.zeros(1, 1, 32, 48),
+            return_dict=False,
+        )[0]
         with during_backward or contextlib.nullcontext():
             out.square().mean().backward()
         return out.detach(), [p.grad.clone() for p in params]
@@ -81,6 +87,7 @@ def tiny_dit_run(tiny_model: Path):
 def make_pairs():
     """A factory: `make_pairs(root, n=2)` writes n generation pairs into root, p<i>.png (seeded random 64x96 RGB)
     with p<i>.txt (a prompt), and returns root."""
+
     def make(root: Path, n: int = 2) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         for i in range(n):
@@ -101,5 +108,6 @@ def clips(demo_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("clips")
     ingest = ingest_dataset(IngestConfig(dataset_dir=demo_dataset, out_dir=root / "ingest", min_frames=9))
-    return preprocess_dataset(PreprocessConfig(manifest=ingest.manifest, out_dir=root / "pre", height=32,
-                                               width=48)).out_dir
+    return preprocess_dataset(
+        PreprocessConfig(manifest=ingest.manifest, out_dir=root / "pre", height=32, width=48)
+    ).out_dir

@@ -1,13 +1,13 @@
-"""The child side of tests/test_kill_resume.py: run one stage in this process and SIGKILL it at a point chosen up front.
+"""The child side of tests/test_kill_resume.py: run one stage in this process, SIGKILL it at a point chosen up front.
 
-    python tests/kill_at.py generate <generate_config.json> video:<k>         once video k is written and in the manifest
-    python tests/kill_at.py generate <generate_config.json> unrecorded:<k>    once video k is written, before the
-                                                                              manifest lists it
-    python tests/kill_at.py export <export_config.json> episode:<k>           once episode k is in every writer
-    python tests/kill_at.py export <export_config.json> commit:<writer>       just before `robomimic` or `lerobot` is
-                                                                              renamed into place (all written, verified)
+    python tests/kill_at.py generate <generate_config.json> video:<k>        once video k is written and in the manifest
+    python tests/kill_at.py generate <generate_config.json> unrecorded:<k>   once video k is written, before the
+                                                                             manifest lists it
+    python tests/kill_at.py export <export_config.json> episode:<k>          once episode k is in every writer
+    python tests/kill_at.py export <export_config.json> commit:<writer>      just before `robomimic` or `lerobot` is
+                                                                             renamed into place (all written, verified)
     accelerate launch ... tests/kill_at.py train <train_config.json> checkpoint:<epoch>
-                                                                              once checkpoint <epoch> is complete
+                                                                             once checkpoint <epoch> is complete
 
 k counts the videos / episodes this run writes, from 1. SIGKILL, like `kill -9`: no exception handler, `finally` or
 atexit hook runs, so the files left are exactly what a crash at that point leaves. Reaching the end without dying
@@ -21,7 +21,7 @@ import signal
 import sys
 from pathlib import Path
 
-from cosmos_synth.config import ExportConfig, GenerateConfig, TrainConfig, load_config
+from cosmos_synth.config import ExportConfig, GenerateConfig, load_config
 
 NEVER_REACHED = 3
 

@@ -26,9 +26,10 @@ from cosmos_synth.config import IngestConfig, TrainConfig
 from cosmos_synth.files import read_jsonl, write_jsonl
 from cosmos_synth.generate import list_pairs, list_pairs_checked, load_image
 from cosmos_synth.ingest import ingest_dataset
-from cosmos_synth.models import load_pipeline
-from cosmos_synth.pipeline import load_pipeline_config
-from cosmos_synth.train import ADAPTER_FILE, RESULT_FILE, add_adapter, save_adapter, train
+from cosmos_synth.layout import RESULT_FILE
+from cosmos_synth.models import ADAPTER_FILE, load_pipeline
+from cosmos_synth.recipe import load_run_config
+from cosmos_synth.train import add_adapter, save_adapter, train
 from cosmos_synth.validate import MAX_IMAGE_PIXELS, check_weights_folder, validate_adapter_file
 from cosmos_synth.video import read_video, write_video
 
@@ -48,8 +49,10 @@ def _ingest(root: Path, mode: str = "strict"):
 @pytest.fixture
 def no_unpickling(monkeypatch):
     """Any attempt to unpickle fails the test."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("something tried to unpickle a file")
+
     for owner, name in ((torch, "load"), (pickle, "load"), (pickle, "loads"), (pickle, "Unpickler")):
         monkeypatch.setattr(owner, name, refuse)
 
@@ -76,8 +79,11 @@ def test_ingest_lenient_quarantines_every_kind_and_keeps_the_good(dataset):
         message = message.replace("line 2", r"line \d+").replace("lines 1 and 2", r"lines \d and \d+")
         assert len([r for r in reasons if re.search(message, r)]) == 1, (kind, reasons)
     assert {"file", "line", "reason"} <= set(read_jsonl(result.quarantine)[0])
-    assert sorted(p.name for p in result.out_dir.iterdir()) == ["ingest_config.json", "manifest.jsonl",
-                                                                "quarantine.jsonl"]
+    assert sorted(p.name for p in result.out_dir.iterdir()) == [
+        "ingest_config.json",
+        "manifest.jsonl",
+        "quarantine.jsonl",
+    ]
 
 
 def test_ingest_lenient_with_nothing_good_left(dataset):
@@ -135,7 +141,8 @@ def test_pair_linked_to_a_file_of_its_own_folder_is_read(tmp_path):
     pairs = list_pairs(folder)
     assert [(p.sample_id, p.image, p.prompt) for p in pairs] == [
         ("a0", folder / "a0.png", "The robot arm picks up the cube."),
-        ("a1", folder / "a1.png", "The robot arm picks up the cube.")]
+        ("a1", folder / "a1.png", "The robot arm picks up the cube."),
+    ]
 
 
 def test_huge_png_is_refused_from_its_header(tmp_path, monkeypatch):
@@ -163,13 +170,16 @@ def test_pairs_lenient_skip_each_bad_pair_and_keep_seeds(tmp_path):
     assert read_jsonl(tmp_path / "out" / "quarantine.jsonl") == quarantined
 
 
-@pytest.mark.parametrize("kind, build, expected", [
-    ("rgba", corpus.rgba_png, (200, 0, 0)),          # alpha dropped
-    ("grey", corpus.grey_png, (77, 77, 77)),
-    ("grey16", corpus.grey16_png, (0x12, 0x12, 0x12)),  # 0x1234: the top 8 bits
-    ("rgb16", corpus.rgb16_png, (0xFF, 0x80, 0x01)),
-    ("palette", corpus.palette_png, (40, 40, 40)),
-])
+@pytest.mark.parametrize(
+    "kind, build, expected",
+    [
+        ("rgba", corpus.rgba_png, (200, 0, 0)),  # alpha dropped
+        ("grey", corpus.grey_png, (77, 77, 77)),
+        ("grey16", corpus.grey16_png, (0x12, 0x12, 0x12)),  # 0x1234: the top 8 bits
+        ("rgb16", corpus.rgb16_png, (0xFF, 0x80, 0x01)),
+        ("palette", corpus.palette_png, (40, 40, 40)),
+    ],
+)
 def test_odd_pngs_become_8_bit_rgb_with_a_warning(tmp_path, caplog, kind, build, expected):
     folder = tmp_path / "pairs"
     folder.mkdir()
@@ -189,8 +199,12 @@ def test_odd_pngs_become_8_bit_rgb_with_a_warning(tmp_path, caplog, kind, build,
 def adapter(tiny_model: Path, tmp_path_factory) -> Path:
     """A real rank-4 LoRA adapter file for the tiny DiT, with non-zero weights."""
     pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
-    add_adapter(pipe.transformer, TrainConfig(model="x", data_dir=Path("."), out_dir=Path("."), rank=4, alpha=4,
-                                              num_frames=9, dtype="float32", cpu=True))
+    add_adapter(
+        pipe.transformer,
+        TrainConfig(
+            model="x", data_dir=Path("."), out_dir=Path("."), rank=4, alpha=4, num_frames=9, dtype="float32", cpu=True
+        ),
+    )
     with torch.no_grad():
         for p in pipe.transformer.parameters():
             if p.requires_grad:
@@ -213,18 +227,28 @@ def test_bad_adapters_are_refused_before_loading(tmp_path, adapter, dit, tiny_mo
 
 def test_good_adapter_passes_and_loads(adapter, tiny_pipe, no_unpickling):
     assert validate_adapter_file(adapter, tiny_pipe.transformer) == {
-        "file": str(adapter), "num_layers": 20, "rank": 4, "dora": False}
+        "file": str(adapter),
+        "num_layers": 20,
+        "rank": 4,
+        "dora": False,
+    }
     tiny_pipe.load_lora_weights(str(adapter.parent), weight_name=ADAPTER_FILE)
 
 
 def test_pipeline_with_pickled_weights_is_refused_unread(tmp_path, tiny_model, no_unpickling):
     folder = corpus.pickled_pipeline(tmp_path / "model", tiny_model)
-    with pytest.raises(OSError, match=r"no file named diffusion_pytorch_model\.safetensors found in directory "
-                                      r".*model/transformer"):
+    with pytest.raises(
+        OSError,
+        match=r"no file named diffusion_pytorch_model\.safetensors found in directory "
+        r".*model/transformer",
+    ):
         load_pipeline(folder, dtype="float32")  # use_safetensors=True: diffusers refuses, never unpickles
-    with pytest.raises(ValueError, match=r"Model folder .*model: transformer/diffusion_pytorch_model\.bin is a pickle "
-                                         r"checkpoint and transformer/ holds no \.safetensors weights; .*safetensors "
-                                         r"only and never unpickles"):
+    with pytest.raises(
+        ValueError,
+        match=r"Model folder .*model: transformer/diffusion_pytorch_model\.bin is a pickle "
+        r"checkpoint and transformer/ holds no \.safetensors weights; .*safetensors "
+        r"only and never unpickles",
+    ):
         check_weights_folder(folder)
     check_weights_folder(tiny_model)  # the real folder passes
 
@@ -245,20 +269,40 @@ def _latent_cache(root: Path, latents: list[torch.Tensor]) -> Path:
     return root
 
 
-@pytest.mark.parametrize("case, where", [
-    ("nan_latents", r"step 0, clips \['clip_0'\]"),  # the NaN clip comes first
-    ("learning_rate_1e30", r"step 1, clips \['clip_\d'\]")])  # the first update explodes
+@pytest.mark.parametrize(
+    "case, where",
+    [
+        ("nan_latents", r"step 0, clips \['clip_0'\]"),  # the NaN clip comes first
+        ("learning_rate_1e30", r"step 1, clips \['clip_\d'\]"),
+    ],
+)  # the first update explodes
 def test_non_finite_loss_stops_training_without_an_adapter(tmp_path, tiny_model, case, where):
     clean = torch.randn(2, 1, 16, 3, 4, 6, generator=torch.Generator().manual_seed(1))
     if case == "nan_latents":
         clean[0, 0, :, 2] = float("nan")
     cache = _latent_cache(tmp_path / "cache", list(clean))
-    cfg = TrainConfig(model=str(tiny_model), revision=None, data_dir=cache, out_dir=tmp_path / "train", rank=4,
-                      alpha=4, num_frames=9, num_epochs=2, num_warmup_steps=0, dtype="float32", cpu=True,
-                      gradient_checkpointing=False, latent_cache=cache, cfg_dropout_prob=0.0,
-                      learning_rate=1e30 if case == "learning_rate_1e30" else 1e-4)
-    with pytest.raises(FloatingPointError, match=rf"loss is (nan|inf) at epoch 0, {where}; lower learning_rate or "
-                                                 r"check the data\."):
+    cfg = TrainConfig(
+        model=str(tiny_model),
+        revision=None,
+        data_dir=cache,
+        out_dir=tmp_path / "train",
+        rank=4,
+        alpha=4,
+        num_frames=9,
+        num_epochs=2,
+        num_warmup_steps=0,
+        dtype="float32",
+        cpu=True,
+        gradient_checkpointing=False,
+        latent_cache=cache,
+        cfg_dropout_prob=0.0,
+        learning_rate=1e30 if case == "learning_rate_1e30" else 1e-4,
+    )
+    with pytest.raises(
+        FloatingPointError,
+        match=rf"loss is (nan|inf) at epoch 0, {where}; lower learning_rate or "
+        r"check the data\.",
+    ):
         train(cfg)
     assert not (tmp_path / "train" / ADAPTER_FILE).exists() and not (tmp_path / "train" / RESULT_FILE).exists()
 
@@ -273,13 +317,16 @@ def test_disk_full_while_writing_the_manifest(dataset, monkeypatch):
         if "manifest.jsonl" not in self.name:
             return real_write_text(self, data, *args, **kwargs)
         with open(self, "w") as fh:
-            fh.write(data[:len(data) // 2])
+            fh.write(data[: len(data) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(Path, "write_text", half_then_full)
     out = dataset.parent / "ingest"
-    with pytest.raises(OSError, match=r"Could not write .*ingest/manifest\.jsonl \(No space left on device\); no "
-                                      r"partial file was left .* Free space on that disk") as caught:
+    with pytest.raises(
+        OSError,
+        match=r"Could not write .*ingest/manifest\.jsonl \(No space left on device\); no "
+        r"partial file was left .* Free space on that disk",
+    ) as caught:
         _ingest(dataset)
     assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(out / "manifest.jsonl")
     assert (out / "manifest.jsonl").read_bytes() == earlier  # the earlier manifest is untouched
@@ -318,28 +365,34 @@ def test_disk_full_while_writing_a_video(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------------- parameters
-@pytest.mark.parametrize("override, message", [
-    ({"train.rank": "abc"}, r"train: rank='abc' is not a whole number; give a whole number, e.g\. rank=32\."),
-    ({"train.rank": 3.5}, r"train: rank=3\.5 is not a whole number"),
-    ({"num_frames": "lots"}, r"recipe \S+/demo/recipe\.toml: num_frames='lots' is not a whole number; .* e\.g\. "
-                             r"num_frames=93\."),  # a top-level key: refused as such, before any stage is built
-    ({"train.learning_rate": "fast"}, r"train: learning_rate='fast' is not a number"),
-    ({"train.learning_rate": float("nan")}, r"train: learning_rate=nan is not a number \(it must be finite\)"),
-    ({"train.cpu": "yes"}, r"train: cpu='yes' is not true or false"),
-    ({"train.target_modules": "to_q"}, r"train: target_modules='to_q' is not a list"),
-    ({"train.adapter": "qlora"}, r"train: adapter='qlora' is not one of \['lora', 'dora', 'full'\]"),
-    ({"train.rank": None}, r"train: rank is null but has no 'none' setting"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"train.rank": "abc"}, r"train: rank='abc' is not a whole number; give a whole number, e.g\. rank=32\."),
+        ({"train.rank": 3.5}, r"train: rank=3\.5 is not a whole number"),
+        (
+            {"num_frames": "lots"},
+            r"recipe \S+/demo/recipe\.toml: num_frames='lots' is not a whole number; .* e\.g\. "
+            r"num_frames=93\.",
+        ),  # a top-level key: refused as such, before any stage is built
+        ({"train.learning_rate": "fast"}, r"train: learning_rate='fast' is not a number"),
+        ({"train.learning_rate": float("nan")}, r"train: learning_rate=nan is not a number \(it must be finite\)"),
+        ({"train.cpu": "yes"}, r"train: cpu='yes' is not true or false"),
+        ({"train.target_modules": "to_q"}, r"train: target_modules='to_q' is not a list"),
+        ({"train.adapter": "qlora"}, r"train: adapter='qlora' is not one of \['lora', 'dora', 'full'\]"),
+        ({"train.rank": None}, r"train: rank is null but has no 'none' setting"),
+    ],
+)
 def test_wrong_parameter_types_name_the_field(override, message):
-    with pytest.raises(ValueError, match=message):  # at load: tests/test_pipeline.py covers every stage
-        load_pipeline_config("demo", override)
+    with pytest.raises(ValueError, match=message):  # at load: tests/test_recipe.py covers every stage
+        load_run_config("demo", override)
 
 
 def test_parameters_given_as_text_still_work():
-    cfg = load_pipeline_config("demo", {"train.rank": "16", "train.cpu": "true", "generate.mode": "lenient"})
+    cfg = load_run_config("demo", {"train.rank": "16", "train.cpu": "true", "generate.mode": "lenient"})
     assert (cfg.train_config().rank, cfg.train_config().cpu, cfg.generate_config(None).mode) == (16, True, "lenient")
     with pytest.raises(ValueError, match=r"generate: mode='loose' is not one of \['strict', 'lenient'\]"):
-        load_pipeline_config("demo", {"generate.mode": "loose"})
+        load_run_config("demo", {"generate.mode": "loose"})
 
 
 # ---------------------------------------------------------------------------------------------------- security
@@ -355,10 +408,14 @@ FORBIDDEN = {  # pattern -> why it is refused
 
 
 def test_no_code_runs_when_anything_is_loaded():
-    offenders = [f"{path.relative_to(REPO)}:{number}: {line.strip()} ({why})"
-                 for folder in ("cosmos_synth", "tasks", "flows") for path in sorted((REPO / folder).rglob("*.py"))
-                 for number, line in enumerate(path.read_text().splitlines(), start=1)
-                 for pattern, why in FORBIDDEN.items() if re.search(pattern, line)]
+    offenders = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()} ({why})"
+        for folder in ("cosmos_synth", "tasks", "flows")
+        for path in sorted((REPO / folder).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        for pattern, why in FORBIDDEN.items()
+        if re.search(pattern, line)
+    ]
     assert offenders == []
     assert "use_safetensors=True" in (REPO / "cosmos_synth/models.py").read_text()
 
@@ -367,8 +424,11 @@ def test_local_prefect_server_listens_on_loopback_only(tmp_path, monkeypatch):
     from flows import local_stack
 
     spawned = []
-    monkeypatch.setattr(local_stack.LocalStack, "_spawn",
-                        lambda self, args, *rest, **kw: spawned.append(args) or SimpleNamespace(poll=lambda: None))
+    monkeypatch.setattr(
+        local_stack.LocalStack,
+        "_spawn",
+        lambda self, args, *rest, **kw: spawned.append(args) or SimpleNamespace(poll=lambda: None),
+    )
     monkeypatch.setattr(local_stack.httpx, "get", lambda url, **kw: SimpleNamespace(status_code=200))
     stack = local_stack.LocalStack(tmp_path / "stack")
     stack.start_server()  # the command is built and "started"; no server runs

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each benchmark harness in a child process
+
 SMOKE = Path(__file__).with_name("benchmark_smoke.py")
 
 
@@ -42,15 +44,22 @@ def test_benchmark_harness_runs_on_cpu(name, tmp_path):
         # FP8 in the 10 linears of each of the 4 toy blocks, then in their self-attention too: it moves pixels, but
         # the video is still the reference's (two unrelated random videos are ≈ 8 dB apart)
         assert (ours["fp8_linears"], fp8["fp8_linears"], fp8_attention["fp8_linears"]) == (0, 40, 40)
-        assert (ours["fp8_attention_blocks"], fp8["fp8_attention_blocks"], fp8_attention["fp8_attention_blocks"]) \
-            == (0, 0, 4)
+        assert (ours["fp8_attention_blocks"], fp8["fp8_attention_blocks"], fp8_attention["fp8_attention_blocks"]) == (
+            0,
+            0,
+            4,
+        )
         for side in (fp8, fp8_attention):
             assert 20 <= min(side["psnr_db"]) and side["psnr_db"] != ours["psnr_db"]
         assert fp8_attention["psnr_db"] != fp8["psnr_db"]
     else:
         variants = [(v["variant"], v["batch"]) for v in record["forward"]["variants"]]
-        assert variants == [("eager", 1), ("outside the blocks (eager)", 1), ("compiled blocks", 1),
-                            ("compiled blocks", 2)]
+        assert variants == [
+            ("eager", 1),
+            ("outside the blocks (eager)", 1),
+            ("compiled blocks", 1),
+            ("compiled blocks", 2),
+        ]
         assert record["forward"]["compiled_vs_eager_rel_err"] < 0.05
         default = next(r for r in record["attention"] if r["backend"] == "default")
         assert default["fwd_s"] >= 0 and "error" not in default

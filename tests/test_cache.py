@@ -12,16 +12,31 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from cosmos_synth.cache import cache_key, encode_latent_cache, load_cached, window_starts
 from cosmos_synth.config import CacheConfig, TrainConfig
+from cosmos_synth.encoding import encode_video
 from cosmos_synth.files import read_jsonl
+from cosmos_synth.layout import LOSS_LOG
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.preprocess import load_clip
 from cosmos_synth.speed import _ATTENTION_OPS, checkpoint_blocks
-from cosmos_synth.train import LOSS_LOG, encode_video, train
+from cosmos_synth.train import train
 
 
 def _cfg(model: Path, clips: Path, out: Path, **kw) -> CacheConfig:
-    return CacheConfig(**{**dict(model=str(model), revision=None, data_dir=clips, out_dir=out, num_frames=9,
-                                 num_windows=3, dtype="float32", device="cpu"), **kw})
+    return CacheConfig(
+        **{
+            **dict(
+                model=str(model),
+                revision=None,
+                data_dir=clips,
+                out_dir=out,
+                num_frames=9,
+                num_windows=3,
+                dtype="float32",
+                device="cpu",
+            ),
+            **kw,
+        }
+    )
 
 
 def test_cache_holds_what_encoding_gives_and_hits_on_rerun(tiny_model, clips, tmp_path):
@@ -36,7 +51,7 @@ def test_cache_holds_what_encoding_gives_and_hits_on_rerun(tiny_model, clips, tm
     pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
     frames = load_clip(Path(read_jsonl(clips / "manifest.jsonl")[0]["clip"]))
     start = row["starts"][1]
-    window = frames[start:start + 9].permute(3, 0, 1, 2).float() / 127.5 - 1.0
+    window = frames[start : start + 9].permute(3, 0, 1, 2).float() / 127.5 - 1.0
     torch.testing.assert_close(latents[1:2], encode_video(pipe, window.unsqueeze(0)))
     with torch.no_grad():
         torch.testing.assert_close(embeds, pipe._get_prompt_embeds(row["caption"]))
@@ -45,6 +60,7 @@ def test_cache_holds_what_encoding_gives_and_hits_on_rerun(tiny_model, clips, tm
     assert again.num_encoded == 0 and read_jsonl(again.manifest) == read_jsonl(first.manifest)
 
 
+@pytest.mark.slow
 def test_cache_misses_when_what_determines_it_changes(tiny_model, clips, tmp_path):
     cfg = _cfg(tiny_model, clips, tmp_path / "cache")
     encode_latent_cache(cfg)
@@ -72,22 +88,39 @@ def test_window_starts_are_seeded_and_bounded():
         window_starts(8, cfg, "clip")
 
 
+@pytest.mark.slow
 def test_training_on_the_cache_needs_no_text_encoder(tiny_model, clips, tmp_path):
     cache = encode_latent_cache(_cfg(tiny_model, clips, tmp_path / "cache")).out_dir
-    cfg = TrainConfig(model=str(tiny_model), revision=None, data_dir=clips, out_dir=tmp_path / "train", rank=4,
-                      alpha=4, num_frames=9, num_epochs=3, learning_rate=1e-3, num_warmup_steps=1,
-                      checkpoint_every_epochs=3, dtype="float32", cpu=True, latent_cache=cache,
-                      gradient_checkpointing=True, checkpoint_layers=1)
+    cfg = TrainConfig(
+        model=str(tiny_model),
+        revision=None,
+        data_dir=clips,
+        out_dir=tmp_path / "train",
+        rank=4,
+        alpha=4,
+        num_frames=9,
+        num_epochs=3,
+        learning_rate=1e-3,
+        num_warmup_steps=1,
+        checkpoint_every_epochs=3,
+        dtype="float32",
+        cpu=True,
+        latent_cache=cache,
+        gradient_checkpointing=True,
+        checkpoint_layers=1,
+    )
     result = train(cfg)
     losses = [r["loss"] for r in read_jsonl(tmp_path / "train" / LOSS_LOG)]
-    assert result["num_steps"] == 12 and len(losses) == 12 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert result.num_steps == 12 and len(losses) == 12 and all(map(torch.isfinite, torch.tensor(losses)))
 
 
 def _checkpointing(num_layers, policy="full"):
     """A `tiny_dit_run` prepare step: checkpoint `num_layers` blocks (None: none) under `policy`."""
+
     def prepare(transformer):
         if num_layers is not None:
             assert len(checkpoint_blocks(transformer, num_layers, policy=policy)) == num_layers
+
     return prepare
 
 
@@ -97,7 +130,7 @@ def test_selective_checkpointing_keeps_values_and_gradients(tiny_dit_run, policy
     for layers in (1, 2):
         out, grads = tiny_dit_run(prepare=_checkpointing(layers, policy))
         torch.testing.assert_close(out, plain_out)
-        for a, b in zip(grads, plain_grads):
+        for a, b in zip(grads, plain_grads, strict=True):
             torch.testing.assert_close(a, b)
 
 

@@ -1,4 +1,4 @@
-"""The demo world: physics, the expert, exact replay, and a judge that reads real episodes right and wrong ones wrong."""
+"""The demo world: physics, the expert, exact replay, and a judge that reads real episodes right, wrong ones wrong."""
 
 from __future__ import annotations
 
@@ -45,8 +45,9 @@ def test_grasp_carry_release(world):
     target = world.scene.objects[find_item(world.scene.objects, colour=world.task.colour)]
     # fly to the object, open: the hovering gripper moves nothing
     for _ in range(3):
-        observation, _, _ = world.step([(target.x - observation.state[0]) / 2, (target.y - observation.state[1]) / 2,
-                                        -1.0])
+        observation, _, _ = world.step(
+            [(target.x - observation.state[0]) / 2, (target.y - observation.state[1]) / 2, -1.0]
+        )
     observation, _, _ = world.step([target.x - observation.state[0], target.y - observation.state[1], -1.0])
     np.testing.assert_allclose(observation.state[3:5], [target.x, target.y], atol=1e-6)
     for _ in range(int(1 / GRIPPER_RATE)):  # close
@@ -110,8 +111,7 @@ def test_the_judge_rejects_a_still_video_and_the_distractor_done(world):
     assert not still.success and "does not end in" in " ".join(still.reasons)
     # the expert doing the other object's task: not a success for the prompted task, and the distractor flag is up
     other = next(o for o in episode.scene.objects if o.colour != episode.task.colour)
-    wrong = rollout_expert(world, dataclasses.replace(episode.task, colour=other.colour, kind=other.kind),
-                           episode.seed)
+    wrong = rollout_expert(world, dataclasses.replace(episode.task, colour=other.colour, kind=other.kind), episode.seed)
     verdict = judge(wrong.frames, episode.task)
     assert not verdict.success and verdict.distractor
 
@@ -125,8 +125,9 @@ def test_the_judge_flags_broken_physics(world):
     colour = np.array([215, 40, 40] if episode.task.colour != "red" else [40, 165, 60], dtype=np.uint8)
     frames[10:, 4:12, 4:12] = colour  # an object appears out of nowhere in a corner: duplicated or grown
     verdict = judge(frames, episode.task)
-    assert not verdict.physics_ok and any("duplicated" in r or "vanished" in r or "moved" in r
-                                          for r in verdict.reasons), verdict.reasons
+    assert not verdict.physics_ok and any(
+        "duplicated" in r or "vanished" in r or "moved" in r for r in verdict.reasons
+    ), verdict.reasons
 
 
 def test_edges_are_left_and_right():

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-
+import pytest
 from safetensors.torch import load_file
 
 from cosmos_synth.config import TrainConfig
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.launch import LOG_FILE, accelerate_command, launch_training
-from cosmos_synth.train import LOSS_LOG, epoch_order
+from cosmos_synth.launch import accelerate_command, launch_training
+from cosmos_synth.layout import LOSS_LOG, TRAIN_LOG
+from cosmos_synth.train import epoch_order
 
 
 def test_every_process_gets_the_same_number_of_clips():
@@ -23,17 +24,33 @@ def test_launch_command_picks_the_launcher(tmp_path):
     one = TrainConfig(data_dir=tmp_path, out_dir=tmp_path, cpu=True)
     two = TrainConfig(data_dir=tmp_path, out_dir=tmp_path, cpu=True, num_processes=2)
     assert "--cpu" in accelerate_command(one, tmp_path / "c.json") and "--multi_gpu" not in accelerate_command(
-        one, tmp_path / "c.json")
+        one, tmp_path / "c.json"
+    )
     command = accelerate_command(two, tmp_path / "c.json")
     assert command[command.index("--num_processes") + 1] == "2" and "--multi_gpu" in command
 
 
+@pytest.mark.slow
 def test_two_process_training_over_gloo(tiny_model, clips, tmp_path):
-    cfg = TrainConfig(model=str(tiny_model), revision=None, data_dir=clips, out_dir=tmp_path / "ddp", rank=4, alpha=4,
-                      num_frames=9, num_epochs=2, learning_rate=1e-3, num_warmup_steps=1, checkpoint_every_epochs=1,
-                      dtype="float32", cpu=True, num_processes=2, gradient_checkpointing=False)
+    cfg = TrainConfig(
+        model=str(tiny_model),
+        revision=None,
+        data_dir=clips,
+        out_dir=tmp_path / "ddp",
+        rank=4,
+        alpha=4,
+        num_frames=9,
+        num_epochs=2,
+        learning_rate=1e-3,
+        num_warmup_steps=1,
+        checkpoint_every_epochs=1,
+        dtype="float32",
+        cpu=True,
+        num_processes=2,
+        gradient_checkpointing=False,
+    )
     result = launch_training(cfg)
-    log = (tmp_path / "ddp" / LOG_FILE).read_text()
+    log = (tmp_path / "ddp" / TRAIN_LOG).read_text()
     assert "DistributedType.MULTI_CPU" in log and "Num processes: 2" in log and "Backend: gloo" in log
     assert result.num_steps == 4  # 4 clips per epoch, 2 per process, 2 epochs: rank 0 logs its own steps
     assert len(read_jsonl(tmp_path / "ddp" / LOSS_LOG)) == 4

@@ -25,21 +25,21 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import VIDEOS_DIR
 from cosmos_synth.models import load_pipeline
-from cosmos_synth.pipeline import load_pipeline_config
 from cosmos_synth.preview import ANIMATION, CONTACT_SHEET, LOSS_CURVE, PREVIEWS_DIR
+from cosmos_synth.recipe import load_run_config
 from cosmos_synth.tracking import TENSORBOARD_DIR
 from flows.finetune_and_generate import OUTPUTS_ARTIFACT
 from flows.local_stack import DEMO_DEPLOYMENT, _stop_process, local_stack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-RUN_TIMEOUT_S = 1500          # the demo takes a few minutes on 2 CPU cores
+RUN_TIMEOUT_S = 1500  # the demo takes a few minutes on 2 CPU cores
 ADAPTER_FILE = "pytorch_lora_weights.safetensors"
-CODEC_TOLERANCE = 4.0         # mean |difference| (0-255) allowed between a frame and its H.264 re-encoding
+CODEC_TOLERANCE = 4.0  # mean |difference| (0-255) allowed between a frame and its H.264 re-encoding
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    """Run the demo deployment once into a temporary run_dir; return (its PipelineConfig, flow run, artifacts).
+    """Run the demo deployment once into a temporary run_dir; return (its RunConfig, flow run, artifacts).
     The flow run's log lines are kept as the flow run's "logs"."""
     tmp = tmp_path_factory.mktemp("e2e")
     overrides = {"run_dir": str(tmp / "run"), "cache_dir": str(tmp / "cache")}
@@ -55,7 +55,7 @@ def demo_run(tmp_path_factory):
     assert not left, f"processes left running after the stack stopped: {[p.cmdline() for p in left]}"
     worker_log = (tmp / "prefect" / "worker-cpu.log").read_text(errors="replace")
     assert run.returncode == 0, f"flow run did not complete:\n{run.output}\n--- worker log ---\n{worker_log[-6000:]}"
-    return load_pipeline_config("demo", overrides), flow_run, artifacts
+    return load_run_config("demo", overrides), flow_run, artifacts
 
 
 @pytest.mark.e2e
@@ -64,9 +64,19 @@ def test_flow_run_completes_with_artifacts(demo_run):
     assert flow_run["state"]["type"] == "COMPLETED"
     assert flow_run["parameters"]["overrides"]["run_dir"] == str(cfg.run_dir)
     keys = {a["key"] for a in artifacts}
-    assert {"ingested-samples", "preprocessed-clips", "latent-cache", "training-loss", "generated-videos",
-            "idm-heldout-error", "action-labels", "exported-episodes", "evaluation", "evaluation-report",
-            OUTPUTS_ARTIFACT} <= keys
+    assert {
+        "ingested-samples",
+        "preprocessed-clips",
+        "latent-cache",
+        "training-loss",
+        "generated-videos",
+        "idm-heldout-error",
+        "action-labels",
+        "exported-episodes",
+        "evaluation",
+        "evaluation-report",
+        OUTPUTS_ARTIFACT,
+    } <= keys
     outputs = next(a for a in artifacts if a["key"] == OUTPUTS_ARTIFACT)["data"]
     assert str(cfg.stage_dir("train").resolve()) in outputs
     assert f"**groot**: `{(cfg.stage_dir('export') / 'groot').resolve()}`" in outputs  # the demo run is labelled
@@ -75,8 +85,11 @@ def test_flow_run_completes_with_artifacts(demo_run):
 @pytest.mark.e2e
 def test_run_logs_hold_the_stages_own_lines(demo_run):
     cfg, flow_run, _ = demo_run
-    ours = [(log["name"], log["level"], log["message"]) for log in flow_run["logs"]
-            if log["name"].startswith("cosmos_synth")]
+    ours = [
+        (log["name"], log["level"], log["message"])
+        for log in flow_run["logs"]
+        if log["name"].startswith("cosmos_synth")
+    ]
     messages = {name: [m for n, _, m in ours if n == name] for name, _, _ in ours}
     assert any(m.startswith("16 samples ingested, 0 quarantined") for m in messages["cosmos_synth.ingest"]), messages
     epochs = [m for m in messages["cosmos_synth.train"] if m.startswith("epoch ")]  # relayed from the child
@@ -92,8 +105,17 @@ def test_run_logs_hold_the_stages_own_lines(demo_run):
 def test_progress_reaches_the_end_and_tensorboard_has_every_step(demo_run):
     cfg, _, artifacts = demo_run
     progress = {a["key"]: a["data"] for a in artifacts if a["type"] == "progress"}
-    assert progress == {key: 100.0 for key in ("cache-progress", "training-progress", "generation-progress",
-                                               "idm-training-progress", "labelling-progress", "export-progress")}
+    assert progress == {
+        key: 100.0
+        for key in (
+            "cache-progress",
+            "training-progress",
+            "generation-progress",
+            "idm-training-progress",
+            "labelling-progress",
+            "export-progress",
+        )
+    }
     described = next(a for a in artifacts if a["key"] == "training-progress")["description"]
     assert described.startswith(f"step {_num_steps(cfg)}/{_num_steps(cfg)}, loss "), described
     num_steps = json.loads((cfg.stage_dir("train") / "train_result.json").read_text())["num_steps"]
@@ -182,8 +204,9 @@ def _lerobot_episodes(root: Path, camera: str) -> dict[int, np.ndarray]:
     assert len(data) == info["total_frames"] and len(episodes) == info["total_episodes"]
     decoded = {}
     for ep in episodes:
-        video = root / info["video_path"].format(video_key=key, chunk_index=ep[f"videos/{key}/chunk_index"],
-                                                 file_index=ep[f"videos/{key}/file_index"])
+        video = root / info["video_path"].format(
+            video_key=key, chunk_index=ep[f"videos/{key}/chunk_index"], file_index=ep[f"videos/{key}/file_index"]
+        )
         frames = _decode(video)
         first = round(ep[f"videos/{key}/from_timestamp"] * info["fps"])
         rows = data[data["episode_index"] == ep["episode_index"]].sort_values("frame_index")
@@ -245,12 +268,21 @@ def test_library_never_imports_prefect():
     offenders = []
     for path in sorted((REPO_ROOT / "cosmos_synth").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
-            offenders += [f"{path.relative_to(REPO_ROOT)}:{node.lineno} imports {n}" for n in names
-                          if n == "prefect" or n.startswith("prefect.")]
-    assert not offenders, "cosmos_synth/ must not import prefect (orchestration lives in tasks/ and flows/):\n" + \
-        "\n".join(offenders)
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
+            offenders += [
+                f"{path.relative_to(REPO_ROOT)}:{node.lineno} imports {n}"
+                for n in names
+                if n == "prefect" or n.startswith("prefect.")
+            ]
+    assert not offenders, (
+        "cosmos_synth/ must not import prefect (orchestration lives in tasks/ and flows/):\n" + "\n".join(offenders)
+    )
 
 
 STUBBORN = """import signal, subprocess, sys, time
@@ -263,8 +295,7 @@ time.sleep(600)
 
 def test_stopped_processes_have_exited_when_stop_returns():
     """What the stack starts is gone the moment stop() returns, even what ignored SIGTERM and needed SIGKILL."""
-    proc = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-c", STUBBORN], stdout=subprocess.PIPE, text=True, start_new_session=True)
     child = psutil.Process(int(proc.stdout.readline()))  # both are running once the pid is printed
     family = [psutil.Process(proc.pid), child]
     _stop_process(proc, num_terms=2, grace_s=0.2)
@@ -278,7 +309,8 @@ def test_evaluation_compares_base_and_lora_on_the_heldout_episodes(demo_run):
     rows = json.loads((cfg.stage_dir("evaluate") / "metrics.json").read_text())["rows"]
     num_heldout = cfg.demo_config().num_test_pairs
     assert [(r["model"], r["task_family"], r["episodes"]) for r in rows] == [
-        (model, "push", num_heldout) for model in ("copy-first-frame", "base", "lora")]
+        (model, "push", num_heldout) for model in ("copy-first-frame", "base", "lora")
+    ]
     for row in rows:
         assert 0.0 <= row["success_rate"] <= 1.0 and len(row["success_ci95"]) == 2 and row["psnr_db"] > 10
     assert rows[1]["frame0_psnr_db"] > 25 and rows[2]["idm_action_mse"] is not None

@@ -19,8 +19,19 @@ from cosmos_synth.sources.procedural import write_demo_dataset
 
 
 def _config(model: Path, data: Path, out: Path, **kw) -> EvaluateConfig:
-    values = dict(episodes_dir=data / HELDOUT_DIR, out_dir=out, model=str(model), revision=None, height=64, width=96,
-                  num_frames=17, num_steps=2, guidance_scale=1.0, dtype="float32", device="cpu")
+    values = dict(
+        episodes_dir=data / HELDOUT_DIR,
+        out_dir=out,
+        model=str(model),
+        revision=None,
+        height=64,
+        width=96,
+        num_frames=17,
+        num_steps=2,
+        guidance_scale=1.0,
+        dtype="float32",
+        device="cpu",
+    )
     return EvaluateConfig(**{**values, **kw})
 
 
@@ -38,7 +49,8 @@ def test_metrics_file_has_a_row_per_model_and_family_with_the_baseline(tiny_mode
     assert rows[1]["frame0_psnr_db"] > 10
     per_episode = read_jsonl(tmp_path / "eval" / "episodes.jsonl")
     assert sorted((r["model"], r["episode"]) for r in per_episode) == sorted(
-        (m, f"pair_{k:04d}") for m in (BASELINE, "base") for k in range(2))
+        (m, f"pair_{k:04d}") for m in (BASELINE, "base") for k in range(2)
+    )
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "| base | pick_place | 2 |" in report and "![sheet-pick_place](sheet-pick_place.png)" in report
     assert (tmp_path / "eval" / "sheet-pick_place.png").stat().st_size > 1000
@@ -49,8 +61,9 @@ def test_other_captions_get_the_image_metrics_only(tiny_model, demo_dataset, tmp
     data = tmp_path / "data"
     shutil.copytree(demo_dataset, data)
     csv = data / HELDOUT_DIR / METADATA_CSV
-    csv.write_text("".join(f"{line.partition(',')[0]},A robot arm tidies a table.\n"
-                           for line in csv.read_text().splitlines()))
+    csv.write_text(
+        "".join(f"{line.partition(',')[0]},A robot arm tidies a table.\n" for line in csv.read_text().splitlines())
+    )
     rows = evaluate_models(_config(tiny_model, data, tmp_path / "eval")).rows
     assert [r["task_family"] for r in rows] == ["all", "all"]
     assert all(r["success_rate"] is None and r["track_error"] is None and r["psnr_db"] > 0 for r in rows)
@@ -62,11 +75,29 @@ def test_videos_of_the_generate_stage_are_reused(tiny_model, demo_dataset, tmp_p
     from cosmos_synth.config import GenerateConfig
     from cosmos_synth.generate import generate_videos
 
-    gen = generate_videos(GenerateConfig(model=str(tiny_model), revision=None, pairs_dir=demo_dataset / TEST_DIR,
-                                         out_dir=tmp_path / "generate", height=64, width=96, num_frames=17,
-                                         num_steps=2, guidance_scale=1.0, dtype="float32", device="cpu"))
-    cfg = _config(tiny_model, demo_dataset, tmp_path / "eval", pairs_dir=demo_dataset / TEST_DIR,
-                  models={"base": None}, generated={"base": str(gen.out_dir)})
+    gen = generate_videos(
+        GenerateConfig(
+            model=str(tiny_model),
+            revision=None,
+            pairs_dir=demo_dataset / TEST_DIR,
+            out_dir=tmp_path / "generate",
+            height=64,
+            width=96,
+            num_frames=17,
+            num_steps=2,
+            guidance_scale=1.0,
+            dtype="float32",
+            device="cpu",
+        )
+    )
+    cfg = _config(
+        tiny_model,
+        demo_dataset,
+        tmp_path / "eval",
+        pairs_dir=demo_dataset / TEST_DIR,
+        models={"base": None},
+        generated={"base": str(gen.out_dir)},
+    )
     rows = evaluate_models(cfg).rows
     assert not (tmp_path / "eval" / "base").exists()  # nothing generated again
     assert rows[1]["model"] == "base" and rows[1]["episodes"] == 2
@@ -89,10 +120,12 @@ def test_image_metrics_and_intervals():
 
 @pytest.fixture(scope="module")
 def pick_place_heldout(tmp_path_factory) -> Path:
-    return write_demo_dataset(DemoDataConfig(out_dir=tmp_path_factory.mktemp("pp") / "data", num_episodes=1,
-                                             num_test_pairs=2))
+    return write_demo_dataset(
+        DemoDataConfig(out_dir=tmp_path_factory.mktemp("pp") / "data", num_episodes=1, num_test_pairs=2)
+    )
 
 
+@pytest.mark.slow
 def test_the_shipped_world_model_does_its_pretraining_family(pick_place_heldout, tmp_path):
     """The demo world model, from a held-out first frame and its prompt, does the task: the judge accepts it, it
     beats copying the first frame on the frames it has to predict, and its first frame is the seed image."""
@@ -104,6 +137,7 @@ def test_the_shipped_world_model_does_its_pretraining_family(pick_place_heldout,
     assert model["frame0_psnr_db"] > 28
 
 
+@pytest.mark.slow
 def test_a_flipped_velocity_sign_is_caught(pick_place_heldout, tmp_path, monkeypatch):
     """A fine-tune whose objective has the velocity's sign flipped (a classic bug) must not pass evaluation: ten
     LoRA steps on the demo world model with the flipped target, and the judge and PSNR say so, where the base model
@@ -115,27 +149,65 @@ def test_a_flipped_velocity_sign_is_caught(pick_place_heldout, tmp_path, monkeyp
     from cosmos_synth.loss import FlowInputs, build_flow_inputs
     from cosmos_synth.preprocess import preprocess_dataset
 
-    ingest = ingest_dataset(IngestConfig(dataset_dir=pick_place_heldout / HELDOUT_DIR, out_dir=tmp_path / "ingest",
-                                         min_frames=17))
-    clips = preprocess_dataset(PreprocessConfig(manifest=ingest.manifest, out_dir=tmp_path / "pre", height=64,
-                                                width=96)).out_dir
-    cache = encode_latent_cache(CacheConfig(model=str(DEMO_WORLD_MODEL), revision=None, data_dir=clips,
-                                            out_dir=tmp_path / "cache", num_frames=17, num_windows=1, dtype="float32",
-                                            device="cpu")).out_dir
+    ingest = ingest_dataset(
+        IngestConfig(dataset_dir=pick_place_heldout / HELDOUT_DIR, out_dir=tmp_path / "ingest", min_frames=17)
+    )
+    clips = preprocess_dataset(
+        PreprocessConfig(manifest=ingest.manifest, out_dir=tmp_path / "pre", height=64, width=96)
+    ).out_dir
+    cache = encode_latent_cache(
+        CacheConfig(
+            model=str(DEMO_WORLD_MODEL),
+            revision=None,
+            data_dir=clips,
+            out_dir=tmp_path / "cache",
+            num_frames=17,
+            num_windows=1,
+            dtype="float32",
+            device="cpu",
+        )
+    ).out_dir
 
     def flipped(*args, **kwargs) -> FlowInputs:
         inputs = build_flow_inputs(*args, **kwargs)
-        return FlowInputs(noisy=inputs.noisy, timestep=inputs.timestep, cond_mask=inputs.cond_mask,
-                          target=-inputs.target)
+        return FlowInputs(
+            noisy=inputs.noisy, timestep=inputs.timestep, cond_mask=inputs.cond_mask, target=-inputs.target
+        )
 
     monkeypatch.setattr(train_module, "build_flow_inputs", flipped)
-    train_module.train(TrainConfig(model=str(DEMO_WORLD_MODEL), revision=None, data_dir=clips, out_dir=tmp_path / "t",
-                                   adapter="lora", rank=16, alpha=16, num_frames=17, num_epochs=10, batch_size=2,
-                                   learning_rate=1e-3, num_warmup_steps=1, f_min=1.0, f_max=1.0, dtype="float32",
-                                   cpu=True, gradient_checkpointing=False, latent_cache=cache,
-                                   cond_frame_probs={1: 1.0}, checkpoint_every_epochs=100, report_to="none"))
-    cfg = _config(DEMO_WORLD_MODEL, pick_place_heldout, tmp_path / "eval", num_steps=10, max_episodes=1,
-                  models={"base": None, "flipped": str(tmp_path / "t")})
+    train_module.train(
+        TrainConfig(
+            model=str(DEMO_WORLD_MODEL),
+            revision=None,
+            data_dir=clips,
+            out_dir=tmp_path / "t",
+            adapter="lora",
+            rank=16,
+            alpha=16,
+            num_frames=17,
+            num_epochs=10,
+            batch_size=2,
+            learning_rate=1e-3,
+            num_warmup_steps=1,
+            f_min=1.0,
+            f_max=1.0,
+            dtype="float32",
+            cpu=True,
+            gradient_checkpointing=False,
+            latent_cache=cache,
+            cond_frame_probs={1: 1.0},
+            checkpoint_every_epochs=100,
+            report_to="none",
+        )
+    )
+    cfg = _config(
+        DEMO_WORLD_MODEL,
+        pick_place_heldout,
+        tmp_path / "eval",
+        num_steps=10,
+        max_episodes=1,
+        models={"base": None, "flipped": str(tmp_path / "t")},
+    )
     _, base, broken = evaluate_models(cfg).rows
     assert base["success_rate"] == 1.0 and broken["success_rate"] == 0.0
     assert broken["psnr_db"] < base["psnr_db"] - 3 and broken["track_error"] > 3 * base["track_error"]

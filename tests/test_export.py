@@ -18,7 +18,7 @@ from cosmos_synth.config import ExportConfig
 from cosmos_synth.export import Episode, export_episodes, iter_episodes, write_lerobot_dataset, write_robomimic_hdf5
 from cosmos_synth.export.robomimic import split_demos
 from cosmos_synth.export.stats import FeatureStats
-from cosmos_synth.video import read_video, write_video
+from cosmos_synth.video import write_video
 
 LENGTHS = (9, 13, 17)
 PICK, OPEN = "The robot arm picks up the red cube.", "The robot arm opens the drawer."
@@ -32,7 +32,7 @@ def moving_square(num_frames: int, episode: int) -> np.ndarray:
     frames = np.full((num_frames, HEIGHT, WIDTH, 3), 40, dtype=np.uint8)
     for k in range(num_frames):
         x = 4 * k
-        frames[k, 16 + 2 * episode: 40 + 2 * episode, x: x + 24] = (230, 60 + 80 * episode, 30)
+        frames[k, 16 + 2 * episode : 40 + 2 * episode, x : x + 24] = (230, 60 + 80 * episode, 30)
     return frames
 
 
@@ -42,10 +42,21 @@ def make_manifest(folder: Path, lengths=LENGTHS, *, missing: str | None = None) 
     for i, num_frames in enumerate(lengths):
         name = f"videos/pair_{i:04d}.mp4"
         write_video(moving_square(num_frames, i), folder / name, fps=FPS)
-        rows.append({"sample_id": f"pair_{i:04d}", "seed": i, "prompt": TASKS[i % len(TASKS)],
-                     "image": str(folder / f"pair_{i:04d}.png"), "video": str(folder / name) if i == 0 else name,
-                     "adapter": None, "model": "tiny", "num_frames": num_frames, "height": HEIGHT, "width": WIDTH,
-                     "fps": FPS})
+        rows.append(
+            {
+                "sample_id": f"pair_{i:04d}",
+                "seed": i,
+                "prompt": TASKS[i % len(TASKS)],
+                "image": str(folder / f"pair_{i:04d}.png"),
+                "video": str(folder / name) if i == 0 else name,
+                "adapter": None,
+                "model": "tiny",
+                "num_frames": num_frames,
+                "height": HEIGHT,
+                "width": WIDTH,
+                "fps": FPS,
+            }
+        )
     if missing:
         rows.append({**rows[-1], "sample_id": "pair_missing", "video": missing})
     manifest = folder / "manifest.jsonl"
@@ -72,6 +83,7 @@ def hidden_leftovers(folder: Path) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------- the stage result
 
+
 def test_result_paths_and_config(exported):
     cfg, result = exported
     assert result.hdf5_path == cfg.out_dir / "robomimic" / "demo.hdf5" and result.hdf5_path.is_file()
@@ -92,6 +104,7 @@ def test_iter_episodes_resolves_relative_and_absolute_paths(exported):
 
 # ------------------------------------------------------------------------------------------------- robomimic
 
+
 def test_robomimic_structure(exported):
     _, result = exported
     with h5py.File(result.hdf5_path, "r") as f:
@@ -103,15 +116,18 @@ def test_robomimic_structure(exported):
         for i, n in enumerate(LENGTHS):
             demo = data[f"demo_{i}"]
             assert int(demo.attrs["num_samples"]) == n
-            assert (demo.attrs["sample_id"], demo.attrs["task"], demo.attrs["source"]) == (f"pair_{i:04d}", TASKS[i],
-                                                                                          "generated")
+            assert (demo.attrs["sample_id"], demo.attrs["task"], demo.attrs["source"]) == (
+                f"pair_{i:04d}",
+                TASKS[i],
+                "generated",
+            )
             obs, next_obs = demo["obs/front_image"], demo["next_obs/front_image"]
             assert obs.dtype == np.uint8 and obs.shape == (n, HEIGHT, WIDTH, 3) and next_obs.shape == obs.shape
             np.testing.assert_array_equal(next_obs[: n - 1], obs[1:])
             np.testing.assert_array_equal(next_obs[n - 1], obs[n - 1])
             assert demo["rewards"].shape == (n,) and demo["rewards"].dtype.kind == "f" and not demo["rewards"][()].any()
             assert demo["dones"].dtype.kind == "i" and demo["dones"][()].tolist() == [0] * (n - 1) + [1]
-            assert "actions" not in demo and "states" not in demo   # nothing invented before the label stage
+            assert "actions" not in demo and "states" not in demo  # nothing invented before the label stage
         assert [n.decode() for n in f["mask/train"][()]] == ["demo_0", "demo_1"]
         assert [n.decode() for n in f["mask/valid"][()]] == ["demo_2"]
 
@@ -132,6 +148,7 @@ def test_split_demos():
 
 
 # ------------------------------------------------------------------------------------------------- LeRobot v3.0
+
 
 def test_lerobot_info(exported):
     cfg, result = exported
@@ -207,7 +224,7 @@ def test_lerobot_video_frames_match_robomimic_obs(exported):
         for row in frames.itertuples():
             query = episodes[f"videos/{KEY}/from_timestamp"][row.episode_index] + row.timestamp
             nearest = int(np.abs(times - query).argmin())
-            assert abs(times[nearest] - query) < 1e-4    # lerobot's tolerance is 1/fps - 1e-4; we are exact
+            assert abs(times[nearest] - query) < 1e-4  # lerobot's tolerance is 1/fps - 1e-4; we are exact
             expected = f[f"data/demo_{row.episode_index}/obs/front_image"][row.frame_index]
             assert np.abs(video[nearest].astype(int) - expected).mean() < 3, (row.episode_index, row.frame_index)
 
@@ -230,6 +247,7 @@ def test_lerobot_stats(exported):
 
 # ------------------------------------------------------------------------------------------------- atomicity, errors
 
+
 def test_rerun_replaces_the_export(tmp_path):
     cfg = ExportConfig(manifest=make_manifest(tmp_path / "a"), out_dir=tmp_path / "out")
     export_episodes(cfg)
@@ -241,14 +259,17 @@ def test_rerun_replaces_the_export(tmp_path):
     assert json.loads((result.lerobot_dir / "meta/info.json").read_text())["total_frames"] == 14
     assert pq.read_table(result.lerobot_dir / "data/chunk-000/file-000.parquet").num_rows == 14
     assert hidden_leftovers(tmp_path / "out") == [] and sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "export_config.json", "lerobot", "robomimic"]
+        "export_config.json",
+        "lerobot",
+        "robomimic",
+    ]
 
 
 def test_missing_video_names_the_file_and_writes_nothing(tmp_path):
     manifest = make_manifest(tmp_path / "gen", missing="videos/pair_9999.mp4")
     with pytest.raises(ValueError, match=r"pair_9999\.mp4.*does not exist"):
         export_episodes(ExportConfig(manifest=manifest, out_dir=tmp_path / "out"))
-    assert not (tmp_path / "out").exists()   # validated before any work started
+    assert not (tmp_path / "out").exists()  # validated before any work started
 
 
 def test_frame_count_mismatch_is_an_error(tmp_path):
@@ -258,16 +279,25 @@ def test_frame_count_mismatch_is_an_error(tmp_path):
     manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
     with pytest.raises(ValueError, match=r"pair_0001\.mp4 has 13 frames; the manifest says 99"):
         export_episodes(ExportConfig(manifest=manifest, out_dir=tmp_path / "out"))
-    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []   # temporary files are gone too
+    assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []  # temporary files are gone too
 
 
 # ------------------------------------------------------------------------------------------------- actions and states
 
+
 def labelled_episodes(num_actions: int = 7, num_states: int = 5) -> list[Episode]:
     rng = np.random.default_rng(0)
-    return [Episode(sample_id=f"real_{i}", frames=moving_square(n, i), task=TASKS[i], source="real",
-                    actions=rng.uniform(-1, 1, (n, num_actions)), states=rng.normal(size=(n, num_states)))
-            for i, n in enumerate((5, 9))]
+    return [
+        Episode(
+            sample_id=f"real_{i}",
+            frames=moving_square(n, i),
+            task=TASKS[i],
+            source="real",
+            actions=rng.uniform(-1, 1, (n, num_actions)),
+            states=rng.normal(size=(n, num_states)),
+        )
+        for i, n in enumerate((5, 9))
+    ]
 
 
 def test_writers_write_actions_and_states(tmp_path):
@@ -280,15 +310,17 @@ def test_writers_write_actions_and_states(tmp_path):
             np.testing.assert_allclose(demo["actions"][()], episode.actions)
             np.testing.assert_allclose(demo["states"][()], episode.states)
             assert demo["obs/wrist_image"].shape == episode.frames.shape and demo.attrs["source"] == "real"
-    root = write_lerobot_dataset(episodes, tmp_path / "lerobot", repo_id="me/labelled", fps=10, camera="wrist",
-                                 robot_type="gr1")
+    root = write_lerobot_dataset(
+        episodes, tmp_path / "lerobot", repo_id="me/labelled", fps=10, camera="wrist", robot_type="gr1"
+    )
     features = json.loads((root / "meta/info.json").read_text())["features"]
     assert features["action"]["dtype"] == "float32" and features["action"]["shape"] == [7]
     assert features["observation.state"]["shape"] == [5] and len(features["action"]["names"]) == 7
     frames = pq.read_table(root / "data/chunk-000/file-000.parquet").to_pandas()
     np.testing.assert_allclose(np.stack(frames["action"]), np.concatenate([e.actions for e in episodes]), rtol=1e-6)
-    np.testing.assert_allclose(np.stack(frames["observation.state"]), np.concatenate([e.states for e in episodes]),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.stack(frames["observation.state"]), np.concatenate([e.states for e in episodes]), rtol=1e-6
+    )
     stats = json.loads((root / "meta/stats.json").read_text())
     all_actions = np.concatenate([e.actions for e in episodes])
     np.testing.assert_allclose(stats["action"]["mean"], all_actions.mean(axis=0), rtol=1e-5)
@@ -302,8 +334,9 @@ def test_writers_reject_partly_labelled_episodes(tmp_path):
     with pytest.raises(ValueError, match="label all episodes or none"):
         write_robomimic_hdf5([labelled, bare], tmp_path / "x.hdf5", camera="front", env_name="x")
     with pytest.raises(ValueError, match="label all episodes or none"):
-        write_lerobot_dataset([labelled, bare], tmp_path / "lerobot", repo_id="a/b", fps=16, camera="front",
-                              robot_type="x")
+        write_lerobot_dataset(
+            [labelled, bare], tmp_path / "lerobot", repo_id="a/b", fps=16, camera="front", robot_type="x"
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -315,6 +348,7 @@ def test_episode_validates_its_arrays():
 
 
 # ------------------------------------------------------------------------------------------------- statistics
+
 
 def test_feature_stats_merge_exactly_and_sample_quantiles():
     rng = np.random.default_rng(1)

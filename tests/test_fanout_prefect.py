@@ -7,9 +7,9 @@ import json
 import pytest
 
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.generate import SHARDS_DIR, video_is_complete
-from cosmos_synth.pipeline import load_pipeline_config
-from cosmos_synth.preview import ANIMATION, CONTACT_SHEET, PREVIEWS_DIR
+from cosmos_synth.generate import video_is_complete
+from cosmos_synth.layout import ANIMATION, CONTACT_SHEET, PREVIEWS_DIR, SHARDS_DIR
+from cosmos_synth.recipe import load_run_config
 from flows.local_stack import DEMO_DEPLOYMENT, local_stack
 
 RUN_TIMEOUT_S = 1500
@@ -17,15 +17,21 @@ RUN_TIMEOUT_S = 1500
 
 @pytest.mark.e2e
 def test_two_workers_share_one_generation_run(tmp_path):
-    overrides = {"run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"), "generate_shards": 2,
-                 "label": False, "train.num_epochs": 1, "demo.num_episodes": 4}
+    overrides = {
+        "run_dir": str(tmp_path / "run"),
+        "cache_dir": str(tmp_path / "cache"),
+        "generate_shards": 2,
+        "label": False,
+        "train.num_epochs": 1,
+        "demo.num_episodes": 4,
+    }
     with local_stack(tmp_path / "prefect") as stack:
         for name in ("gpu-a", "gpu-b"):  # what `CUDA_VISIBLE_DEVICES=i prefect worker start --pool gpu` does
             stack.start_worker("gpu", name=name, limit=1, env={"COSMOS_SYNTH_WORKER": name, "CUDA_VISIBLE_DEVICES": ""})
         run = stack.run_deployment(DEMO_DEPLOYMENT, params={"overrides": overrides}, timeout_s=RUN_TIMEOUT_S)
         artifacts = stack.artifacts(run.flow_run_id) if run.flow_run_id else []
     assert run.returncode == 0, run.output[-4000:]
-    cfg = load_pipeline_config("demo", overrides)
+    cfg = load_run_config("demo", overrides)
     out = cfg.stage_dir("generate")
     shards = {p.stem: [r["sample_id"] for r in read_jsonl(p)] for p in sorted((out / SHARDS_DIR).glob("*.jsonl"))}
     assert sorted(shards) == ["shard-000", "shard-001"]

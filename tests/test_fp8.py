@@ -18,12 +18,16 @@ import torch
 from cosmos_synth.config import GenerateConfig, TrainConfig
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.fp8_attention import (
-    Fp8SelfAttnProcessor, fp8_attention, fp8_sdpa, use_fp8_attention,
+    Fp8SelfAttnProcessor,
+    fp8_attention,
+    fp8_sdpa,
+    use_fp8_attention,
 )
 from cosmos_synth.generate import generate_videos
+from cosmos_synth.layout import LOSS_LOG
 from cosmos_synth.models import load_pipeline
 from cosmos_synth.speed import FP8_MODULES, Fp8Linear, to_e4m3, use_fp8_matmuls
-from cosmos_synth.train import LOSS_LOG, train
+from cosmos_synth.train import train
 from cosmos_synth.video import read_video
 
 
@@ -88,17 +92,32 @@ def test_fp8_refuses_trainable_weights(tiny_model):
         use_fp8_matmuls(pipe.transformer)
 
 
+@pytest.mark.slow
 def test_training_with_fp8_matmuls_follows_the_float_loss(tiny_model, clips, tmp_path):
     losses = {}
     for fp8 in (False, True):
         out = tmp_path / f"fp8-{fp8}"
-        cfg = TrainConfig(model=str(tiny_model), revision=None, data_dir=clips, out_dir=out, rank=4, alpha=4,
-                          num_frames=9, num_epochs=1, learning_rate=1e-3, num_warmup_steps=1, dtype="float32",
-                          cpu=True, fp8_matmuls=fp8)
+        cfg = TrainConfig(
+            model=str(tiny_model),
+            revision=None,
+            data_dir=clips,
+            out_dir=out,
+            rank=4,
+            alpha=4,
+            num_frames=9,
+            num_epochs=1,
+            learning_rate=1e-3,
+            num_warmup_steps=1,
+            dtype="float32",
+            cpu=True,
+            fp8_matmuls=fp8,
+        )
         train(cfg)
         losses[fp8] = [r["loss"] for r in read_jsonl(out / LOSS_LOG)]
     assert len(losses[True]) == len(losses[False]) >= 2
-    for a, b in zip(losses[True], losses[False]):  # same data, noise and seed: the loss moves by FP8's rounding only
+    for a, b in zip(
+        losses[True], losses[False], strict=True
+    ):  # same data, noise and seed: the loss moves by FP8's rounding only
         assert a != b and abs(a - b) / b < 0.02
 
 
@@ -168,9 +187,19 @@ def test_generation_with_fp8_is_recorded_and_close(tiny_model, tmp_path, make_pa
     pairs = make_pairs(tmp_path / "pairs", 1)
     videos = {}
     for fp8 in (False, True):
-        cfg = GenerateConfig(model=str(tiny_model), revision=None, pairs_dir=pairs, out_dir=tmp_path / "out",
-                             height=64, width=96, num_frames=9, num_steps=2, dtype="float32", device="cpu",
-                             **{name: fp8 for name in options})
+        cfg = GenerateConfig(
+            model=str(tiny_model),
+            revision=None,
+            pairs_dir=pairs,
+            out_dir=tmp_path / "out",
+            height=64,
+            width=96,
+            num_frames=9,
+            num_steps=2,
+            dtype="float32",
+            device="cpu",
+            **{name: fp8 for name in options},
+        )
         result = generate_videos(cfg)
         assert result.num_skipped == 0  # switching FP8 on regenerates: it changes the pixels
         row = read_jsonl(result.manifest)[0]

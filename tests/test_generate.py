@@ -15,8 +15,17 @@ from cosmos_synth.video import read_video
 
 
 def _config(model: Path, pairs: Path, out: Path, **kw) -> GenerateConfig:
-    values = dict(model=str(model), pairs_dir=pairs, out_dir=out, height=64, width=96, num_frames=9, num_steps=2,
-                  dtype="float32", device="cpu")
+    values = dict(
+        model=str(model),
+        pairs_dir=pairs,
+        out_dir=out,
+        height=64,
+        width=96,
+        num_frames=9,
+        num_steps=2,
+        dtype="float32",
+        device="cpu",
+    )
     return GenerateConfig(**{**values, **kw})
 
 
@@ -96,8 +105,11 @@ def test_pair_errors_name_the_file(tmp_path, make_pairs):
 
 def test_missing_adapter_is_reported(tiny_model, tmp_path, make_pairs):
     cfg = _config(tiny_model, make_pairs(tmp_path / "pairs"), tmp_path / "out", adapter=tmp_path / "no-adapter")
-    with pytest.raises(ValueError, match=r"adapter .*no-adapter holds neither pytorch_lora_weights\.safetensors "
-                                         r"\(LoRA/DoRA\) nor transformer/diffusion_pytorch_model\.safetensors"):
+    with pytest.raises(
+        ValueError,
+        match=r"adapter .*no-adapter holds neither pytorch_lora_weights\.safetensors "
+        r"\(LoRA/DoRA\) nor transformer/diffusion_pytorch_model\.safetensors",
+    ):
         generate_videos(cfg)
 
 
@@ -112,7 +124,7 @@ def test_precomputed_embeddings_give_the_pipeline_call_frames(tiny_model, tmp_pa
     embeds, negative = encode_prompts(pipe, cfg, pairs)
     release_text_encoder(pipe)
     assert pipe.text_encoder is None and negative.shape == embeds["p0"].shape == (1, 512, 32)
-    for pair, frames in zip(pairs, reference):
+    for pair, frames in zip(pairs, reference, strict=True):
         assert np.array_equal(generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative), frames)
 
 
@@ -140,9 +152,16 @@ def test_frames_are_the_pipelines_numpy_output_rounded(tiny_pipe, tmp_path, make
     cfg = _config(Path("unused"), make_pairs(tmp_path / "pairs", 1), tmp_path / "out")
     pair = list_pairs(cfg.pairs_dir)[0]
     ours = generate_video(tiny_pipe, cfg, pair)  # converted to uint8 as a tensor, where the frames are
-    output = tiny_pipe(image=load_image(pair.image), prompt=pair.prompt, height=cfg.height, width=cfg.width,
-                       num_frames=cfg.num_frames, num_inference_steps=cfg.num_steps,
-                       guidance_scale=cfg.guidance_scale, latents=numpy_latents(latent_shape(cfg), cfg.seed),
-                       output_type="np")
+    output = tiny_pipe(
+        image=load_image(pair.image),
+        prompt=pair.prompt,
+        height=cfg.height,
+        width=cfg.width,
+        num_frames=cfg.num_frames,
+        num_inference_steps=cfg.num_steps,
+        guidance_scale=cfg.guidance_scale,
+        latents=numpy_latents(latent_shape(cfg), cfg.seed),
+        output_type="np",
+    )
     expected = (np.clip(output.frames[0], 0.0, 1.0) * 255.0).round().astype(np.uint8)
     assert ours.shape == expected.shape == (9, 64, 96, 3) and np.array_equal(ours, expected)

@@ -36,23 +36,31 @@ ANNOTATION = "annotation.human.action.task_description"
 def moving_square(num_frames: int, episode: int) -> np.ndarray:
     frames = np.full((num_frames, HEIGHT, WIDTH, 3), 40, dtype=np.uint8)
     for k in range(num_frames):
-        frames[k, 16 + 2 * episode: 40 + 2 * episode, 4 * k: 4 * k + 24] = (230, 60 + 80 * episode, 30)
+        frames[k, 16 + 2 * episode : 40 + 2 * episode, 4 * k : 4 * k + 24] = (230, 60 + 80 * episode, 30)
     return frames
 
 
 def episodes(*, states: bool = True, lengths=LENGTHS) -> list[Episode]:
     rng = np.random.default_rng(3)
-    return [Episode(sample_id=f"pair_{i:04d}", frames=moving_square(n, i), task=TASKS[i % 3],
-                    actions=rng.uniform(-2, 2, (n, 7)), states=rng.normal(size=(n, 5)) if states else None)
-            for i, n in enumerate(lengths)]
+    return [
+        Episode(
+            sample_id=f"pair_{i:04d}",
+            frames=moving_square(n, i),
+            task=TASKS[i % 3],
+            actions=rng.uniform(-2, 2, (n, 7)),
+            states=rng.normal(size=(n, 5)) if states else None,
+        )
+        for i, n in enumerate(lengths)
+    ]
 
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     root = tmp_path_factory.mktemp("groot") / "groot"
     source = episodes()
-    write_groot_dataset(source, root, fps=FPS, camera="front", robot_type="gr1", action_groups=GROUPS,
-                        state_groups=STATE_GROUPS)
+    write_groot_dataset(
+        source, root, fps=FPS, camera="front", robot_type="gr1", action_groups=GROUPS, state_groups=STATE_GROUPS
+    )
     return root, source
 
 
@@ -76,14 +84,15 @@ def read_like_gr00t(root: Path) -> list[dict[str, object]]:
         for name, default in (("state", "observation.state"), ("action", "action")):
             for group, meta in modality[name].items():
                 column = np.stack(frame[meta.get("original_key", default)])
-                item[f"{name}.{group}"] = column[:, meta["start"]:meta["end"]]
+                item[f"{name}.{group}"] = column[:, meta["start"] : meta["end"]]
         for subkey, meta in modality["annotation"].items():
             item["language"] = [tasks[i] for i in frame[meta.get("original_key", f"annotation.{subkey}")]]
         for name, meta in modality["video"].items():
             feature = info["features"][meta["original_key"]]
             assert feature["shape"][feature["names"].index("channels")] == 3 and feature["info"]["video.fps"] == FPS
-            path = root / info["video_path"].format(episode_chunk=chunk, video_key=meta["original_key"],
-                                                    episode_index=index)
+            path = root / info["video_path"].format(
+                episode_chunk=chunk, video_key=meta["original_key"], episode_index=index
+            )
             with av.open(str(path)) as container:
                 decoded = {round(f.time * FPS): f.to_ndarray(format="rgb24") for f in container.decode(video=0)}
             item[f"video.{name}"] = np.stack([decoded[round(t * FPS)] for t in frame["timestamp"]])  # by timestamp
@@ -93,12 +102,18 @@ def read_like_gr00t(root: Path) -> list[dict[str, object]]:
 
 # ------------------------------------------------------------------------------------------------- layout
 
+
 def test_layout_info_and_jsonl(written):
     root, _ = written
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     assert files == [f"data/chunk-000/episode_00000{i}.parquet" for i in range(3)] + [
-        "meta/episodes.jsonl", "meta/episodes_stats.jsonl", "meta/info.json", "meta/modality.json",
-        "meta/stats.json", "meta/tasks.jsonl"] + [f"videos/chunk-000/{KEY}/episode_00000{i}.mp4" for i in range(3)]
+        "meta/episodes.jsonl",
+        "meta/episodes_stats.jsonl",
+        "meta/info.json",
+        "meta/modality.json",
+        "meta/stats.json",
+        "meta/tasks.jsonl",
+    ] + [f"videos/chunk-000/{KEY}/episode_00000{i}.mp4" for i in range(3)]
     info = read_json(root / "meta/info.json")
     assert info["codebase_version"] == "v2.1" and info["robot_type"] == "gr1" and info["fps"] == FPS
     assert (info["total_episodes"], info["total_frames"], info["total_tasks"]) == (3, sum(LENGTHS), 2)
@@ -107,7 +122,11 @@ def test_layout_info_and_jsonl(written):
     assert info["data_path"] == "data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.parquet"
     assert info["video_path"] == "videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4"
     features = info["features"]
-    assert features["action"] == {"dtype": "float32", "shape": [7], "names": [f"arm_{i}" for i in range(6)] + ["gripper_0"]}
+    assert features["action"] == {
+        "dtype": "float32",
+        "shape": [7],
+        "names": [f"arm_{i}" for i in range(6)] + ["gripper_0"],
+    }
     assert features["observation.state"]["names"] == ["left_0", "left_1", "right_0", "right_1", "right_2"]
     assert features[ANNOTATION] == {"dtype": "int64", "shape": [1], "names": None}
     assert features["next.done"]["dtype"] == "bool" and features["next.reward"]["dtype"] == "float32"
@@ -116,9 +135,10 @@ def test_layout_info_and_jsonl(written):
     assert (video["info"]["video.codec"], video["info"]["video.pix_fmt"]) == ("h264", "yuv420p")
     assert read_jsonl(root / "meta/episodes.jsonl") == [
         {"episode_index": i, "tasks": [TASKS[i]], "length": n, "sample_id": f"pair_{i:04d}", "source": "generated"}
-        for i, n in enumerate(LENGTHS)]
+        for i, n in enumerate(LENGTHS)
+    ]
     assert read_jsonl(root / "meta/tasks.jsonl") == [{"task_index": 0, "task": PICK}, {"task_index": 1, "task": OPEN}]
-    assert not list(root.parent.glob(".*"))   # built under a temporary name, renamed
+    assert not list(root.parent.glob(".*"))  # built under a temporary name, renamed
 
 
 def test_modality_json_follows_the_gr00t_schema(written):
@@ -135,11 +155,21 @@ def test_modality_json_follows_the_gr00t_schema(written):
 def test_parquet_columns_and_dtypes(written):
     root, source = written
     table = pq.read_table(root / "data/chunk-000/episode_000001.parquet")
-    assert table.column_names == ["observation.state", "action", "timestamp", ANNOTATION, "task_index",
-                                  "episode_index", "index", "frame_index", "next.reward", "next.done"]
+    assert table.column_names == [
+        "observation.state",
+        "action",
+        "timestamp",
+        ANNOTATION,
+        "task_index",
+        "episode_index",
+        "index",
+        "frame_index",
+        "next.reward",
+        "next.done",
+    ]
     types = {field.name: str(field.type) for field in table.schema}
     assert types[ANNOTATION] == "int64" and types["timestamp"] == "float" and types["next.done"] == "bool"
-    assert types["action"] == "fixed_size_list<element: float>[7]"   # lerobot's Sequence(length=7)
+    assert types["action"] == "fixed_size_list<element: float>[7]"  # lerobot's Sequence(length=7)
     frame = table.to_pandas()
     np.testing.assert_array_equal(frame["index"], np.arange(9, 9 + 13))
     np.testing.assert_array_equal(frame[ANNOTATION], [1] * 13)
@@ -151,7 +181,7 @@ def test_gr00t_style_reading_gives_back_the_episodes(written):
     root, source = written
     loaded = read_like_gr00t(root)
     assert len(loaded) == 3
-    for item, episode in zip(loaded, source):
+    for item, episode in zip(loaded, source, strict=True):
         np.testing.assert_array_equal(item["action.arm"], episode.actions[:, :6])
         np.testing.assert_array_equal(item["action.gripper"], episode.actions[:, 6:])
         np.testing.assert_array_equal(item["state.right"], episode.states[:, 2:])
@@ -191,6 +221,7 @@ def test_episodes_past_chunks_size_go_to_the_next_chunk(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------- choices and errors
 
+
 def test_default_groups_and_no_states(tmp_path):
     root = write_groot_dataset(episodes(states=False), tmp_path / "groot", fps=FPS, camera="front", robot_type="x")
     modality = read_json(root / "meta/modality.json")
@@ -207,26 +238,34 @@ def test_unlabelled_episodes_are_refused(tmp_path):
 
 
 def test_groups_must_cover_the_columns(tmp_path):
-    with pytest.raises(ValueError, match=r"action_groups=\{'arm': 6\} \(export.groot_action_groups in a recipe\) covers 6 columns but the episodes have 7"):
-        write_groot_dataset(episodes(), tmp_path / "groot", fps=FPS, camera="front", robot_type="x",
-                            action_groups={"arm": 6})
+    with pytest.raises(
+        ValueError,
+        match=r"action_groups=\{'arm': 6\} \(export.groot_action_groups in a recipe\) covers 6 columns "
+        r"but the episodes have 7",
+    ):
+        write_groot_dataset(
+            episodes(), tmp_path / "groot", fps=FPS, camera="front", robot_type="x", action_groups={"arm": 6}
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_lerobot_codec_option(tmp_path):
-    root = write_lerobot_dataset(episodes()[:1], tmp_path / "av1", repo_id="a/b", fps=FPS, camera="front",
-                                 robot_type="x", codec="av1")
+    root = write_lerobot_dataset(
+        episodes()[:1], tmp_path / "av1", repo_id="a/b", fps=FPS, camera="front", robot_type="x", codec="av1"
+    )
     assert read_json(root / "meta/info.json")["features"][KEY]["info"]["video.codec"] == "av1"
     with pytest.raises(ValueError, match=r"codec='vp9': use one of \['av1', 'h264'\]"):
-        write_lerobot_dataset(episodes()[:1], tmp_path / "x", repo_id="a/b", fps=FPS, camera="front",
-                              robot_type="x", codec="vp9")
+        write_lerobot_dataset(
+            episodes()[:1], tmp_path / "x", repo_id="a/b", fps=FPS, camera="front", robot_type="x", codec="vp9"
+        )
 
 
 # ------------------------------------------------------------------------------------------------- export_episodes
 
+
 def write_manifest(folder: Path, *, labelled: bool) -> Path:
     rows = []
-    for i, episode in enumerate(episodes(states=False)):
+    for episode in episodes(states=False):
         video = write_video(episode.frames, folder / f"videos/{episode.sample_id}.mp4", fps=FPS)
         row = {"sample_id": episode.sample_id, "prompt": episode.task, "video": str(video), "fps": FPS}
         if labelled:
@@ -255,8 +294,13 @@ def test_export_episodes_adds_groot_for_labelled_episodes_only(tmp_path):
 
 def test_export_config_sets_codec_and_groot_groups(tmp_path):
     out = tmp_path / "out"
-    cfg = ExportConfig(manifest=write_manifest(tmp_path, labelled=True), out_dir=out, fps=FPS, lerobot_codec="av1",
-                       groot_action_groups={"arm": 4, "hand": 3})
+    cfg = ExportConfig(
+        manifest=write_manifest(tmp_path, labelled=True),
+        out_dir=out,
+        fps=FPS,
+        lerobot_codec="av1",
+        groot_action_groups={"arm": 4, "hand": 3},
+    )
     result = export_episodes(cfg)
     modality = read_json(out / "groot/meta/modality.json")
     assert modality["action"] == {"arm": {"start": 0, "end": 4}, "hand": {"start": 4, "end": 7}}

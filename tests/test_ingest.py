@@ -27,8 +27,9 @@ def dataset(demo_dataset: Path, tmp_path: Path) -> Path:
 
 
 def _ingest(root: Path, **overrides):
-    return ingest_dataset(IngestConfig(dataset_dir=root, out_dir=root.parent / "ingest", **{"min_frames": 33,
-                                                                                               **overrides}))
+    return ingest_dataset(
+        IngestConfig(dataset_dir=root, out_dir=root.parent / "ingest", **{"min_frames": 33, **overrides})
+    )
 
 
 def _set_metadata(root: Path, *lines: str) -> Path:
@@ -44,7 +45,7 @@ def test_good_dataset_manifest(dataset):
     assert result.manifest == dataset.parent / "ingest" / "manifest.jsonl"
     rows = read_jsonl(result.manifest)
     assert [r["sample_id"] for r in rows] == [f"episode_{i:04d}" for i in range(NUM_EPISODES)]
-    for row, prompt in zip(rows, prompts):
+    for row, prompt in zip(rows, prompts, strict=True):
         assert row["video"] == str((dataset / VIDEOS_DIR / f"{row['sample_id']}.mp4").resolve())
         assert row["trajectory"] == str((dataset / TRAJECTORIES_DIR / f"{row['sample_id']}.npz").resolve())
         assert row["caption"] == prompt
@@ -53,14 +54,22 @@ def test_good_dataset_manifest(dataset):
     written = json.loads((result.out_dir / "ingest_config.json").read_text())
     assert written["min_frames"] == 17 and written["dataset_dir"] == str(dataset)
     summary = result.summary_rows()
-    assert summary[0] == {"sample_id": "episode_0000", "frames": 33, "size": "64x96", "caption": prompts[0][:57] + "..."}
+    assert summary[0] == {
+        "sample_id": "episode_0000",
+        "frames": 33,
+        "size": "64x96",
+        "caption": prompts[0][:57] + "...",
+    }
 
 
 def test_caption_prefix_header_and_quotes(dataset):
-    _set_metadata(dataset, "file_name,text",
-                  'videos/episode_0001.mp4,"Pick up the cube, then place it in the bowl."',
-                  "",
-                  "videos/episode_0000.mp4,  plain caption  ")
+    _set_metadata(
+        dataset,
+        "file_name,text",
+        'videos/episode_0001.mp4,"Pick up the cube, then place it in the bowl."',
+        "",
+        "videos/episode_0000.mp4,  plain caption  ",
+    )
     rows = read_jsonl(_ingest(dataset, caption_prefix="The robot arm is performing a task. ").manifest)
     assert [r["sample_id"] for r in rows] == ["episode_0001", "episode_0000"]
     assert rows[0]["caption"] == "The robot arm is performing a task. Pick up the cube, then place it in the bowl."
@@ -77,9 +86,11 @@ def test_videos_named_by_no_row_are_reported_not_ingested(dataset, caplog):
     assert result.unlisted_videos == ("videos/episode_0001.mp4", "videos/episode_0003.mp4")
     assert [r["sample_id"] for r in read_jsonl(result.manifest)] == ["episode_0000", "episode_0002"]
     warnings = [r.getMessage() for r in caplog.records if r.name == "cosmos_synth.ingest"]
-    assert warnings == [f"2 videos of {dataset} are named by no row of metadata.csv and are not ingested: "
-                        "videos/episode_0001.mp4, videos/episode_0003.mp4; add a row for each to train on it, or move "
-                        "it out of the dataset"]  # the hidden temporary and other/ (no row's folder) are not counted
+    assert warnings == [
+        f"2 videos of {dataset} are named by no row of metadata.csv and are not ingested: "
+        "videos/episode_0001.mp4, videos/episode_0003.mp4; add a row for each to train on it, or move "
+        "it out of the dataset"
+    ]  # the hidden temporary and other/ (no row's folder) are not counted
 
 
 def test_unlisted_videos_of_videos_dir_go_into_the_ingest_artifacts(dataset, monkeypatch, caplog):
@@ -89,16 +100,20 @@ def test_unlisted_videos_of_videos_dir_go_into_the_ingest_artifacts(dataset, mon
     artifacts = []
     monkeypatch.setattr(stages, "create_table_artifact", lambda **artifact: artifacts.append(artifact))
     with caplog.at_level(logging.WARNING, logger="cosmos_synth.ingest"):
-        result = stages.ingest_task.fn(IngestConfig(dataset_dir=dataset, out_dir=dataset.parent / "ingest",
-                                                    min_frames=33, videos_dir=VIDEOS_DIR))
+        result = stages.ingest_task.fn(
+            IngestConfig(dataset_dir=dataset, out_dir=dataset.parent / "ingest", min_frames=33, videos_dir=VIDEOS_DIR)
+        )
     unlisted = [f"videos/episode_000{i}.mp4" for i in (1, 2, 3)] + [f"videos/extra_{i}.MP4" for i in range(6)]
     assert result.unlisted_videos == tuple(unlisted) and result.num_samples == 1
-    assert f"9 videos of {dataset} are named by no row of metadata.csv and are not ingested: " \
-           f"{', '.join(unlisted[:5])}, ...; add a row" in caplog.text
+    assert (
+        f"9 videos of {dataset} are named by no row of metadata.csv and are not ingested: "
+        f"{', '.join(unlisted[:5])}, ...; add a row" in caplog.text
+    )
     assert [a["key"] for a in artifacts] == ["unlisted-videos", "ingested-samples"]
     assert artifacts[0]["table"] == [{"video": v} for v in unlisted]
-    assert artifacts[0]["description"] == ("9 videos in the dataset's video folders are named by no metadata.csv "
-                                           "row and were not ingested")
+    assert artifacts[0]["description"] == (
+        "9 videos in the dataset's video folders are named by no metadata.csv row and were not ingested"
+    )
     assert artifacts[1]["description"].endswith("(9 unlisted videos left out; see unlisted-videos)")
 
 
@@ -155,8 +170,11 @@ def test_empty_caption(dataset):
 def test_too_short_video(dataset):
     write_video(np.zeros((9, 64, 96, 3), np.uint8), dataset / VIDEOS_DIR / "short.mp4", fps=16)
     _set_metadata(dataset, "videos/episode_0000.mp4,fine", "videos/short.mp4,too short")
-    with pytest.raises(ValueError, match=r"Video videos/short\.mp4 has 9 frames; min_frames=33 needs at least 33\. "
-                                         r"Lower num_frames or drop the clip\."):
+    with pytest.raises(
+        ValueError,
+        match=r"Video videos/short\.mp4 has 9 frames; min_frames=33 needs at least 33\. "
+        r"Lower num_frames or drop the clip\.",
+    ):
         _ingest(dataset)
 
 
@@ -171,8 +189,11 @@ def test_duplicate_sample_ids(dataset):
     (dataset / "other").mkdir()
     shutil.copy(dataset / VIDEOS_DIR / "episode_0000.mp4", dataset / "other" / "episode_0000.mp4")
     _set_metadata(dataset, "videos/episode_0000.mp4,a", "videos/episode_0001.mp4,b", "other/episode_0000.mp4,c")
-    with pytest.raises(ValueError, match=r"lines 1 and 3 both give sample id 'episode_0000' "
-                                         r"\(videos/episode_0000\.mp4, other/episode_0000\.mp4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"lines 1 and 3 both give sample id 'episode_0000' "
+        r"\(videos/episode_0000\.mp4, other/episode_0000\.mp4\)",
+    ):
         _ingest(dataset)
 
 
@@ -181,8 +202,11 @@ def test_trajectory_row_mismatch(dataset):
     with np.load(path) as data:
         state, action = data["state"], data["action"]
     np.savez(path, state=state, action=action[:-1])
-    with pytest.raises(ValueError, match=r"Trajectory .*episode_0002\.npz: 'action' has 32 rows but the video has "
-                                         r"33 frames"):
+    with pytest.raises(
+        ValueError,
+        match=r"Trajectory .*episode_0002\.npz: 'action' has 32 rows but the video has "
+        r"33 frames",
+    ):
         _ingest(dataset)
 
 

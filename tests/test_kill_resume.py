@@ -15,13 +15,18 @@ import sys
 from pathlib import Path
 
 import h5py
+import pytest
 
 from cosmos_synth.config import ExportConfig, GenerateConfig, TrainConfig, config_to_dict, write_config
 from cosmos_synth.export import export_episodes, export_paths
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.generate import VIDEOS_DIR, generate_videos, video_is_complete
+from cosmos_synth.generate import generate_videos, video_is_complete
 from cosmos_synth.launch import accelerate_command, launch_training
-from cosmos_synth.train import ADAPTER_FILE, CHECKPOINTS_DIR, LOSS_LOG, RESULT_FILE, latest_checkpoint
+from cosmos_synth.layout import CHECKPOINTS_DIR, LOSS_LOG, RESULT_FILE, VIDEOS_DIR
+from cosmos_synth.models import ADAPTER_FILE
+from cosmos_synth.train import latest_checkpoint
+
+pytestmark = pytest.mark.slow  # each test trains, generates or exports in killed child processes
 
 REPO = Path(__file__).resolve().parent.parent
 KILL_AT = Path(__file__).with_name("kill_at.py")
@@ -30,8 +35,9 @@ KILL_AT = Path(__file__).with_name("kill_at.py")
 def _run(command: list[str]) -> tuple[int, str, int]:
     """Run a child to its end (it kills itself at its kill point): (exit code, stderr, pid)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    with subprocess.Popen(command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, text=True) as child:
+    with subprocess.Popen(
+        command, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    ) as child:
         _, stderr = child.communicate()
     return child.returncode, stderr, child.pid
 
@@ -48,9 +54,22 @@ def _names(folder: Path) -> list[str]:
 
 
 def test_training_killed_after_its_second_checkpoint_resumes_from_it(tiny_model, clips, tmp_path):
-    cfg = TrainConfig(model=str(tiny_model), revision=None, data_dir=clips, out_dir=tmp_path / "train", rank=4,
-                      alpha=4, num_frames=9, num_epochs=4, learning_rate=1e-3, num_warmup_steps=1,
-                      checkpoint_every_epochs=1, dtype="float32", cpu=True, gradient_checkpointing=False)
+    cfg = TrainConfig(
+        model=str(tiny_model),
+        revision=None,
+        data_dir=clips,
+        out_dir=tmp_path / "train",
+        rank=4,
+        alpha=4,
+        num_frames=9,
+        num_epochs=4,
+        learning_rate=1e-3,
+        num_warmup_steps=1,
+        checkpoint_every_epochs=1,
+        dtype="float32",
+        cpu=True,
+        gradient_checkpointing=False,
+    )
     config = write_config(cfg, cfg.out_dir, "train")
     command = accelerate_command(cfg, config)
     assert command[-3:] == ["-m", "cosmos_synth.train", str(config)]
@@ -83,10 +102,23 @@ def _pairs(root: Path, image: Path, prompts: list[str]) -> Path:
 
 
 def test_generation_killed_mid_run_yields_each_sample_once(tiny_model, demo_dataset, tmp_path):
-    pairs = _pairs(tmp_path / "pairs", demo_dataset / "test" / "pair_0000.png",
-                   [f"The robot arm picks up cube {i}." for i in range(4)])
-    cfg = GenerateConfig(model=str(tiny_model), revision=None, pairs_dir=pairs, out_dir=tmp_path / "gen", height=32,
-                         width=48, num_frames=9, num_steps=4, dtype="float32", device="cpu")
+    pairs = _pairs(
+        tmp_path / "pairs",
+        demo_dataset / "test" / "pair_0000.png",
+        [f"The robot arm picks up cube {i}." for i in range(4)],
+    )
+    cfg = GenerateConfig(
+        model=str(tiny_model),
+        revision=None,
+        pairs_dir=pairs,
+        out_dir=tmp_path / "gen",
+        height=32,
+        width=48,
+        num_frames=9,
+        num_steps=4,
+        dtype="float32",
+        device="cpu",
+    )
     config = tmp_path / "gen.json"
     config.write_text(json.dumps(config_to_dict(cfg)))
     videos, manifest = cfg.out_dir / VIDEOS_DIR, cfg.out_dir / "manifest.jsonl"
@@ -114,9 +146,20 @@ def test_generation_killed_mid_run_yields_each_sample_once(tiny_model, demo_data
 
 def test_export_killed_mid_write_leaves_no_readable_wrong_file(tiny_model, demo_dataset, tmp_path):
     pairs = _pairs(tmp_path / "pairs", demo_dataset / "test" / "pair_0001.png", [f"Prompt {i}." for i in range(6)])
-    gen = generate_videos(GenerateConfig(model=str(tiny_model), revision=None, pairs_dir=pairs, out_dir=tmp_path / "g",
-                                         height=32, width=48, num_frames=9, num_steps=1, dtype="float32",
-                                         device="cpu"))
+    gen = generate_videos(
+        GenerateConfig(
+            model=str(tiny_model),
+            revision=None,
+            pairs_dir=pairs,
+            out_dir=tmp_path / "g",
+            height=32,
+            width=48,
+            num_frames=9,
+            num_steps=1,
+            dtype="float32",
+            device="cpu",
+        )
+    )
     cfg = ExportConfig(manifest=gen.manifest, out_dir=tmp_path / "export")
     config = tmp_path / "export.json"
     config.write_text(json.dumps(config_to_dict(cfg)))
@@ -127,12 +170,16 @@ def test_export_killed_mid_write_leaves_no_readable_wrong_file(tiny_model, demo_
             assert len(f["data"]) == 6 and f["data"].attrs["total"] == 6 * 9
 
     # (kill point, the formats renamed into place before it): mid-stream, all written and verified, between renames
-    for point, committed in [("episode:1", ()), ("episode:4", ()), ("commit:robomimic", ()),
-                             ("commit:lerobot", ("robomimic",))]:
+    for point, committed in [
+        ("episode:1", ()),
+        ("episode:4", ()),
+        ("commit:robomimic", ()),
+        ("commit:lerobot", ("robomimic",)),
+    ]:
         pid = _killed_at("export", config, point)
         # each format is absent or complete, never readable but wrong; what is half-written is only the killed
         # run's own temporaries (the next run removes them)
-        tmp_hdf5, tmp_lerobot = f".{hdf5.name}.tmp{pid}", f".{lerobot.name}.tmp{pid}"
+        tmp_hdf5, tmp_lerobot = f".{hdf5.name}.tmp{pid}{hdf5.suffix}", f".{lerobot.name}.tmp{pid}"
         assert _names(hdf5.parent) == sorted([hdf5.name if "robomimic" in committed else tmp_hdf5]), point
         assert _names(cfg.out_dir) == sorted([hdf5.parent.name, tmp_lerobot]), point
         if "robomimic" in committed:

@@ -18,26 +18,38 @@ from safetensors.torch import load_file
 import cosmos_synth.idm
 import cosmos_synth.label
 from cosmos_synth.config import (
-    DemoDataConfig, ExportConfig, IDMTrainConfig, IngestConfig, LabelConfig, load_config,
+    DemoDataConfig,
+    ExportConfig,
+    IDMTrainConfig,
+    IngestConfig,
+    LabelConfig,
+    load_config,
 )
 from cosmos_synth.export import export_episodes
 from cosmos_synth.idm import (
-    CONFIG_FILE, METRICS_FILE, WEIGHTS_FILE, average_chunks, load_idm, predict_actions, train_idm,
+    CONFIG_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    average_chunks,
+    load_idm,
+    predict_actions,
+    train_idm,
 )
 from cosmos_synth.ingest import ingest_dataset
 from cosmos_synth.label import label_videos
 from cosmos_synth.sources.procedural import ACTION_NAMES, write_demo_dataset
 from cosmos_synth.video import read_video
 
-NUM_EPISODES, NUM_FRAMES = 16, 33     # the demo recipe's episodes: 12 train, 4 held out (holdout_fraction 0.25)
+NUM_EPISODES, NUM_FRAMES = 16, 33  # the demo recipe's episodes: 12 train, 4 held out (holdout_fraction 0.25)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The demo recipe's data (16 procedural episodes), ingested, and an IDM trained on it with the defaults."""
     folder = tmp_path_factory.mktemp("idm")
-    data = write_demo_dataset(DemoDataConfig(out_dir=folder / "data", num_episodes=NUM_EPISODES, num_test_pairs=0,
-                                             num_frames=NUM_FRAMES))
+    data = write_demo_dataset(
+        DemoDataConfig(out_dir=folder / "data", num_episodes=NUM_EPISODES, num_test_pairs=0, num_frames=NUM_FRAMES)
+    )
     ingest = ingest_dataset(IngestConfig(dataset_dir=data, out_dir=folder / "ingest", min_frames=NUM_FRAMES))
     cfg = IDMTrainConfig(manifest=ingest.manifest, out_dir=folder / "model", action_names=ACTION_NAMES)
     return cfg, train_idm(cfg)
@@ -49,9 +61,19 @@ def labelled(trained, tmp_path_factory):
     cfg, result = trained
     folder = tmp_path_factory.mktemp("label")
     rows = {r["sample_id"]: r for r in map(json.loads, cfg.manifest.read_text().splitlines())}
-    generate_rows = [{"sample_id": sid, "seed": i, "prompt": rows[sid]["caption"], "video": rows[sid]["video"],
-                      "num_frames": NUM_FRAMES, "height": 64, "width": 96, "fps": 16}
-                     for i, sid in enumerate(result.metrics["heldout_episodes"])]
+    generate_rows = [
+        {
+            "sample_id": sid,
+            "seed": i,
+            "prompt": rows[sid]["caption"],
+            "video": rows[sid]["video"],
+            "num_frames": NUM_FRAMES,
+            "height": 64,
+            "width": 96,
+            "fps": 16,
+        }
+        for i, sid in enumerate(result.metrics["heldout_episodes"])
+    ]
     manifest = folder / "generate" / "manifest.jsonl"
     manifest.parent.mkdir()
     manifest.write_text("".join(json.dumps(row) + "\n" for row in generate_rows))
@@ -66,20 +88,23 @@ def hidden_leftovers(folder: Path) -> list[str]:
 
 # ------------------------------------------------------------------------------------------------------ training
 
+
+@pytest.mark.slow
 def test_idm_beats_the_mean_baseline_on_heldout_episodes(trained):
     _, result = trained
     metrics = result.metrics
     assert len(metrics["train_episodes"]) == 12 and len(metrics["heldout_episodes"]) == 4
-    assert not set(metrics["train_episodes"]) & set(metrics["heldout_episodes"])      # split by episode
+    assert not set(metrics["train_episodes"]) & set(metrics["heldout_episodes"])  # split by episode
     assert metrics["num_heldout_frames"] == 4 * (NUM_FRAMES - 1)
     rows = result.summary_rows()
     assert [row["name"] for row in rows] == list(ACTION_NAMES)
-    for row in rows:   # measured at seed 0: r2 0.92 / 0.90 / 0.82, mse 0.08 / 0.10 / 0.18 x the baseline's
+    for row in rows:  # measured at seed 0: r2 0.92 / 0.90 / 0.82, mse 0.08 / 0.10 / 0.18 x the baseline's
         assert row["r2"] > 0.6 and row["mse"] < 0.4 * row["baseline_mse"], row
-        assert -0.2 < row["baseline_r2"] <= 0.0, row      # the training mean is no predictor on held-out episodes
+        assert -0.2 < row["baseline_r2"] <= 0.0, row  # the training mean is no predictor on held-out episodes
     assert np.mean([row["r2"] for row in rows]) > 0.75
 
 
+@pytest.mark.slow
 def test_idm_files_record_the_model_and_its_metrics(trained):
     cfg, result = trained
     assert result.model_path == cfg.out_dir / WEIGHTS_FILE and result.model_path.is_file()
@@ -87,14 +112,16 @@ def test_idm_files_record_the_model_and_its_metrics(trained):
     spec = json.loads((cfg.out_dir / CONFIG_FILE).read_text())
     assert (spec["clip_frames"], spec["image_size"], spec["action_names"]) == (3, [64, 96], list(ACTION_NAMES))
     rows = {r["sample_id"]: r for r in map(json.loads, cfg.manifest.read_text().splitlines())}
-    train_actions = np.concatenate([np.load(rows[sid]["trajectory"])["action"] for sid in result.metrics[
-        "train_episodes"]]).astype(np.float64)
+    train_actions = np.concatenate(
+        [np.load(rows[sid]["trajectory"])["action"] for sid in result.metrics["train_episodes"]]
+    ).astype(np.float64)
     np.testing.assert_allclose(spec["action_mean"], train_actions.mean(axis=0), rtol=1e-6)
     np.testing.assert_allclose(spec["action_std"], train_actions.std(axis=0), rtol=1e-6)
-    assert load_config(IDMTrainConfig, cfg.out_dir / "idm_train_config.json") == cfg   # the run is reproducible
+    assert load_config(IDMTrainConfig, cfg.out_dir / "idm_train_config.json") == cfg  # the run is reproducible
     assert hidden_leftovers(cfg.out_dir) == []
 
 
+@pytest.mark.slow
 def test_loaded_idm_reproduces_the_heldout_metrics(trained):
     """load_idm round-trips the weights: its held-out MSE is the one train_idm reported."""
     cfg, result = trained
@@ -108,6 +135,7 @@ def test_loaded_idm_reproduces_the_heldout_metrics(trained):
     np.testing.assert_allclose(mse, [result.metrics["per_action"][n]["mse"] for n in ACTION_NAMES], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_given_a_seed(trained, tmp_path):
     cfg, _ = trained
     manifest = tmp_path / "four.jsonl"
@@ -115,14 +143,21 @@ def test_training_is_deterministic_given_a_seed(trained, tmp_path):
     small = {"manifest": manifest, "image_size": (32, 48), "num_epochs": 2, "holdout_fraction": 0.25}
     first = train_idm(IDMTrainConfig(out_dir=tmp_path / "a", **small))
     second = train_idm(IDMTrainConfig(out_dir=tmp_path / "b", **small))
-    assert first.metrics == second.metrics and first.metrics["train_episodes"] == ["episode_0000", "episode_0001",
-                                                                                   "episode_0003"]
+    assert first.metrics == second.metrics and first.metrics["train_episodes"] == [
+        "episode_0000",
+        "episode_0001",
+        "episode_0003",
+    ]
     a, b = load_file(first.model_path), load_file(second.model_path)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert json.loads((tmp_path / "a" / CONFIG_FILE).read_text())["action_names"] == ["action_0", "action_1",
-                                                                                     "action_2"]
+    assert json.loads((tmp_path / "a" / CONFIG_FILE).read_text())["action_names"] == [
+        "action_0",
+        "action_1",
+        "action_2",
+    ]
 
 
+@pytest.mark.slow
 def test_train_idm_needs_episodes_with_trajectories(trained, tmp_path):
     cfg, _ = trained
     rows = [{**json.loads(line), "trajectory": None} for line in cfg.manifest.read_text().splitlines()]
@@ -133,6 +168,7 @@ def test_train_idm_needs_episodes_with_trajectories(trained, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_action_names_must_match_the_trajectories(trained, tmp_path):
     cfg, _ = trained
     with pytest.raises(ValueError, match=r"action_names=\('x', 'y'\) has 2 names but .* have 3 action dimensions"):
@@ -155,6 +191,7 @@ def test_configs_validate_their_fields(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------ labelling
 
+
 def test_average_chunks_by_hand():
     # 3 windows of 2 actions (k = 3, T = 5): frame 0 <- w0; 1 <- w0, w1; 2 <- w1, w2; 3 <- w2; 4 repeats frame 3.
     chunks = np.array([[[1.0, 10.0], [2.0, 20.0]], [[3.0, 30.0], [4.0, 40.0]], [[5.0, 50.0], [6.0, 60.0]]])
@@ -163,20 +200,22 @@ def test_average_chunks_by_hand():
     np.testing.assert_array_equal(actions[:, 0], [1.0, 2.5, 4.5, 6.0, 6.0])
     np.testing.assert_array_equal(actions[:, 1], [10.0, 25.0, 45.0, 60.0, 60.0])
     # k = 4 (chunks of 3) over T = 5: frame 2 is covered by both windows.
-    np.testing.assert_allclose(average_chunks(np.array([[[1.0], [2.0], [3.0]], [[4.0], [5.0], [7.0]]]))[:, 0],
-                               [1.0, 3.0, 4.0, 7.0, 7.0])
+    np.testing.assert_allclose(
+        average_chunks(np.array([[[1.0], [2.0], [3.0]], [[4.0], [5.0], [7.0]]]))[:, 0], [1.0, 3.0, 4.0, 7.0, 7.0]
+    )
     # k = 2: every frame has one prediction.
     np.testing.assert_array_equal(average_chunks(np.arange(4.0).reshape(4, 1, 1))[:, 0], [0, 1, 2, 3, 3])
 
 
+@pytest.mark.slow
 def test_labels_are_close_to_the_ground_truth(labelled):
     cfg, result, truth = labelled
     assert (result.num_labelled, result.num_skipped) == (4, 0)
     out_rows = [json.loads(line) for line in result.manifest.read_text().splitlines()]
     in_rows = [json.loads(line) for line in cfg.manifest.read_text().splitlines()]
     assert [r["sample_id"] for r in out_rows] == [r["sample_id"] for r in in_rows]
-    for source, row in zip(in_rows, out_rows):
-        assert {k: row[k] for k in source} == source                     # the generate row, extended
+    for source, row in zip(in_rows, out_rows, strict=True):
+        assert {k: row[k] for k in source} == source  # the generate row, extended
         assert row["action_names"] == list(ACTION_NAMES)
         assert row["actions"] == str((cfg.out_dir / "actions" / f"{row['sample_id']}.npz").resolve())
         with np.load(row["actions"]) as data:
@@ -184,19 +223,20 @@ def test_labels_are_close_to_the_ground_truth(labelled):
             actions = data["action"]
         expected = truth[row["sample_id"]]
         assert actions.dtype == np.float32 and actions.shape == (NUM_FRAMES, 3)
-        np.testing.assert_array_equal(actions[-1], actions[-2])            # the last frame holds the last action
+        np.testing.assert_array_equal(actions[-1], actions[-2])  # the last frame holds the last action
         # Per held-out episode and action (measured: r2 >= 0.70, correlation >= 0.89, gripper sign >= 97 %).
         predicted, expected = actions[:-1], expected[:-1]
         r2 = 1 - ((predicted - expected) ** 2).mean(axis=0) / expected.var(axis=0)
         correlation = [np.corrcoef(predicted[:, i], expected[:, i])[0, 1] for i in range(3)]
         assert (r2 > 0.5).all() and min(correlation) > 0.8, (row["sample_id"], r2, correlation)
-        assert (np.sign(predicted[:, 2]) == expected[:, 2]).mean() > 0.9      # open/close agrees on most frames
+        assert (np.sign(predicted[:, 2]) == expected[:, 2]).mean() > 0.9  # open/close agrees on most frames
     assert [r["sample_id"] for r in result.summary_rows()] == [r["sample_id"] for r in in_rows]
     assert set(result.summary_rows()[0]) == {"sample_id", "frames", "actions", *(f"mean {n}" for n in ACTION_NAMES)}
     assert load_config(LabelConfig, cfg.out_dir / "label_config.json") == cfg
     assert hidden_leftovers(cfg.out_dir) == []
 
 
+@pytest.mark.slow
 def test_rerun_skips_current_labels_and_redoes_missing_ones(labelled):
     cfg, first, _ = labelled
     files = sorted((cfg.out_dir / "actions").glob("*.npz"))
@@ -209,21 +249,23 @@ def test_rerun_skips_current_labels_and_redoes_missing_ones(labelled):
     files[1].unlink()
     redone = label_videos(cfg)
     assert (redone.num_labelled, redone.num_skipped) == (1, 3)
-    np.testing.assert_array_equal(np.load(files[1])["action"], before)    # labelling is deterministic
+    np.testing.assert_array_equal(np.load(files[1])["action"], before)  # labelling is deterministic
     assert redone.manifest.read_text() == manifest
-    other_idm = cfg.out_dir.parent / "other_idm"                          # same weights, different config bytes
+    other_idm = cfg.out_dir.parent / "other_idm"  # same weights, different config bytes
     shutil.copytree(cfg.idm, other_idm)
     (other_idm / CONFIG_FILE).write_text((cfg.idm / CONFIG_FILE).read_text() + "\n")
     relabelled = label_videos(dataclasses.replace(cfg, idm=other_idm))
-    assert (relabelled.num_labelled, relabelled.num_skipped) == (4, 0)    # another IDM: every label is redone
+    assert (relabelled.num_labelled, relabelled.num_skipped) == (4, 0)  # another IDM: every label is redone
 
 
+@pytest.mark.slow
 def test_short_video_is_an_error(trained):
     cfg, _ = trained
     with pytest.raises(ValueError, match="clip.mp4 has 2 frames; this IDM reads clips of clip_frames=3"):
         predict_actions(load_idm(cfg.out_dir), np.zeros((2, 64, 96, 3), np.uint8), name="clip.mp4")
 
 
+@pytest.mark.slow
 def test_load_idm_refuses_missing_and_garbage_files(trained, tmp_path):
     cfg, _ = trained
     with pytest.raises(ValueError, match=rf"IDM file {tmp_path / 'nothing' / CONFIG_FILE} does not exist"):
@@ -238,8 +280,9 @@ def test_load_idm_refuses_missing_and_garbage_files(trained, tmp_path):
         load_idm(garbage)
     (garbage / WEIGHTS_FILE).write_bytes((cfg.out_dir / WEIGHTS_FILE).read_bytes())
     spec = json.loads((cfg.out_dir / CONFIG_FILE).read_text())
-    (garbage / CONFIG_FILE).write_text(json.dumps({**spec, "action_names": ["a", "b"], "action_mean": [0, 0],
-                                                   "action_std": [1, 1]}))
+    (garbage / CONFIG_FILE).write_text(
+        json.dumps({**spec, "action_names": ["a", "b"], "action_mean": [0, 0], "action_std": [1, 1]})
+    )
     with pytest.raises(ValueError, match=rf"IDM weights {garbage / WEIGHTS_FILE} do not match"):
         load_idm(garbage)
     (garbage / CONFIG_FILE).write_text("{not json")
@@ -248,11 +291,13 @@ def test_load_idm_refuses_missing_and_garbage_files(trained, tmp_path):
     (garbage / CONFIG_FILE).write_text(json.dumps({**spec, "format": "something-else"}))
     with pytest.raises(ValueError, match="is not a cosmos-synth-idm-v1 config"):
         load_idm(garbage)
-    assert load_idm(cfg.out_dir / WEIGHTS_FILE).spec.action_names == ACTION_NAMES   # the file's path works too
+    assert load_idm(cfg.out_dir / WEIGHTS_FILE).spec.action_names == ACTION_NAMES  # the file's path works too
 
 
 # ------------------------------------------------------------------------------------------------------ export
 
+
+@pytest.mark.slow
 def test_export_carries_the_idm_actions(labelled, tmp_path):
     _, result, _ = labelled
     rows = [json.loads(line) for line in result.manifest.read_text().splitlines()]
@@ -268,15 +313,16 @@ def test_export_carries_the_idm_actions(labelled, tmp_path):
         np.testing.assert_array_equal(data.attrs["action_max"], high)
         stored = np.concatenate([data[f"demo_{i}/actions"][()] for i in range(len(rows))])
     assert stored.dtype == np.float32
-    np.testing.assert_array_equal(stored.min(axis=0), [-1.0] * 3)    # every column spans exactly [-1, 1]
+    np.testing.assert_array_equal(stored.min(axis=0), [-1.0] * 3)  # every column spans exactly [-1, 1]
     np.testing.assert_array_equal(stored.max(axis=0), [1.0] * 3)
-    np.testing.assert_allclose((stored + 1) / 2 * (high - low) + low, everything, atol=1e-6)   # undo as documented
+    np.testing.assert_allclose((stored + 1) / 2 * (high - low) + low, everything, atol=1e-6)  # undo as documented
     info = json.loads((exported.lerobot_dir / "meta/info.json").read_text())
     assert info["features"]["action"] == {"dtype": "float32", "shape": [3], "names": list(ACTION_NAMES)}
     frames = pq.read_table(exported.lerobot_dir / "data/chunk-000/file-000.parquet").to_pandas()
-    np.testing.assert_array_equal(np.stack(frames["action"]), everything)   # LeRobot keeps the original units
+    np.testing.assert_array_equal(np.stack(frames["action"]), everything)  # LeRobot keeps the original units
 
 
+@pytest.mark.slow
 def test_export_refuses_a_missing_actions_file(labelled, tmp_path):
     _, result, _ = labelled
     rows = [json.loads(line) for line in result.manifest.read_text().splitlines()]

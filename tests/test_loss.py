@@ -19,8 +19,8 @@ def _inputs(k=(1, 2), sigma=(0.3, 0.8)):
 def test_noisy_latents_interpolate_and_keep_conditioning_frames_clean():
     clean, noise, sigma, inputs = _inputs()
     expected = noise * sigma + clean * (1 - sigma)
-    assert torch.equal(inputs.noisy[0, :, :1], clean[0, :, :1])        # sample 0: one conditioning latent frame
-    assert torch.equal(inputs.noisy[1, :, :2], clean[1, :, :2])        # sample 1: two
+    assert torch.equal(inputs.noisy[0, :, :1], clean[0, :, :1])  # sample 0: one conditioning latent frame
+    assert torch.equal(inputs.noisy[1, :, :2], clean[1, :, :2])  # sample 1: two
     torch.testing.assert_close(inputs.noisy[0, :, 1:], expected[0, :, 1:])
     torch.testing.assert_close(inputs.noisy[1, :, 2:], expected[1, :, 2:])
     torch.testing.assert_close(inputs.target, noise - clean)
@@ -39,9 +39,9 @@ def test_conditioning_frames_carry_no_loss():
     pred = torch.randn(SHAPE)
     changed = pred.clone()
     changed[0, :, :1] += 100.0  # garbage on sample 0's conditioning frame
-    changed[1, :, :2] -= 50.0   # and on sample 1's two
+    changed[1, :, :2] -= 50.0  # and on sample 1's two
     assert masked_velocity_loss(pred, inputs) == masked_velocity_loss(changed, inputs)
-    changed[0, :, 3] += 1.0     # a generated frame does count
+    changed[0, :, 3] += 1.0  # a generated frame does count
     assert masked_velocity_loss(changed, inputs) > masked_velocity_loss(pred, inputs)
 
 
@@ -65,6 +65,6 @@ def test_sigma_is_shifted_logit_normal():
 
 def test_condition_mask_matches_the_pipeline(tiny_pipe):
     ind, mask = condition_mask(SHAPE, [1, 2], device="cpu", dtype=torch.float32)
-    for k, row in zip([1, 2], range(2)):
+    for k, row in zip([1, 2], range(2), strict=True):
         ref_ind, ref_mask = tiny_pipe.create_condition_mask((1,) + SHAPE[1:], "cpu", torch.float32, k)
-        assert torch.equal(ind[row:row + 1], ref_ind) and torch.equal(mask[row:row + 1], ref_mask)
+        assert torch.equal(ind[row : row + 1], ref_ind) and torch.equal(mask[row : row + 1], ref_mask)

@@ -13,7 +13,12 @@ from cosmos_synth.config import DemoDataConfig
 from cosmos_synth.demo_world import DemoWorld, Task, parse_prompt
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.sources.layout import (
-    EPISODES_JSONL, HELDOUT_DIR, METADATA_CSV, TEST_DIR, TRAJECTORIES_DIR, VIDEOS_DIR,
+    EPISODES_JSONL,
+    HELDOUT_DIR,
+    METADATA_CSV,
+    TEST_DIR,
+    TRAJECTORIES_DIR,
+    VIDEOS_DIR,
 )
 from cosmos_synth.sources.procedural import ACTION_NAMES, MARKER, STATE_NAMES, write_demo_dataset
 from cosmos_synth.video import read_video, write_video
@@ -35,11 +40,12 @@ def test_same_config_gives_identical_data(tmp_path):
     a, b = _write(tmp_path / "a"), _write(tmp_path / "b")
     assert (a / METADATA_CSV).read_text() == (b / METADATA_CSV).read_text()
     for i in range(SMALL["num_episodes"]):
-        for x, y in zip(_load(a, f"episode_{i:04d}"), _load(b, f"episode_{i:04d}")):
+        for x, y in zip(_load(a, f"episode_{i:04d}"), _load(b, f"episode_{i:04d}"), strict=True):
             np.testing.assert_array_equal(x, y)
     for k in range(SMALL["num_test_pairs"]):
-        np.testing.assert_array_equal(cv2.imread(str(a / TEST_DIR / f"pair_{k:04d}.png")),
-                                      cv2.imread(str(b / TEST_DIR / f"pair_{k:04d}.png")))
+        np.testing.assert_array_equal(
+            cv2.imread(str(a / TEST_DIR / f"pair_{k:04d}.png")), cv2.imread(str(b / TEST_DIR / f"pair_{k:04d}.png"))
+        )
 
 
 def test_different_seeds_differ(tmp_path):
@@ -50,14 +56,15 @@ def test_different_seeds_differ(tmp_path):
     assert np.abs(frames_a.astype(int) - frames_b.astype(int)).mean() > 1.0
 
 
-@pytest.mark.parametrize("family, start", [("pick_place", "The robot arm picks up the "),
-                                           ("push", "The robot arm pushes the ")])
+@pytest.mark.parametrize(
+    "family, start", [("pick_place", "The robot arm picks up the "), ("push", "The robot arm pushes the ")]
+)
 def test_layout_shapes_and_prompts(tmp_path, family, start):
     root = _write(tmp_path / "data", task_family=family)
     lines = (root / METADATA_CSV).read_text().splitlines()
     records = read_jsonl(root / EPISODES_JSONL)
     assert len(lines) == len(records) == SMALL["num_episodes"]
-    for i, (line, record) in enumerate(zip(lines, records)):
+    for i, (line, record) in enumerate(zip(lines, records, strict=True)):
         video, _, prompt = line.partition(",")
         assert video == f"{VIDEOS_DIR}/episode_{i:04d}.mp4" and prompt.startswith(start) and prompt.endswith(".")
         assert record["name"] == f"episode_{i:04d}" and record["seed"] == i and record["success"] is True
@@ -114,7 +121,7 @@ def test_action_matches_state(tmp_path):
     opening_change = np.diff(state[:, 2])
     command = action[:-1, 2]
     assert set(np.unique(action[:, 2])) == {-1.0, 1.0}
-    assert np.all(opening_change[command == 1.0] <= 0)   # +1 close: the gripper never opens
+    assert np.all(opening_change[command == 1.0] <= 0)  # +1 close: the gripper never opens
     assert np.all(opening_change[command == -1.0] >= 0)  # -1 open: the gripper never closes
     assert state[0, 2] == 1.0 and state[-1, 2] == 1.0 and state[:, 2].min() == 0.0
     carried = state[:, 2] == 0.0  # closed on the object: it moves with the gripper

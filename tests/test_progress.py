@@ -23,18 +23,23 @@ from cosmos_synth.generate import generate_videos
 from cosmos_synth.idm import train_idm
 from cosmos_synth.ingest import ingest_dataset
 from cosmos_synth.launch import launch_training
-from cosmos_synth.preview import (
-    ANIMATION, CONTACT_SHEET, FRAMES_PER_VIDEO, LOSS_CURVE, PREVIEWS_DIR, THUMB_HEIGHT, frame_indices, moving_average,
-)
+from cosmos_synth.layout import ANIMATION, CONTACT_SHEET, LOSS_CURVE, LOSS_LOG, PREVIEWS_DIR
+from cosmos_synth.preview import FRAMES_PER_VIDEO, THUMB_HEIGHT, frame_indices, moving_average
 from cosmos_synth.progress import ProgressReporter, ProgressUpdate
 from cosmos_synth.tracking import TENSORBOARD_DIR
-from cosmos_synth.train import LOSS_LOG
 from cosmos_synth.video import read_video
 
 
 def test_update_describes_itself_for_people():
-    update = ProgressUpdate(stage="train", done=48, total=96, unit="step", elapsed_s=40.0, rate=1.31,
-                            metrics={"loss": 0.51234, "lr": 0.0004938461538461538})
+    update = ProgressUpdate(
+        stage="train",
+        done=48,
+        total=96,
+        unit="step",
+        elapsed_s=40.0,
+        rate=1.31,
+        metrics={"loss": 0.51234, "lr": 0.0004938461538461538},
+    )
     assert update.fraction == 0.5 and update.eta_s == pytest.approx(48 / 1.31)
     assert update.describe() == "step 48/96, loss 0.512, lr 0.000494, 1.31 step/s, ETA 0:00:37"
     slow = ProgressUpdate(stage="generate", done=1, total=175, unit="video", elapsed_s=40.0, rate=1 / 38.9)
@@ -68,10 +73,14 @@ def test_progress_artifact_is_updated_a_few_hundred_times_in_a_five_hour_run(mon
     import tasks.progress
 
     sent: list[float] = []
-    monkeypatch.setattr(tasks.progress, "create_progress_artifact",
-                        lambda progress, key, description: sent.append(progress) or "artifact-id")
-    monkeypatch.setattr(tasks.progress, "update_progress_artifact",
-                        lambda artifact_id, progress, description: sent.append(progress))
+    monkeypatch.setattr(
+        tasks.progress,
+        "create_progress_artifact",
+        lambda progress, key, description: sent.append(progress) or "artifact-id",
+    )
+    monkeypatch.setattr(
+        tasks.progress, "update_progress_artifact", lambda artifact_id, progress, description: sent.append(progress)
+    )
     now = [0.0]
     monkeypatch.setattr(tasks.progress.time, "monotonic", lambda: now[0])
     artifact = tasks.progress.ProgressArtifact("training-progress")
@@ -83,12 +92,27 @@ def test_progress_artifact_is_updated_a_few_hundred_times_in_a_five_hour_run(mon
 
 
 def _train_config(tiny_model: Path, clips: Path, out: Path, **kw) -> TrainConfig:
-    values = dict(model=str(tiny_model), revision=None, data_dir=clips, out_dir=out, rank=4, alpha=4, num_frames=9,
-                  num_epochs=2, learning_rate=1e-3, num_warmup_steps=2, num_training_steps=50,
-                  checkpoint_every_epochs=2, dtype="float32", gradient_checkpointing=False, cpu=True)
+    values = dict(
+        model=str(tiny_model),
+        revision=None,
+        data_dir=clips,
+        out_dir=out,
+        rank=4,
+        alpha=4,
+        num_frames=9,
+        num_epochs=2,
+        learning_rate=1e-3,
+        num_warmup_steps=2,
+        num_training_steps=50,
+        checkpoint_every_epochs=2,
+        dtype="float32",
+        gradient_checkpointing=False,
+        cpu=True,
+    )
     return TrainConfig(**{**values, **kw})
 
 
+@pytest.mark.slow
 def test_training_reports_steps_relays_epochs_and_writes_tensorboard(tiny_model, clips, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="cosmos_synth")
     updates: list[ProgressUpdate] = []
@@ -106,8 +130,10 @@ def test_training_reports_steps_relays_epochs_and_writes_tensorboard(tiny_model,
     relayed = [r for r in caplog.records if r.name == "cosmos_synth.train"]
     epochs = [r.getMessage() for r in relayed if r.getMessage().startswith("epoch ")]
     mean_loss = np.mean([r["loss"] for r in losses if r["epoch"] == 1])
-    assert epochs[0].startswith("epoch 1/2: step 4/8, mean loss") and epochs[1] == f"epoch 2/2: step 8/8, mean loss " \
-        f"{mean_loss:.5f}"
+    assert (
+        epochs[0].startswith("epoch 1/2: step 4/8, mean loss")
+        and epochs[1] == f"epoch 2/2: step 8/8, mean loss {mean_loss:.5f}"
+    )
     assert all(r.levelno == logging.INFO for r in relayed)
 
     # TensorBoard: one scalar per step for each tracked value, equal to loss.jsonl's
@@ -134,8 +160,9 @@ def test_idm_training_reports_epochs_and_writes_tensorboard(demo_dataset, tmp_pa
     events = EventAccumulator(str(tmp_path / "idm" / TENSORBOARD_DIR))
     events.Reload()
     assert [s.step for s in events.Scalars("loss")] == [1, 2, 3]
-    np.testing.assert_allclose([s.value for s in events.Scalars("loss")], [u.metrics["loss"] for u in updates[1:]],
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        [s.value for s in events.Scalars("loss")], [u.metrics["loss"] for u in updates[1:]], rtol=1e-6
+    )
 
 
 def test_report_to_is_checked_before_any_work(tmp_path):
@@ -154,16 +181,29 @@ def test_report_to_is_checked_before_any_work(tmp_path):
 def _sheet_finds(sheet: np.ndarray, thumb: np.ndarray) -> bool:
     """Whether `thumb` is pasted somewhere in `sheet`, left-aligned at the margin (column 12)."""
     height, width = thumb.shape[:2]
-    return any(np.array_equal(sheet[y:y + height, 12:12 + width], thumb) for y in range(sheet.shape[0] - height))
+    return any(np.array_equal(sheet[y : y + height, 12 : 12 + width], thumb) for y in range(sheet.shape[0] - height))
 
 
 def test_generation_reports_videos_and_draws_previews(tiny_model, tmp_path, make_pairs):
-    cfg = GenerateConfig(model=str(tiny_model), pairs_dir=make_pairs(tmp_path / "pairs", 3), out_dir=tmp_path / "gen",
-                         height=64, width=96, num_frames=9, num_steps=2, dtype="float32", device="cpu")
+    cfg = GenerateConfig(
+        model=str(tiny_model),
+        pairs_dir=make_pairs(tmp_path / "pairs", 3),
+        out_dir=tmp_path / "gen",
+        height=64,
+        width=96,
+        num_frames=9,
+        num_steps=2,
+        dtype="float32",
+        device="cpu",
+    )
     updates: list[ProgressUpdate] = []
     result = generate_videos(cfg, progress=updates.append)
-    assert [(u.done, u.total, u.unit) for u in updates] == [(0, 3, "video"), (1, 3, "video"), (2, 3, "video"),
-                                                            (3, 3, "video")]
+    assert [(u.done, u.total, u.unit) for u in updates] == [
+        (0, 3, "video"),
+        (1, 3, "video"),
+        (2, 3, "video"),
+        (3, 3, "video"),
+    ]
     previews = result.previews
     assert previews.contact_sheet == cfg.out_dir / PREVIEWS_DIR / CONTACT_SHEET and previews.num_videos == 3
 
@@ -189,14 +229,25 @@ def test_generation_reports_videos_and_draws_previews(tiny_model, tmp_path, make
 
 def test_preview_command_draws_an_existing_runs_pictures(tiny_model, tmp_path, make_pairs):
     run = tmp_path / "run"
-    generate_videos(GenerateConfig(model=str(tiny_model), pairs_dir=make_pairs(tmp_path / "pairs", 2),
-                                   out_dir=run / "generate", height=64, width=96, num_frames=9, num_steps=1,
-                                   dtype="float32", device="cpu"))
+    generate_videos(
+        GenerateConfig(
+            model=str(tiny_model),
+            pairs_dir=make_pairs(tmp_path / "pairs", 2),
+            out_dir=run / "generate",
+            height=64,
+            width=96,
+            num_frames=9,
+            num_steps=1,
+            dtype="float32",
+            device="cpu",
+        )
+    )
     for path in (run / "generate" / PREVIEWS_DIR).iterdir():
         path.unlink()
     (run / "train").mkdir()
-    (run / "train" / LOSS_LOG).write_text("".join(json.dumps({"epoch": 0, "step": s, "loss": 1 / s, "lr": 1e-3}) + "\n"
-                                                  for s in range(1, 31)))
+    (run / "train" / LOSS_LOG).write_text(
+        "".join(json.dumps({"epoch": 0, "step": s, "loss": 1 / s, "lr": 1e-3}) + "\n" for s in range(1, 31))
+    )
     result = CliRunner().invoke(app, ["preview", str(run)])
     assert result.exit_code == 0, result.output
     lines = dict(line.split(": ", 1) for line in result.stdout.splitlines())

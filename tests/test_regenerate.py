@@ -9,19 +9,27 @@ import pytest
 from prefect.testing.utilities import prefect_test_harness
 
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.pipeline import load_pipeline_config
+from cosmos_synth.recipe import load_run_config
 from cosmos_synth.regenerate import LEDGER
-from cosmos_synth.run import run_pipeline
+from cosmos_synth.stages import run_stages
 from flows.regenerate import regenerate
+
+pytestmark = pytest.mark.slow  # a whole demo run, then the regenerate flow twice
 
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("regen")
-    overrides = {"run_dir": str(tmp / "run"), "cache_dir": str(tmp / "cache"), "train.num_epochs": 1,
-                 "demo.num_episodes": 4, "demo.num_test_pairs": 2, "generate.num_steps": 2}
-    cfg = load_pipeline_config("demo", overrides)
-    run_pipeline(cfg)
+    overrides = {
+        "run_dir": str(tmp / "run"),
+        "cache_dir": str(tmp / "cache"),
+        "train.num_epochs": 1,
+        "demo.num_episodes": 4,
+        "demo.num_test_pairs": 2,
+        "generate.num_steps": 2,
+    }
+    cfg = load_run_config("demo", overrides)
+    run_stages(cfg)
     return tmp, overrides, cfg
 
 

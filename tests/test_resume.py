@@ -14,16 +14,32 @@ from cosmos_synth import launch
 from cosmos_synth.config import TrainConfig
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.launch import launch_training
-from cosmos_synth.train import ADAPTER_FILE, LOSS_LOG, latest_checkpoint, train
+from cosmos_synth.layout import LOSS_LOG
+from cosmos_synth.models import ADAPTER_FILE
+from cosmos_synth.train import latest_checkpoint, train
 
 
 def _config(tiny_model: Path, clips: Path, out: Path, num_epochs: int) -> TrainConfig:
-    return TrainConfig(model=str(tiny_model), revision=None, data_dir=clips, out_dir=out, rank=4, alpha=4,
-                       num_frames=9, num_epochs=num_epochs, learning_rate=1e-3, num_warmup_steps=2,
-                       num_training_steps=50, checkpoint_every_epochs=2, dtype="float32",
-                       gradient_checkpointing=False, cpu=True)
+    return TrainConfig(
+        model=str(tiny_model),
+        revision=None,
+        data_dir=clips,
+        out_dir=out,
+        rank=4,
+        alpha=4,
+        num_frames=9,
+        num_epochs=num_epochs,
+        learning_rate=1e-3,
+        num_warmup_steps=2,
+        num_training_steps=50,
+        checkpoint_every_epochs=2,
+        dtype="float32",
+        gradient_checkpointing=False,
+        cpu=True,
+    )
 
 
+@pytest.mark.slow
 def test_resumed_run_ends_with_the_same_adapter(tiny_model, clips, tmp_path):
     straight = train(_config(tiny_model, clips, tmp_path / "straight", num_epochs=4))
 
@@ -31,7 +47,7 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, clips, tmp_path):
     assert latest_checkpoint(tmp_path / "resumed").name == "epoch_000002"
     resumed = train(_config(tiny_model, clips, tmp_path / "resumed", num_epochs=4))
 
-    assert first["num_steps"] == 8 and resumed["num_steps"] == straight["num_steps"] == 16
+    assert first.num_steps == 8 and resumed.num_steps == straight.num_steps == 16
     log = read_jsonl(tmp_path / "resumed" / LOSS_LOG)
     assert [r["step"] for r in log] == list(range(1, 17))  # continued at step 9, nothing repeated
     expected = [r["loss"] for r in read_jsonl(tmp_path / "straight" / LOSS_LOG)]
@@ -44,6 +60,7 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, clips, tmp_path):
     assert any(a[k].abs().max() > 0 for k in a if "lora_B" in k)  # the adapter did train
 
 
+@pytest.mark.slow
 def test_finished_run_is_not_repeated(tiny_model, clips, tmp_path, monkeypatch):
     cfg = _config(tiny_model, clips, tmp_path / "run", num_epochs=1)
     result = launch_training(cfg)

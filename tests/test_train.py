@@ -9,15 +9,24 @@ import torch
 from safetensors.torch import load_file
 
 from cosmos_synth.config import TrainConfig
+from cosmos_synth.encoding import encode_video
 from cosmos_synth.loss import build_flow_inputs, masked_velocity_loss, predict_velocity
-from cosmos_synth.models import load_pipeline
-from cosmos_synth.models import ADAPTER_FILE
-from cosmos_synth.train import add_adapter, encode_video, save_adapter
+from cosmos_synth.models import ADAPTER_FILE, load_pipeline
+from cosmos_synth.train import add_adapter, save_adapter
 
 
 def _config(tmp_path: Path, adapter: str, **kw) -> TrainConfig:
-    values = dict(model="unused", data_dir=tmp_path, out_dir=tmp_path, adapter=adapter, rank=4, alpha=4,
-                  num_frames=9, dtype="float32", cpu=True)
+    values = dict(
+        model="unused",
+        data_dir=tmp_path,
+        out_dir=tmp_path,
+        adapter=adapter,
+        rank=4,
+        alpha=4,
+        num_frames=9,
+        dtype="float32",
+        cpu=True,
+    )
     return TrainConfig(**{**values, **kw})
 
 
@@ -48,7 +57,9 @@ def test_adapter_trains_on_a_fixed_batch(tiny_pipe, tmp_path, adapter):
     opt = torch.optim.AdamW(params, lr=1e-2)
     losses = []
     for _ in range(8):
-        loss = masked_velocity_loss(predict_velocity(tiny_pipe.transformer, inputs, embeds, dtype=torch.float32), inputs)
+        loss = masked_velocity_loss(
+            predict_velocity(tiny_pipe.transformer, inputs, embeds, dtype=torch.float32), inputs
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -81,7 +92,7 @@ def test_adapter_round_trips_and_changes_the_output(tiny_model, tiny_pipe, tmp_p
     fresh.fuse_lora(lora_scale=1.0)
     with torch.no_grad():
         loaded = predict_velocity(fresh.transformer, inputs, embeds, dtype=torch.float32)
-    assert (loaded - base).abs().max() > 1e-3          # the adapter changes the transformer's output
+    assert (loaded - base).abs().max() > 1e-3  # the adapter changes the transformer's output
     torch.testing.assert_close(loaded, trained, atol=1e-4, rtol=1e-4)  # and reproduces the trained model (alpha too)
 
 

@@ -12,5 +12,16 @@ from cosmos_synth.demo_world.expert import Episode, replay, rollout_expert
 from cosmos_synth.demo_world.scene import FAMILIES, PRETRAINING_FAMILY, Scene, Task, parse_prompt
 from cosmos_synth.demo_world.sim import ACTION_NAMES, STATE_NAMES, DemoWorld
 
-__all__ = ["ACTION_NAMES", "FAMILIES", "PRETRAINING_FAMILY", "STATE_NAMES", "DemoWorld", "Episode", "Scene", "Task",
-           "parse_prompt", "replay", "rollout_expert"]
+__all__ = [
+    "ACTION_NAMES",
+    "FAMILIES",
+    "PRETRAINING_FAMILY",
+    "STATE_NAMES",
+    "DemoWorld",
+    "Episode",
+    "Scene",
+    "Task",
+    "parse_prompt",
+    "replay",
+    "rollout_expert",
+]

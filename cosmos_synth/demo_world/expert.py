@@ -20,8 +20,8 @@ from cosmos_synth.demo_world.render import finger_half_extent
 from cosmos_synth.demo_world.scene import ASPECT, OBJECT_HALF, Scene, Task, find_item
 from cosmos_synth.demo_world.sim import ACTION_NAMES, GRIPPER_RATE, DemoWorld
 
-PUSH_TARGET = 0.10                  # where the expert pushes an object to (x; 1 - this for the right edge)
-PUSH_CLEARANCE = 0.015              # gap between fingers and object before a push, normalised x
+PUSH_TARGET = 0.10  # where the expert pushes an object to (x; 1 - this for the right edge)
+PUSH_CLEARANCE = 0.015  # gap between fingers and object before a push, normalised x
 GRIPPER_STEPS = int(round(1 / float(GRIPPER_RATE)))
 
 
@@ -32,10 +32,10 @@ class Episode:
     task: Task
     seed: int
     scene: Scene
-    frames: np.ndarray              # uint8 (T, height, width, 3)
-    state: np.ndarray               # float32 (T, len(STATE_NAMES))
-    action: np.ndarray              # float32 (T, len(ACTION_NAMES)); the last row holds still, open
-    success: bool                   # the environment's success test after the last step
+    frames: np.ndarray  # uint8 (T, height, width, 3)
+    state: np.ndarray  # float32 (T, len(STATE_NAMES))
+    action: np.ndarray  # float32 (T, len(ACTION_NAMES)); the last row holds still, open
+    success: bool  # the environment's success test after the last step
 
     @property
     def prompt(self) -> str:
@@ -46,8 +46,10 @@ def phase_lengths(num_steps: int) -> tuple[int, int, int, int, int]:
     """Steps of (approach, close, move, open, retreat) for an episode of `num_steps` steps."""
     free = num_steps - 2 * GRIPPER_STEPS
     if free < 3:
-        raise ValueError(f"an episode of {num_steps} steps is too short for the expert; use at least "
-                         f"{2 * GRIPPER_STEPS + 3} steps ({2 * GRIPPER_STEPS + 4} frames).")
+        raise ValueError(
+            f"an episode of {num_steps} steps is too short for the expert; use at least "
+            f"{2 * GRIPPER_STEPS + 3} steps ({2 * GRIPPER_STEPS + 4} frames)."
+        )
     approach = max(1, round(free * 5 / 12))
     move = max(1, round(free * 5 / 12))
     return approach, GRIPPER_STEPS, move, GRIPPER_STEPS, free - approach - move
@@ -60,7 +62,7 @@ def plan(task: Task, scene: Scene) -> list[tuple[tuple[float, float], float]]:
         container = scene.containers[find_item(scene.containers, kind=task.container)]
         grasp, drop = (target.x, target.y), (container.x, container.y)
         return [(grasp, -1.0), (grasp, 1.0), (drop, 1.0), (drop, -1.0), (scene.gripper_end, -1.0)]
-    side = 1.0 if task.edge == "left" else -1.0          # the gripper starts on the side away from the edge
+    side = 1.0 if task.edge == "left" else -1.0  # the gripper starts on the side away from the edge
     reach = (finger_half_extent(0.0)[0] + OBJECT_HALF) / ASPECT + PUSH_CLEARANCE
     behind = (target.x + side * reach, target.y)
     end_x = PUSH_TARGET if task.edge == "left" else 1.0 - PUSH_TARGET
@@ -73,7 +75,7 @@ def expert_targets(task: Task, scene: Scene, num_steps: int) -> tuple[np.ndarray
     positions = [np.asarray(scene.gripper_start, dtype=np.float64)]
     commands: list[float] = []
     start = positions[0]
-    for length, (waypoint, command) in zip(phase_lengths(num_steps), plan(task, scene)):
+    for length, (waypoint, command) in zip(phase_lengths(num_steps), plan(task, scene), strict=True):
         end = np.asarray(waypoint, dtype=np.float64)
         for i in range(1, length + 1):
             s = i / length
@@ -95,10 +97,16 @@ def rollout_expert(world: DemoWorld, task: Task | str, seed: int) -> Episode:
         frames.append(observation.image)
         states.append(observation.state)
         actions.append(action)
-    actions.append(np.array([0.0, 0.0, -1.0], dtype=np.float32))   # the last frame: hold still, open
-    return Episode(task=world.task, seed=seed, scene=world.scene, frames=np.stack(frames),
-                   state=np.stack(states), action=np.stack(actions).reshape(-1, len(ACTION_NAMES)),
-                   success=bool(info["success"]))
+    actions.append(np.array([0.0, 0.0, -1.0], dtype=np.float32))  # the last frame: hold still, open
+    return Episode(
+        task=world.task,
+        seed=seed,
+        scene=world.scene,
+        frames=np.stack(frames),
+        state=np.stack(states),
+        action=np.stack(actions).reshape(-1, len(ACTION_NAMES)),
+        success=bool(info["success"]),
+    )
 
 
 def replay(world: DemoWorld, episode: Episode) -> Episode:
@@ -110,5 +118,12 @@ def replay(world: DemoWorld, episode: Episode) -> Episode:
         observation, _, info = world.step(action)
         frames.append(observation.image)
         states.append(observation.state)
-    return Episode(task=episode.task, seed=episode.seed, scene=world.scene, frames=np.stack(frames),
-                   state=np.stack(states), action=episode.action, success=bool(info["success"]))
+    return Episode(
+        task=episode.task,
+        seed=episode.seed,
+        scene=world.scene,
+        frames=np.stack(frames),
+        state=np.stack(states),
+        action=episode.action,
+        success=bool(info["success"]),
+    )

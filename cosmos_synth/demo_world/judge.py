@@ -13,29 +13,36 @@ Checks:
 - distractor: the scene's other object ends in a container (pick_place) or at an edge (push): the video did
   another task, or both;
 - physics: no object moves unless the gripper is near it (a partly hidden object seems to move: the arm or
-  gripper over its place excuses that too); no object vanishes unless the gripper is near it or covers its place; no object is duplicated or grows (no second patch of its colour far away,
-  never more than MAX_AREA_RATIO its median area).
+  gripper over its place excuses that too); no object vanishes unless the gripper is near it or covers its place;
+  no object is duplicated or grows (no second patch of its colour far away, never more than MAX_AREA_RATIO its
+  median area).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import cv2
 import numpy as np
 
 from cosmos_synth.demo_world.render import (
-    ARM_RGB, FINGER_SIZE, GRIPPER_RGB, TABLE_EDGE_RGB, TABLE_RGB, finger_half_extent, shade,
+    ARM_RGB,
+    FINGER_SIZE,
+    GRIPPER_RGB,
+    TABLE_EDGE_RGB,
+    TABLE_RGB,
+    finger_half_extent,
+    shade,
 )
 from cosmos_synth.demo_world.scene import ASPECT, CONTAINER_COLOURS, OBJECT_COLOURS, OBJECT_HALF, Task
 from cosmos_synth.demo_world.sim import task_done
 
-MAX_COLOUR_DISTANCE = 80.0          # RGB distance beyond which a pixel belongs to no palette colour
-MIN_OBJECT_AREA = 0.3               # of an object's nominal area: smaller patches are not the object
-MAX_AREA_RATIO = 2.5                # an object larger than this times its first-frame area was duplicated/merged
-NEAR = 0.3                          # height units: an object this close to the gripper may move or be hidden
-STILL = 0.03                        # normalised units per frame: an object moving more than this is moving
+MAX_COLOUR_DISTANCE = 80.0  # RGB distance beyond which a pixel belongs to no palette colour
+MIN_OBJECT_AREA = 0.3  # of an object's nominal area: smaller patches are not the object
+MAX_AREA_RATIO = 2.5  # an object larger than this times its first-frame area was duplicated/merged
+NEAR = 0.3  # height units: an object this close to the gripper may move or be hidden
+STILL = 0.03  # normalised units per frame: an object moving more than this is moving
 
 
 def _palette() -> tuple[list[str], np.ndarray]:
@@ -63,7 +70,7 @@ def _lookup_table() -> np.ndarray:
     return labels.astype(np.int8)
 
 
-LUT_BITS = 6                        # colour quantisation of the lookup table (64 levels per channel)
+LUT_BITS = 6  # colour quantisation of the lookup table (64 levels per channel)
 _LUT = _lookup_table()
 
 
@@ -87,7 +94,7 @@ def _mask(labels: np.ndarray, *names: str) -> np.ndarray:
     return np.isin(labels, [PALETTE_NAMES.index(n) for n in names])
 
 
-@lru_cache(maxsize=None)
+@cache
 def _gripper_offset() -> float:
     """Height units from the palm-and-fingers centroid down to the gripper's centre (at half opening)."""
     half_w, half_h = finger_half_extent(0.5)
@@ -100,12 +107,12 @@ def _gripper_offset() -> float:
 class Tracks:
     """Per-frame positions (normalised x, y; NaN where not found) and areas (pixels) of what the judge follows."""
 
-    gripper: np.ndarray                           # (T, 2)
-    objects: dict[str, np.ndarray]                # object colour -> (T, 2)
-    areas: dict[str, np.ndarray]                  # object colour -> (T,)
-    split: dict[str, np.ndarray]                  # object colour -> (T,) bool: two big patches far apart
-    occluded: dict[str, np.ndarray]               # object colour -> (T,) bool: arm or gripper over its last place
-    containers: dict[str, tuple[float, float]]    # container kind -> centre (from its least hidden frame)
+    gripper: np.ndarray  # (T, 2)
+    objects: dict[str, np.ndarray]  # object colour -> (T, 2)
+    areas: dict[str, np.ndarray]  # object colour -> (T,)
+    split: dict[str, np.ndarray]  # object colour -> (T,) bool: two big patches far apart
+    occluded: dict[str, np.ndarray]  # object colour -> (T,) bool: arm or gripper over its last place
+    containers: dict[str, tuple[float, float]]  # container kind -> centre (from its least hidden frame)
 
 
 def _object_patches(mask: np.ndarray, min_area: float, height: int) -> tuple[np.ndarray | None, float, bool]:
@@ -152,8 +159,14 @@ def track(frames: np.ndarray) -> Tracks:
                 objects[colour][t], areas[colour][t] = (centre + 0.5) / scale, area
     seen = [c for c in OBJECT_COLOURS if np.isfinite(objects[c][:, 0]).sum() >= max(2, num_frames // 4)]
     occluded = {c: _occluded(objects[c], occluders, height, width) for c in seen}
-    return Tracks(gripper=gripper, objects={c: objects[c] for c in seen}, areas={c: areas[c] for c in seen},
-                  split={c: split[c] for c in seen}, occluded=occluded, containers=containers)
+    return Tracks(
+        gripper=gripper,
+        objects={c: objects[c] for c in seen},
+        areas={c: areas[c] for c in seen},
+        split={c: split[c] for c in seen},
+        occluded=occluded,
+        containers=containers,
+    )
 
 
 def _occluded(position: np.ndarray, occluders: list[np.ndarray], height: int, width: int) -> np.ndarray:
@@ -175,11 +188,11 @@ def _occluded(position: np.ndarray, occluders: list[np.ndarray], height: int, wi
 class Verdict:
     """The judge's reading of one video for one task."""
 
-    success: bool                  # the task's object ends where the task wants it
-    distractor: bool               # the other object ends in a container / at an edge
-    physics_ok: bool               # no object moved or vanished away from the gripper, none duplicated or grew
-    state: np.ndarray              # (T, 4) tracked gripper_x, gripper_y, object_x, object_y (NaN where lost)
-    reasons: tuple[str, ...]       # why a check failed, for the report
+    success: bool  # the task's object ends where the task wants it
+    distractor: bool  # the other object ends in a container / at an edge
+    physics_ok: bool  # no object moved or vanished away from the gripper, none duplicated or grew
+    state: np.ndarray  # (T, 4) tracked gripper_x, gripper_y, object_x, object_y (NaN where lost)
+    reasons: tuple[str, ...]  # why a check failed, for the report
 
 
 def _ends_done(task: Task, position: np.ndarray, containers: dict[str, tuple[float, float]]) -> bool:
@@ -202,7 +215,7 @@ def _physics(tracks: Tracks) -> list[str]:
         near = np.where(np.isnan(near), np.inf, near) <= NEAR
         found = np.isfinite(position[:, 0])
         step = np.hypot(*np.diff(position, axis=0).T)
-        free = ~near & ~tracks.occluded[colour]    # nothing touches or hides it: it must stay where it is
+        free = ~near & ~tracks.occluded[colour]  # nothing touches or hides it: it must stay where it is
         if np.any((step > STILL) & free[1:] & free[:-1]):
             reasons.append(f"{colour} object moved with the gripper away")
         if np.any(~found & ~near & ~tracks.occluded[colour]):
@@ -233,23 +246,41 @@ def judge(frames: np.ndarray, task: Task) -> Verdict:
         reasons.append(f"no {task.container} in the video")
     success = _ends_done(task, _final(target), tracks.containers)
     if not success and not reasons:
-        reasons.append(f"the {task.colour} {task.kind} does not end "
-                       + (f"{'in' if task.container != 'plate' else 'on'} the {task.container}"
-                          if task.family == "pick_place" else f"at the {task.edge} edge"))
+        reasons.append(
+            f"the {task.colour} {task.kind} does not end "
+            + (
+                f"{'in' if task.container != 'plate' else 'on'} the {task.container}"
+                if task.family == "pick_place"
+                else f"at the {task.edge} edge"
+            )
+        )
     others = [c for c in tracks.objects if c != task.colour]
     distractor = False
     for colour in others:
         position = _final(tracks.objects[colour])
         if task.family == "pick_place":
-            distractor |= any(_ends_done(Task(family="pick_place", colour=colour, kind=task.kind, container=kind),
-                                         position, tracks.containers) for kind in tracks.containers)
+            distractor |= any(
+                _ends_done(
+                    Task(family="pick_place", colour=colour, kind=task.kind, container=kind),
+                    position,
+                    tracks.containers,
+                )
+                for kind in tracks.containers
+            )
         else:
-            distractor |= any(_ends_done(Task(family="push", colour=colour, kind=task.kind, edge=edge), position, {})
-                              for edge in ("left", "right"))
+            distractor |= any(
+                _ends_done(Task(family="push", colour=colour, kind=task.kind, edge=edge), position, {})
+                for edge in ("left", "right")
+            )
     physics = _physics(tracks) if task.colour in tracks.objects else ["the task's object was never seen"]
     state = np.concatenate([tracks.gripper, target], axis=1)
-    return Verdict(success=bool(success), distractor=bool(distractor), physics_ok=not physics, state=state,
-                   reasons=tuple(reasons + physics))
+    return Verdict(
+        success=bool(success),
+        distractor=bool(distractor),
+        physics_ok=not physics,
+        state=state,
+        reasons=tuple(reasons + physics),
+    )
 
 
 def _fill_gaps(track: np.ndarray) -> np.ndarray:

@@ -11,15 +11,15 @@ import numpy as np
 
 from cosmos_synth.demo_world.scene import CONTAINER_COLOURS, CONTAINER_RADIUS, OBJECT_COLOURS, OBJECT_HALF, Scene
 
-TABLE_RGB = (186, 150, 110)         # table top (light wood)
-TABLE_EDGE_RGB = (140, 105, 70)     # darker band around the image border
-GRIPPER_RGB = (55, 58, 66)          # palm and fingers
-ARM_RGB = (95, 98, 106)             # the arm from the top edge to the palm
-ARM_BASE = (0.5, -0.1)              # where the arm enters the image (normalised, above the top edge)
-ARM_WIDTH = 0.7                     # the arm's width, as a fraction of a finger's
-FINGER_SIZE = (0.05, 0.16)          # finger (width, length), height units
-FINGER_EXTRA_GAP = 0.14             # extra gap between the fingers when fully open, height units
-SHIFT = 4                           # cv2 fixed-point bits
+TABLE_RGB = (186, 150, 110)  # table top (light wood)
+TABLE_EDGE_RGB = (140, 105, 70)  # darker band around the image border
+GRIPPER_RGB = (55, 58, 66)  # palm and fingers
+ARM_RGB = (95, 98, 106)  # the arm from the top edge to the palm
+ARM_BASE = (0.5, -0.1)  # where the arm enters the image (normalised, above the top edge)
+ARM_WIDTH = 0.7  # the arm's width, as a fraction of a finger's
+FINGER_SIZE = (0.05, 0.16)  # finger (width, length), height units
+FINGER_EXTRA_GAP = 0.14  # extra gap between the fingers when fully open, height units
+SHIFT = 4  # cv2 fixed-point bits
 ONE = 1 << SHIFT
 
 
@@ -54,13 +54,13 @@ def shade(rgb, factor: float) -> tuple[int, int, int]:
 def draw_container(img: np.ndarray, kind: str, x: float, y: float, scale: float) -> None:
     h, w = img.shape[:2]
     centre, rgb, radius = _fixed(x, y, h, w), CONTAINER_COLOURS[kind], CONTAINER_RADIUS * scale
-    if kind == "bowl":              # a rim around a darker inside
+    if kind == "bowl":  # a rim around a darker inside
         _disc(img, centre, radius, rgb)
         _disc(img, centre, radius * 0.72, shade(rgb, 0.6))
-    elif kind == "box":             # walls around a darker floor
+    elif kind == "box":  # walls around a darker floor
         _box(img, centre, radius, radius, rgb)
         _box(img, centre, radius * 0.78, radius * 0.78, shade(rgb, 0.7))
-    else:                           # plate: a disc with a lighter centre
+    else:  # plate: a disc with a lighter centre
         _disc(img, centre, radius, rgb)
         _disc(img, centre, radius * 0.8, shade(rgb, 1.5))
 
@@ -100,7 +100,8 @@ def render(scene: Scene, gripper, opening: float, objects, held: int, height: in
         draw_container(img, container.kind, container.x, container.y, scale)
     order = [i for i in range(len(scene.objects)) if i != held] + ([held] if held >= 0 else [])
     for i in order:
-        draw_object(img, scene.objects[i].kind, scene.objects[i].colour, float(objects[i][0]), float(objects[i][1]),
-                    scale)
+        draw_object(
+            img, scene.objects[i].kind, scene.objects[i].colour, float(objects[i][0]), float(objects[i][1]), scale
+        )
     draw_gripper(img, float(gripper[0]), float(gripper[1]), opening, scale)
     return img

@@ -21,27 +21,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ASPECT = 1.5                        # table width / height; the renderer stretches to any image size
-FAMILIES = ("pick_place", "push")   # task families; "pick_place" is the pretraining family
+ASPECT = 1.5  # table width / height; the renderer stretches to any image size
+FAMILIES = ("pick_place", "push")  # task families; "pick_place" is the pretraining family
 PRETRAINING_FAMILY = "pick_place"
 
-OBJECT_COLOURS = {                  # object colour name (used in prompts) -> RGB; one colour per object in a scene
-    "red": (215, 40, 40), "green": (40, 165, 60), "blue": (40, 85, 220), "yellow": (235, 205, 40),
+OBJECT_COLOURS = {  # object colour name (used in prompts) -> RGB; one colour per object in a scene
+    "red": (215, 40, 40),
+    "green": (40, 165, 60),
+    "blue": (40, 85, 220),
+    "yellow": (235, 205, 40),
 }
-OBJECT_KINDS = ("cube", "ball")     # drawn as a square with a darker rim / a filled disc
-CONTAINER_COLOURS = {               # container kind -> RGB of its rim (kinds are named by shape, not colour)
-    "bowl": (150, 70, 190), "box": (240, 240, 240), "plate": (60, 190, 205),
+OBJECT_KINDS = ("cube", "ball")  # drawn as a square with a darker rim / a filled disc
+CONTAINER_COLOURS = {  # container kind -> RGB of its rim (kinds are named by shape, not colour)
+    "bowl": (150, 70, 190),
+    "box": (240, 240, 240),
+    "plate": (60, 190, 205),
 }
 CONTAINER_PREPOSITION = {"bowl": "in", "box": "in", "plate": "on"}
-EDGES = ("left", "right")           # push targets
+EDGES = ("left", "right")  # push targets
 
-OBJECT_HALF = 0.075                 # object half-size, height units
-CONTAINER_RADIUS = 0.14             # container radius / half-size, height units
-CONTAINER_ROW = (0.22, 0.30)        # y range of the containers' centres
+OBJECT_HALF = 0.075  # object half-size, height units
+CONTAINER_RADIUS = 0.14  # container radius / half-size, height units
+CONTAINER_ROW = (0.22, 0.30)  # y range of the containers' centres
 CONTAINER_X = ((0.14, 0.36), (0.64, 0.86))  # x ranges of the left and right container
 OBJECT_ROWS = ((0.52, 0.60), (0.76, 0.84))  # y ranges of the two objects' rows (one object per row)
-OBJECT_X = (0.30, 0.70)             # x range of the objects' centres: room to push either way
-GRIPPER_AREA = ((0.2, 0.8), (0.35, 0.65))   # (x range, y range) where the gripper starts and ends
+OBJECT_X = (0.30, 0.70)  # x range of the objects' centres: room to push either way
+GRIPPER_AREA = ((0.2, 0.8), (0.35, 0.65))  # (x range, y range) where the gripper starts and ends
 
 PICK_PROMPT = "The robot arm picks up the {colour} {kind} and places it {prep} the {container}."
 PUSH_PROMPT = "The robot arm pushes the {colour} {kind} to the {edge} edge of the table."
@@ -66,7 +71,7 @@ class Scene:
     objects: tuple[Item, Item]
     containers: tuple[Item, Item]
     gripper_start: tuple[float, float]
-    gripper_end: tuple[float, float]    # where the expert retreats to once done
+    gripper_end: tuple[float, float]  # where the expert retreats to once done
 
 
 @dataclass(frozen=True)
@@ -74,10 +79,10 @@ class Task:
     """One instruction: a family and its arguments (a container for pick_place, an edge for push)."""
 
     family: str
-    colour: str                          # the object's colour: unique in the scene, so it names the object
-    kind: str                            # the object's kind (cube, ball)
-    container: str | None = None         # pick_place: the container's kind
-    edge: str | None = None              # push: "left" or "right"
+    colour: str  # the object's colour: unique in the scene, so it names the object
+    kind: str  # the object's kind (cube, ball)
+    container: str | None = None  # pick_place: the container's kind
+    edge: str | None = None  # push: "left" or "right"
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -90,8 +95,9 @@ class Task:
     @property
     def prompt(self) -> str:
         if self.family == "pick_place":
-            return PICK_PROMPT.format(colour=self.colour, kind=self.kind, container=self.container,
-                                      prep=CONTAINER_PREPOSITION[self.container])
+            return PICK_PROMPT.format(
+                colour=self.colour, kind=self.kind, container=self.container, prep=CONTAINER_PREPOSITION[self.container]
+            )
         return PUSH_PROMPT.format(colour=self.colour, kind=self.kind, edge=self.edge)
 
 
@@ -108,12 +114,25 @@ def sample_scene(rng: np.random.Generator) -> Scene:
     """Two objects of distinct colours in the two near rows, two containers of distinct kinds in the far row."""
     colours = rng.choice(list(OBJECT_COLOURS), size=2, replace=False)
     rows = rng.permutation(2)
-    objects = tuple(Item(kind=str(rng.choice(OBJECT_KINDS)), colour=str(colours[i]),
-                         x=float(rng.uniform(*OBJECT_X)), y=float(rng.uniform(*OBJECT_ROWS[rows[i]])))
-                    for i in range(2))
+    objects = tuple(
+        Item(
+            kind=str(rng.choice(OBJECT_KINDS)),
+            colour=str(colours[i]),
+            x=float(rng.uniform(*OBJECT_X)),
+            y=float(rng.uniform(*OBJECT_ROWS[rows[i]])),
+        )
+        for i in range(2)
+    )
     kinds = rng.choice(list(CONTAINER_COLOURS), size=2, replace=False)
-    containers = tuple(Item(kind=str(kinds[i]), colour=str(kinds[i]), x=float(rng.uniform(*CONTAINER_X[i])),
-                            y=float(rng.uniform(*CONTAINER_ROW))) for i in range(2))
+    containers = tuple(
+        Item(
+            kind=str(kinds[i]),
+            colour=str(kinds[i]),
+            x=float(rng.uniform(*CONTAINER_X[i])),
+            y=float(rng.uniform(*CONTAINER_ROW)),
+        )
+        for i in range(2)
+    )
     start = (float(rng.uniform(*GRIPPER_AREA[0])), float(rng.uniform(*GRIPPER_AREA[1])))
     end = (float(rng.uniform(*GRIPPER_AREA[0])), float(rng.uniform(*GRIPPER_AREA[1])))
     return Scene(objects=objects, containers=containers, gripper_start=start, gripper_end=end)
@@ -123,8 +142,9 @@ def sample_task(rng: np.random.Generator, scene: Scene, family: str) -> Task:
     """A task of `family` about this scene: which object, and which container or edge."""
     target = scene.objects[int(rng.integers(2))]
     if family == "pick_place":
-        return Task(family=family, colour=target.colour, kind=target.kind,
-                    container=scene.containers[int(rng.integers(2))].kind)
+        return Task(
+            family=family, colour=target.colour, kind=target.kind, container=scene.containers[int(rng.integers(2))].kind
+        )
     if family == "push":
         return Task(family=family, colour=target.colour, kind=target.kind, edge=str(rng.choice(EDGES)))
     raise ValueError(f"task family {family!r}: use one of {list(FAMILIES)}.")
@@ -135,5 +155,6 @@ def find_item(items: tuple[Item, ...], *, colour: str | None = None, kind: str |
     for index, item in enumerate(items):
         if (colour is None or item.colour == colour) and (kind is None or item.kind == kind):
             return index
-    raise ValueError(f"the scene has no item with colour={colour!r}, kind={kind!r}: "
-                     f"it holds {[(i.colour, i.kind) for i in items]}.")
+    raise ValueError(
+        f"the scene has no item with colour={colour!r}, kind={kind!r}: it holds {[(i.colour, i.kind) for i in items]}."
+    )

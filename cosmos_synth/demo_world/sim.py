@@ -22,52 +22,62 @@ import numpy as np
 
 from cosmos_synth.demo_world.render import finger_half_extent, render
 from cosmos_synth.demo_world.scene import (
-    ASPECT, CONTAINER_RADIUS, FAMILIES, OBJECT_HALF, Scene, Task, find_item, sample_scene, sample_task,
+    ASPECT,
+    CONTAINER_RADIUS,
+    FAMILIES,
+    OBJECT_HALF,
+    Scene,
+    Task,
+    find_item,
+    sample_scene,
+    sample_task,
 )
 
 STATE_NAMES = (
-    "gripper_x",        # gripper centre, normalised [0, 1], left -> right
-    "gripper_y",        # gripper centre, normalised [0, 1], top -> bottom
+    "gripper_x",  # gripper centre, normalised [0, 1], left -> right
+    "gripper_y",  # gripper centre, normalised [0, 1], top -> bottom
     "gripper_opening",  # 1 = fully open, 0 = closed
-    "object_x",         # the task's object centre, normalised [0, 1]
-    "object_y",         # the task's object centre, normalised [0, 1]
+    "object_x",  # the task's object centre, normalised [0, 1]
+    "object_y",  # the task's object centre, normalised [0, 1]
 )
 ACTION_NAMES = (
-    "delta_x",          # gripper motion to the next frame, normalised x units
-    "delta_y",          # gripper motion to the next frame, normalised y units
+    "delta_x",  # gripper motion to the next frame, normalised x units
+    "delta_y",  # gripper motion to the next frame, normalised y units
     "gripper_command",  # robosuite's convention: +1 close, -1 open
 )
 
-GRIPPER_RATE = np.float32(0.5)      # opening change per step: closing or opening takes 2 steps
-MAX_DELTA = np.float32(0.3)         # largest gripper move per step, normalised units
+GRIPPER_RATE = np.float32(0.5)  # opening change per step: closing or opening takes 2 steps
+MAX_DELTA = np.float32(0.3)  # largest gripper move per step, normalised units
 GRASP_TOLERANCE = 0.6 * OBJECT_HALF  # an object this close (height units) to the closing fingers' centre is grasped
-BORDER = 1.0 / 24.0                 # the table's edge band, height units (the renderer draws it)
+BORDER = 1.0 / 24.0  # the table's edge band, height units (the renderer draws it)
 PLACE_RADIUS = 0.8 * CONTAINER_RADIUS  # pick_place succeeds with the object this close to the container's centre
-EDGE_BAND = 0.16                    # push succeeds with the object's x within this of the named edge
+EDGE_BAND = 0.16  # push succeeds with the object's x within this of the named edge
 
 
 @dataclass
 class Observation:
-    image: np.ndarray               # uint8 (height, width, 3) RGB
-    state: np.ndarray               # float32 (len(STATE_NAMES),)
+    image: np.ndarray  # uint8 (height, width, 3) RGB
+    state: np.ndarray  # float32 (len(STATE_NAMES),)
 
 
 @dataclass
 class WorldState:
     """Everything that changes during an episode."""
 
-    gripper: np.ndarray             # float32 (2,): x, y
+    gripper: np.ndarray  # float32 (2,): x, y
     opening: np.float32
-    objects: np.ndarray             # float32 (2, 2): each object's x, y
-    held: int = -1                  # index of the held object, -1 for none
+    objects: np.ndarray  # float32 (2, 2): each object's x, y
+    held: int = -1  # index of the held object, -1 for none
     num_steps: int = 0
 
 
 def object_bounds() -> tuple[np.ndarray, np.ndarray]:
     """(low, high) of an object's centre on the table, normalised (x, y)."""
     margin = BORDER + OBJECT_HALF
-    return (np.array([margin / ASPECT, margin], dtype=np.float32),
-            np.array([1 - margin / ASPECT, 1 - margin], dtype=np.float32))
+    return (
+        np.array([margin / ASPECT, margin], dtype=np.float32),
+        np.array([1 - margin / ASPECT, 1 - margin], dtype=np.float32),
+    )
 
 
 class DemoWorld:
@@ -98,8 +108,11 @@ class DemoWorld:
         if task.container is not None:
             find_item(self.scene.containers, kind=task.container)
         self.task = task
-        self.state = WorldState(gripper=np.array(self.scene.gripper_start, dtype=np.float32), opening=np.float32(1.0),
-                                objects=np.array([[o.x, o.y] for o in self.scene.objects], dtype=np.float32))
+        self.state = WorldState(
+            gripper=np.array(self.scene.gripper_start, dtype=np.float32),
+            opening=np.float32(1.0),
+            objects=np.array([[o.x, o.y] for o in self.scene.objects], dtype=np.float32),
+        )
         return self.observe()
 
     def step(self, action) -> tuple[Observation, bool, dict]:

@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-from fractions import Fraction
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable, Literal
+from typing import Any
 
 import av
 import numpy as np
@@ -34,14 +33,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cosmos_synth.export.episodes import Episode, frame_size
+from cosmos_synth.export.features import (
+    DEFAULT_VIDEO_CODEC,
+    VideoCodec,
+    frame_table,
+    video_encoder,
+    video_info,
+    video_key,
+)
 from cosmos_synth.export.stats import FeatureStats, to_json
-from cosmos_synth.files import remove_stale_temporaries, write_text_atomic
+from cosmos_synth.files import remove_stale_temporaries, replace_dir, temporary_path, write_text_atomic
+from cosmos_synth.video import VideoEncoder
 
 logger = logging.getLogger(__name__)
 
 CODEBASE_VERSION = "v3.0"
-CHUNKS_SIZE = 1000                  # lerobot's limit of files per chunk folder
-DATA_FILES_SIZE_IN_MB = 100         # lerobot's size limits for when it appends episodes; this writer writes one file
+CHUNKS_SIZE = 1000  # lerobot's limit of files per chunk folder
+DATA_FILES_SIZE_IN_MB = 100  # lerobot's size limits for when it appends episodes; this writer writes one file
 VIDEO_FILES_SIZE_IN_MB = 200
 DATA_PATH = "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
 VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
@@ -49,20 +57,14 @@ EPISODES_PATH = "meta/episodes/chunk-{chunk_index:03d}/file-{file_index:03d}.par
 INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
 TASKS_PATH = "meta/tasks.parquet"
-VideoCodec = Literal["h264", "av1"]
-DEFAULT_VIDEO_CODEC: VideoCodec = "h264"  # every loader reads H.264 (GR00T's cannot read AV1); AV1 is lerobot's own default
-VIDEO_ENCODERS = {                  # codec -> (PyAV encoder, options); g=2: a keyframe every 2 frames, so random access
-    "h264": ("libx264", {"crf": "18", "g": "2"}),               # decodes little (as lerobot)
-    "av1": ("libsvtav1", {"crf": "30", "g": "2", "preset": "12"}),  # lerobot's own AV1 settings (encode_video_frames)
-}
 ARRAYS = {"actions": "action", "states": "observation.state"}  # Episode field -> LeRobot feature
-INDEX_FEATURES = {                  # lerobot's DEFAULT_FEATURES, in its order
-    "timestamp": "float32", "frame_index": "int64", "episode_index": "int64", "index": "int64", "task_index": "int64",
+INDEX_FEATURES = {  # lerobot's DEFAULT_FEATURES, in its order
+    "timestamp": "float32",
+    "frame_index": "int64",
+    "episode_index": "int64",
+    "index": "int64",
+    "task_index": "int64",
 }
-
-
-def video_key(camera: str) -> str:
-    return f"observation.images.{camera}"
 
 
 class LeRobotWriter:
@@ -72,23 +74,30 @@ class LeRobotWriter:
     either the previous complete dataset or the new complete one.
     """
 
-    def __init__(self, root: Path, *, repo_id: str, fps: int, camera: str, robot_type: str,
-                 codec: VideoCodec = DEFAULT_VIDEO_CODEC) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        repo_id: str,
+        fps: int,
+        camera: str,
+        robot_type: str,
+        codec: VideoCodec = DEFAULT_VIDEO_CODEC,
+    ) -> None:
         self.encoder, self.encoder_options = video_encoder(codec)
         self.root = Path(root)
         self.repo_id, self.fps, self.robot_type = repo_id, fps, robot_type
         self.key = video_key(camera)
-        self.tmp = self.root.with_name(f".{self.root.name}.tmp{os.getpid()}")
+        self.tmp = temporary_path(self.root)
         remove_stale_temporaries(self.root)  # a killed earlier export's half-written folder
         self.tmp.mkdir(parents=True)
-        self.container: Any = None                 # av output container, opened by the first episode
-        self.stream: Any = None
+        self.video: VideoEncoder | None = None  # the one video file, opened by the first episode
         self.frame_columns: list[dict[str, np.ndarray]] = []
         self.episode_rows: list[dict[str, Any]] = []
-        self.tasks: dict[str, int] = {}           # task string -> task_index, in order of first appearance
+        self.tasks: dict[str, int] = {}  # task string -> task_index, in order of first appearance
         self.stats: dict[str, FeatureStats] = {}
         self.shape: tuple[int, int] | None = None  # (height, width) of every frame
-        self.dims: dict[str, int | None] = {}      # feature -> width of action/observation.state (None: absent)
+        self.dims: dict[str, int | None] = {}  # feature -> width of action/observation.state (None: absent)
         self.action_names: tuple[str, ...] | None = None  # the first episode's names for the `action` columns
         self.num_frames = 0
         self.finished = False
@@ -100,7 +109,7 @@ class LeRobotWriter:
     def add(self, episode: Episode) -> None:
         self._check(episode)
         start, n = self.num_frames, episode.num_frames
-        self._encode(episode.frames, start)
+        self._encode(episode.frames)
         task_index = self.tasks.setdefault(episode.task, len(self.tasks))
         columns = {
             "timestamp": (np.arange(n) / self.fps).astype(np.float32),
@@ -109,8 +118,13 @@ class LeRobotWriter:
             "index": np.arange(start, start + n, dtype=np.int64),
             "task_index": np.full(n, task_index, dtype=np.int64),
         }
-        columns.update({feature: getattr(episode, field) for field, feature in ARRAYS.items()
-                        if getattr(episode, field) is not None})
+        columns.update(
+            {
+                feature: getattr(episode, field)
+                for field, feature in ARRAYS.items()
+                if getattr(episode, field) is not None
+            }
+        )
         self.frame_columns.append(columns)
         episode_stats = {feature: self._stats(feature).add(values) for feature, values in columns.items()}
         episode_stats[self.key] = self._stats(self.key).add(episode.frames, episode.image_description)
@@ -122,30 +136,30 @@ class LeRobotWriter:
         first = self.shape is None
         self.shape = frame_size(episode, self.shape, what="LeRobot video feature")
         if first:
-            self.dims = {feature: None if getattr(episode, field) is None else getattr(episode, field).shape[1]
-                         for field, feature in ARRAYS.items()}
+            self.dims = {
+                feature: None if getattr(episode, field) is None else getattr(episode, field).shape[1]
+                for field, feature in ARRAYS.items()
+            }
             self.action_names = episode.action_names
         for field, feature in ARRAYS.items():
             values = getattr(episode, field)
             dim = None if values is None else values.shape[1]
             if dim != self.dims[feature]:
-                raise ValueError(f"Episode {episode.sample_id}: {field} width {dim}, earlier episodes "
-                                 f"{self.dims[feature]} (None: absent); label all episodes or none, with one "
-                                 f"{field} size.")
+                raise ValueError(
+                    f"Episode {episode.sample_id}: {field} width {dim}, earlier episodes "
+                    f"{self.dims[feature]} (None: absent); label all episodes or none, with one "
+                    f"{field} size."
+                )
 
-    def _encode(self, frames: np.ndarray, start: int) -> None:
-        if self.container is None:
+    def _encode(self, frames: np.ndarray) -> None:
+        """Append an episode's frames to the one video: frame k of the file at k/fps."""
+        if self.video is None:
             self.video_file.parent.mkdir(parents=True)
             # faststart: the index goes first, so a reader (or the Hub viewer) can seek before the file is fetched
-            self.container = av.open(str(self.video_file), mode="w", options={"movflags": "faststart"})
-            self.stream = self.container.add_stream(self.encoder, rate=self.fps, options=self.encoder_options)
-            self.stream.height, self.stream.width = frames.shape[1:3]
-            self.stream.pix_fmt = "yuv420p"
-        for offset, frame in enumerate(frames):
-            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            video_frame.pts, video_frame.time_base = start + offset, Fraction(1, self.fps)  # frame k at k/fps
-            for packet in self.stream.encode(video_frame):
-                self.container.mux(packet)
+            self.video = VideoEncoder(
+                self.video_file, fps=self.fps, encoder=self.encoder, options=self.encoder_options, faststart=True
+            )
+        self.video.add(frames)
 
     def _stats(self, feature: str) -> FeatureStats:
         return self.stats.setdefault(feature, FeatureStats(is_image=feature == self.key))
@@ -153,14 +167,21 @@ class LeRobotWriter:
     def _episode_row(self, episode: Episode, start: int, episode_stats: dict) -> dict[str, Any]:
         n, episode_index = episode.num_frames, len(self.episode_rows)
         row = {
-            "episode_index": episode_index, "tasks": [episode.task], "length": n,
-            "data/chunk_index": 0, "data/file_index": 0,
-            "dataset_from_index": start, "dataset_to_index": start + n,
-            f"videos/{self.key}/chunk_index": 0, f"videos/{self.key}/file_index": 0,
+            "episode_index": episode_index,
+            "tasks": [episode.task],
+            "length": n,
+            "data/chunk_index": 0,
+            "data/file_index": 0,
+            "dataset_from_index": start,
+            "dataset_to_index": start + n,
+            f"videos/{self.key}/chunk_index": 0,
+            f"videos/{self.key}/file_index": 0,
             f"videos/{self.key}/from_timestamp": start / self.fps,
             f"videos/{self.key}/to_timestamp": (start + n) / self.fps,
-            "meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0,
-            "source": episode.source, "sample_id": episode.sample_id,
+            "meta/episodes/chunk_index": 0,
+            "meta/episodes/file_index": 0,
+            "source": episode.source,
+            "sample_id": episode.sample_id,
         }
         for feature, values in to_json(episode_stats).items():
             row.update({f"stats/{feature}/{stat}": value for stat, value in values.items()})
@@ -170,10 +191,8 @@ class LeRobotWriter:
         """Close the video, write the tables and metadata into the temporary folder, and read them back."""
         if not self.episode_rows:
             raise ValueError(f"No episodes to write to {self.root}; the manifest must name at least one video.")
-        for packet in self.stream.encode():   # flush the encoder's delayed frames
-            self.container.mux(packet)
-        self.container.close()
-        self.container = None
+        self.video.close()
+        self.video = None
         self._write_tables()
         self._write_meta()
         self.finished = True
@@ -191,19 +210,33 @@ class LeRobotWriter:
         tasks.to_parquet(self.tmp / TASKS_PATH)
 
     def _write_meta(self) -> None:
-        features = {feature: {"dtype": "float32", "shape": [dim], "names": [f"{feature}_{i}" for i in range(dim)]}
-                    for feature, dim in self.dims.items() if dim is not None}
-        if self.action_names is not None:          # the label stage's names (e.g. delta_x), not action_0, ...
+        features = {
+            feature: {"dtype": "float32", "shape": [dim], "names": [f"{feature}_{i}" for i in range(dim)]}
+            for feature, dim in self.dims.items()
+            if dim is not None
+        }
+        if self.action_names is not None:  # the label stage's names (e.g. delta_x), not action_0, ...
             features["action"]["names"] = list(self.action_names)
-        features[self.key] = {"dtype": "video", "shape": [*self.shape, 3], "names": ["height", "width", "channels"],
-                              "info": video_info(self.video_file)}
+        features[self.key] = {
+            "dtype": "video",
+            "shape": [*self.shape, 3],
+            "names": ["height", "width", "channels"],
+            "info": video_info(self.video_file),
+        }
         features.update({name: {"dtype": dtype, "shape": [1], "names": None} for name, dtype in INDEX_FEATURES.items()})
         info = {
-            "codebase_version": CODEBASE_VERSION, "robot_type": self.robot_type,
-            "total_episodes": len(self.episode_rows), "total_frames": self.num_frames, "total_tasks": len(self.tasks),
-            "chunks_size": CHUNKS_SIZE, "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
-            "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB, "fps": self.fps,
-            "splits": {"train": f"0:{len(self.episode_rows)}"}, "data_path": DATA_PATH, "video_path": VIDEO_PATH,
+            "codebase_version": CODEBASE_VERSION,
+            "robot_type": self.robot_type,
+            "total_episodes": len(self.episode_rows),
+            "total_frames": self.num_frames,
+            "total_tasks": len(self.tasks),
+            "chunks_size": CHUNKS_SIZE,
+            "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
+            "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB,
+            "fps": self.fps,
+            "splits": {"train": f"0:{len(self.episode_rows)}"},
+            "data_path": DATA_PATH,
+            "video_path": VIDEO_PATH,
             "features": features,
         }
         stats = {feature: running.result() for feature, running in self.stats.items()}
@@ -223,14 +256,22 @@ class LeRobotWriter:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            if self.container is not None:
-                self.container.close()
+            if self.video is not None:
+                self.video.abandon()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def write_lerobot_dataset(episodes: Iterable[Episode], root: Path, *, repo_id: str, fps: int, camera: str,
-                          robot_type: str, codec: VideoCodec = DEFAULT_VIDEO_CODEC) -> Path:
+def write_lerobot_dataset(
+    episodes: Iterable[Episode],
+    root: Path,
+    *,
+    repo_id: str,
+    fps: int,
+    camera: str,
+    robot_type: str,
+    codec: VideoCodec = DEFAULT_VIDEO_CODEC,
+) -> Path:
     """Write `episodes` as a LeRobot v3.0 dataset at `root` (replacing it atomically); return `root`.
 
     codec: "h264" (default; what every loader reads) or "av1" (smaller files; lerobot >= 0.4 and torchcodec read it).
@@ -241,73 +282,34 @@ def write_lerobot_dataset(episodes: Iterable[Episode], root: Path, *, repo_id: s
         return writer.commit()
 
 
-def video_encoder(codec: str) -> tuple[str, dict[str, str]]:
-    """The PyAV encoder and its options for a codec name, failing early when this PyAV build lacks the encoder."""
-    if codec not in VIDEO_ENCODERS:
-        raise ValueError(f"codec={codec!r}: use one of {sorted(VIDEO_ENCODERS)} (h264 is read everywhere).")
-    encoder, options = VIDEO_ENCODERS[codec]
-    if encoder not in av.codecs_available:
-        raise ValueError(f"codec={codec!r} needs the {encoder} encoder, which this PyAV build lacks; install a PyAV "
-                         "wheel from PyPI (it bundles libx264 and libsvtav1) or use codec='h264'.")
-    return encoder, dict(options)
-
-
-def frame_table(columns: list[dict[str, np.ndarray]]) -> pa.Table:
-    """The per-frame parquet table; vector features become fixed-size lists (lerobot's Sequence(length=dim))."""
-    arrays = {}
-    for name in columns[0]:
-        values = np.concatenate([episode[name] for episode in columns])
-        if values.ndim == 2:
-            arrays[name] = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
-        else:
-            arrays[name] = pa.array(values)
-    return pa.table(arrays)
-
-
-def video_info(path: Path) -> dict[str, Any]:
-    """The `info` block of a video feature, read from the encoded file (the keys lerobot's get_video_info writes)."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        return {"video.height": stream.height, "video.width": stream.width,
-                "video.codec": stream.codec_context.codec.canonical_name, "video.pix_fmt": stream.pix_fmt,
-                "video.is_depth_map": False, "video.fps": int(stream.base_rate), "video.channels": 3,
-                "has_audio": bool(container.streams.audio)}
-
-
 def dataset_card(repo_id: str, info: dict[str, Any]) -> str:
     """A short Hub dataset card naming the repo id, in the shape lerobot's card uses."""
-    return (f"---\nlicense: other\ntask_categories:\n- robotics\ntags:\n- LeRobot\n- cosmos-synth\nconfigs:\n"
-            f"- config_name: default\n  data_files: data/*/*.parquet\n---\n\n# {repo_id}\n\n"
-            f"Synthetic robot episodes generated with Cosmos Predict 2.5 and exported by cosmos-synth.\n\n"
-            f"```json\n{json.dumps(info, indent=4)}\n```\n")
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Move folder `new` to `target`, replacing any previous `target` (moved aside first, then deleted)."""
-    old = target.with_name(f".{target.name}.old{os.getpid()}")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    return (
+        f"---\nlicense: other\ntask_categories:\n- robotics\ntags:\n- LeRobot\n- cosmos-synth\nconfigs:\n"
+        f"- config_name: default\n  data_files: data/*/*.parquet\n---\n\n# {repo_id}\n\n"
+        f"Synthetic robot episodes generated with Cosmos Predict 2.5 and exported by cosmos-synth.\n\n"
+        f"```json\n{json.dumps(info, indent=4)}\n```\n"
+    )
 
 
 def verify_lerobot_dataset(root: Path, *, num_episodes: int, num_frames: int) -> None:
     """Read a written dataset back: totals, contiguous indices, episode ranges, video frame count and size."""
+
     def fail(what: str) -> ValueError:
         return ValueError(f"LeRobot dataset {root} failed verification: {what}. Rerun the export.")
 
     info = json.loads((root / INFO_PATH).read_text())
     if (info["total_episodes"], info["total_frames"]) != (num_episodes, num_frames):
-        raise fail(f"info.json totals {info['total_episodes']}/{info['total_frames']}, "
-                   f"expected {num_episodes}/{num_frames}")
+        raise fail(
+            f"info.json totals {info['total_episodes']}/{info['total_frames']}, expected {num_episodes}/{num_frames}"
+        )
     data = pq.read_table(root / DATA_PATH.format(chunk_index=0, file_index=0))
     if not np.array_equal(data.column("index").to_numpy(), np.arange(num_frames)):
         raise fail(f"data index is not 0..{num_frames - 1}")
     episodes = pq.read_table(root / EPISODES_PATH.format(chunk_index=0, file_index=0)).to_pandas()
     starts, ends = episodes["dataset_from_index"].to_numpy(), episodes["dataset_to_index"].to_numpy()
     if len(episodes) != num_episodes or not np.array_equal(np.r_[starts, num_frames], np.r_[0, ends]):
-        raise fail(f"episode rows {list(zip(starts, ends))} do not tile frames 0..{num_frames}")
+        raise fail(f"episode rows {list(zip(starts, ends, strict=True))} do not tile frames 0..{num_frames}")
     if len(pd.read_parquet(root / TASKS_PATH)) != info["total_tasks"]:
         raise fail("tasks.parquet does not hold total_tasks rows")
     missing = set(info["features"]) - set(json.loads((root / STATS_PATH).read_text()))
@@ -321,5 +323,6 @@ def verify_lerobot_dataset(root: Path, *, num_episodes: int, num_frames: int) ->
                 num_packets = sum(1 for packet in container.demux(stream) if packet.size)
                 size = [stream.height, stream.width]
             if num_packets != num_frames or size != feature["shape"][:2]:
-                raise fail(f"{path.name} holds {num_packets} frames of {size}, expected {num_frames} of "
-                           f"{feature['shape'][:2]}")
+                raise fail(
+                    f"{path.name} holds {num_packets} frames of {size}, expected {num_frames} of {feature['shape'][:2]}"
+                )

@@ -24,20 +24,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 import h5py
 import numpy as np
 
 from cosmos_synth.export.episodes import Episode
-from cosmos_synth.files import remove_stale_temporaries
+from cosmos_synth.files import remove_stale_temporaries, temporary_path
 
 logger = logging.getLogger(__name__)
 
-GYM_TYPE = 2                 # robomimic's EnvType.GYM_TYPE: no simulator stands behind a generated video
-VALID_EVERY = 10             # demo i is in mask/valid when i % VALID_EVERY == VALID_EVERY - 1
+GYM_TYPE = 2  # robomimic's EnvType.GYM_TYPE: no simulator stands behind a generated video
+VALID_EVERY = 10  # demo i is in mask/valid when i % VALID_EVERY == VALID_EVERY - 1
 IMAGE_COMPRESSION = {"compression": "gzip", "compression_opts": 4}
 
 
@@ -60,24 +60,25 @@ class RobomimicWriter:
     so `path` is either the previous complete file or the new complete one.
     """
 
-    def __init__(self, path: Path, *, camera: str, env_name: str,
-                 action_normalization: Literal["min_max", "none"] = "none") -> None:
+    def __init__(
+        self, path: Path, *, camera: str, env_name: str, action_normalization: Literal["min_max", "none"] = "none"
+    ) -> None:
         if action_normalization not in ("min_max", "none"):
             raise ValueError(f"action_normalization={action_normalization!r}: use 'min_max' or 'none'.")
         self.action_normalization = action_normalization
-        self.action_range: tuple[np.ndarray, np.ndarray] | None = None   # per-column (min, max) over all demos
-        self.action_names: tuple[str, ...] | None = None                 # the first episode's
+        self.action_range: tuple[np.ndarray, np.ndarray] | None = None  # per-column (min, max) over all demos
+        self.action_names: tuple[str, ...] | None = None  # the first episode's
         self.path = Path(path)
         self.key = obs_key(camera)
         self.env_name = env_name
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        self.tmp = temporary_path(self.path)
         remove_stale_temporaries(self.path)  # a killed earlier export's half-written file
         self.file: h5py.File | None = h5py.File(self.tmp, "w")
         self.data = self.file.create_group("data")
         self.names: list[str] = []
         self.num_frames = 0
-        self.has = {"actions": None, "states": None}   # fixed by the first episode: all or none carry each array
+        self.has = {"actions": None, "states": None}  # fixed by the first episode: all or none carry each array
 
     def add(self, episode: Episode) -> None:
         name = f"demo_{len(self.names)}"
@@ -86,8 +87,9 @@ class RobomimicWriter:
         demo.attrs.update(num_samples=n, sample_id=episode.sample_id, task=episode.task, source=episode.source)
         chunks = (1, *frames.shape[1:])
         demo.create_group("obs").create_dataset(self.key, data=frames, chunks=chunks, **IMAGE_COMPRESSION)
-        next_obs = demo.create_group("next_obs").create_dataset(self.key, shape=frames.shape, dtype=np.uint8,
-                                                                chunks=chunks, **IMAGE_COMPRESSION)
+        next_obs = demo.create_group("next_obs").create_dataset(
+            self.key, shape=frames.shape, dtype=np.uint8, chunks=chunks, **IMAGE_COMPRESSION
+        )
         next_obs[: n - 1] = frames[1:]
         next_obs[n - 1] = frames[n - 1]
         dones = np.zeros(n, dtype=np.int64)
@@ -102,8 +104,12 @@ class RobomimicWriter:
         if episode.actions is not None:
             self._track_actions(episode)
         if self.action_normalization == "none" and episode.actions is not None and np.abs(episode.actions).max() > 1:
-            logger.warning("episode %s: actions span [%.3g, %.3g]; robomimic expects them normalised to [-1, 1].",
-                           episode.sample_id, episode.actions.min(), episode.actions.max())
+            logger.warning(
+                "episode %s: actions span [%.3g, %.3g]; robomimic expects them normalised to [-1, 1].",
+                episode.sample_id,
+                episode.actions.min(),
+                episode.actions.max(),
+            )
         self.names.append(name)
         self.num_frames += n
 
@@ -112,12 +118,14 @@ class RobomimicWriter:
         if not self.names:
             raise ValueError(f"No episodes to write to {self.path}; the manifest must name at least one video.")
         self.data.attrs["total"] = self.num_frames
-        self.data.attrs["env_args"] = json.dumps({
-            "env_name": self.env_name,
-            "env_type": GYM_TYPE,   # robomimic's docs name the key env_type ...
-            "type": GYM_TYPE,       # ... while its env_utils reads env_meta["type"]: write both
-            "env_kwargs": {},
-        })
+        self.data.attrs["env_args"] = json.dumps(
+            {
+                "env_name": self.env_name,
+                "env_type": GYM_TYPE,  # robomimic's docs name the key env_type ...
+                "type": GYM_TYPE,  # ... while its env_utils reads env_meta["type"]: write both
+                "env_kwargs": {},
+            }
+        )
         for split, names in split_demos(self.names).items():
             self.file.create_dataset(f"mask/{split}", data=np.array(names, dtype="S"))
         if self.action_range is not None:
@@ -153,14 +161,16 @@ class RobomimicWriter:
         for name in self.names:
             actions = self.data[name]["actions"]
             scaled = np.where(high > low, 2.0 * (actions[()] - low) / span - 1.0, 0.0)
-            actions[...] = np.clip(scaled, -1.0, 1.0).astype(np.float32)   # clip: float rounding at the ends only
+            actions[...] = np.clip(scaled, -1.0, 1.0).astype(np.float32)  # clip: float rounding at the ends only
 
     def _check_presence(self, episode: Episode, array: str, present: bool) -> None:
         if self.has[array] is None:
             self.has[array] = present
         elif self.has[array] != present:
-            raise ValueError(f"Episode {episode.sample_id} {'has' if present else 'lacks'} {array} but earlier "
-                             f"episodes {'lack' if present else 'have'} them; label all episodes or none.")
+            raise ValueError(
+                f"Episode {episode.sample_id} {'has' if present else 'lacks'} {array} but earlier "
+                f"episodes {'lack' if present else 'have'} them; label all episodes or none."
+            )
 
     def __enter__(self) -> RobomimicWriter:
         return self
@@ -173,8 +183,14 @@ class RobomimicWriter:
             self.tmp.unlink(missing_ok=True)
 
 
-def write_robomimic_hdf5(episodes: Iterable[Episode], path: Path, *, camera: str, env_name: str,
-                         action_normalization: Literal["min_max", "none"] = "none") -> Path:
+def write_robomimic_hdf5(
+    episodes: Iterable[Episode],
+    path: Path,
+    *,
+    camera: str,
+    env_name: str,
+    action_normalization: Literal["min_max", "none"] = "none",
+) -> Path:
     """Write `episodes` as one robomimic HDF5 file at `path`, atomically; return `path`.
 
     action_normalization: "min_max" rescales actions to [-1, 1] and records the range; "none" writes them as given.
@@ -187,6 +203,7 @@ def write_robomimic_hdf5(episodes: Iterable[Episode], path: Path, *, camera: str
 
 def verify_robomimic_hdf5(path: Path, *, num_episodes: int, num_frames: int) -> None:
     """Read a written file back and check its structure against what was written."""
+
     def fail(what: str) -> ValueError:
         return ValueError(f"robomimic file {path} failed verification: {what}. Rerun the export.")
 
@@ -199,7 +216,7 @@ def verify_robomimic_hdf5(path: Path, *, num_episodes: int, num_frames: int) -> 
         if int(data.attrs["total"]) != num_frames or sum(lengths) != num_frames:
             raise fail(f"total={data.attrs['total']}, demos sum to {sum(lengths)}, expected {num_frames}")
         json.loads(data.attrs["env_args"])
-        for name, length in zip(names, lengths):
+        for name, length in zip(names, lengths, strict=True):
             demo = data[name]
             for group in ("obs", "next_obs"):
                 for key, dataset in demo[group].items():

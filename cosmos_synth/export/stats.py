@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)          # written as q01, q10, q50, q90, q99
+QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)  # written as q01, q10, q50, q90, q99
 QUANTILE_KEYS = tuple(f"q{round(q * 100):02d}" for q in QUANTILES)
-MAX_IMAGE_SAMPLES = 100                              # frames per episode sampled for image statistics
-IMAGE_TARGET_SIZE = 150                              # pixels: images with a side >= 300 are strided down to ~this
-RESERVOIR_ROWS = 100_000                             # rows kept per feature for the dataset's quantiles
+MAX_IMAGE_SAMPLES = 100  # frames per episode sampled for image statistics
+IMAGE_TARGET_SIZE = 150  # pixels: images with a side >= 300 are strided down to ~this
+RESERVOIR_ROWS = 100_000  # rows kept per feature for the dataset's quantiles
 
 
 def image_rows(frames: np.ndarray) -> tuple[np.ndarray, int]:
@@ -30,9 +30,14 @@ def image_rows(frames: np.ndarray) -> tuple[np.ndarray, int]:
 
 def describe(rows: np.ndarray, count: int) -> dict[str, np.ndarray]:
     """Exact statistics of (M, C) rows; `count` is what the rows stand for (frames)."""
-    stats = {"min": rows.min(axis=0), "max": rows.max(axis=0), "mean": rows.mean(axis=0), "std": rows.std(axis=0),
-             "count": np.array([count])}
-    for key, value in zip(QUANTILE_KEYS, np.quantile(rows, QUANTILES, axis=0)):
+    stats = {
+        "min": rows.min(axis=0),
+        "max": rows.max(axis=0),
+        "mean": rows.mean(axis=0),
+        "std": rows.std(axis=0),
+        "count": np.array([count]),
+    }
+    for key, value in zip(QUANTILE_KEYS, np.quantile(rows, QUANTILES, axis=0), strict=True):
         stats[key] = value
     return stats
 
@@ -55,11 +60,12 @@ class FeatureStats:
         self.capacity = capacity
         self._rng = np.random.default_rng(seed)
         self._reservoir: np.ndarray | None = None
-        self._num_seen = 0                           # rows offered to the reservoir so far
+        self._num_seen = 0  # rows offered to the reservoir so far
         self._merged: dict[str, np.ndarray] | None = None
 
-    def add(self, values: np.ndarray,
-            described: tuple[np.ndarray, dict[str, np.ndarray]] | None = None) -> dict[str, np.ndarray]:
+    def add(
+        self, values: np.ndarray, described: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
+    ) -> dict[str, np.ndarray]:
         """Fold one episode in; return that episode's statistics in LeRobot's shapes.
 
         `described`: `describe_values(values)` when the caller has it already (writers fed the same frames share
@@ -74,7 +80,7 @@ class FeatureStats:
         """The dataset's statistics: exact moments and extremes, quantiles from the reservoir."""
         assert self._merged is not None and self._reservoir is not None, "no episode was added"
         stats = dict(self._merged)
-        for key, value in zip(QUANTILE_KEYS, np.quantile(self._reservoir, QUANTILES, axis=0)):
+        for key, value in zip(QUANTILE_KEYS, np.quantile(self._reservoir, QUANTILES, axis=0), strict=True):
             stats[key] = value
         return self._shaped(stats)
 
@@ -86,10 +92,17 @@ class FeatureStats:
         total = n_old + n_new
         mean = (old["mean"] * n_old + stats["mean"] * n_new) / total
         # Parallel variance: each part's variance plus its mean's squared distance to the merged mean.
-        variance = (n_old * (old["std"] ** 2 + (old["mean"] - mean) ** 2)
-                    + n_new * (stats["std"] ** 2 + (stats["mean"] - mean) ** 2)) / total
-        self._merged = {"min": np.minimum(old["min"], stats["min"]), "max": np.maximum(old["max"], stats["max"]),
-                        "mean": mean, "std": np.sqrt(variance), "count": np.array([int(total)])}
+        variance = (
+            n_old * (old["std"] ** 2 + (old["mean"] - mean) ** 2)
+            + n_new * (stats["std"] ** 2 + (stats["mean"] - mean) ** 2)
+        ) / total
+        self._merged = {
+            "min": np.minimum(old["min"], stats["min"]),
+            "max": np.maximum(old["max"], stats["max"]),
+            "mean": mean,
+            "std": np.sqrt(variance),
+            "count": np.array([int(total)]),
+        }
 
     def _sample(self, rows: np.ndarray) -> None:
         """Reservoir sampling (Algorithm R), vectorised: every row seen so far is kept with equal probability."""
@@ -114,5 +127,6 @@ class FeatureStats:
 
 def to_json(stats: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list]]:
     """Statistics as nested lists, the form of meta/stats.json and the episodes' stats/ columns."""
-    return {feature: {key: np.asarray(value).tolist() for key, value in values.items()}
-            for feature, values in stats.items()}
+    return {
+        feature: {key: np.asarray(value).tolist() for key, value in values.items()} for feature, values in stats.items()
+    }

@@ -13,11 +13,11 @@ metadata.csv is split on the FIRST comma of each line (captions may hold commas)
 stripped from the caption; a first line whose first field does not end in `.mp4` is a header and is skipped.
 """
 
-METADATA_CSV = "metadata.csv"       # <video path relative to root>,<caption> per line; no header needed
-VIDEOS_DIR = "videos"               # where sources write videos: videos/<stem>.mp4
-TRAJECTORIES_DIR = "trajectories"   # <stem>.npz next to each video stem: state (T, D), action (T, A) float32
-TEST_DIR = "test"                   # (image, prompt) pairs: <id>.png + <id>.txt
-VIDEO_SUFFIX = ".mp4"               # a first metadata field without it marks a header line
-TRAJECTORY_SUFFIX = ".npz"          # trajectories/<stem>.npz, read with np.load(..., allow_pickle=False)
-HELDOUT_DIR = "heldout"            # the held-out real episodes whose first frames are test/'s pairs (same layout)
-EPISODES_JSONL = "episodes.jsonl"   # simulated sources: {"name", "seed", "prompt", "success", "task"} per episode
+METADATA_CSV = "metadata.csv"  # <video path relative to root>,<caption> per line; no header needed
+VIDEOS_DIR = "videos"  # where sources write videos: videos/<stem>.mp4
+TRAJECTORIES_DIR = "trajectories"  # <stem>.npz next to each video stem: state (T, D), action (T, A) float32
+TEST_DIR = "test"  # (image, prompt) pairs: <id>.png + <id>.txt
+VIDEO_SUFFIX = ".mp4"  # a first metadata field without it marks a header line
+TRAJECTORY_SUFFIX = ".npz"  # trajectories/<stem>.npz, read with np.load(..., allow_pickle=False)
+HELDOUT_DIR = "heldout"  # the held-out real episodes whose first frames are test/'s pairs (same layout)
+EPISODES_JSONL = "episodes.jsonl"  # simulated sources: {"name", "seed", "prompt", "success", "task"} per episode

@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import cv2
@@ -26,9 +24,14 @@ import numpy as np
 
 from cosmos_synth.config import DemoDataConfig, config_to_dict
 from cosmos_synth.demo_world import ACTION_NAMES, STATE_NAMES, DemoWorld, Episode, rollout_expert
-from cosmos_synth.files import write_jsonl, write_text_atomic
+from cosmos_synth.files import atomic_dir, write_jsonl, write_text_atomic
 from cosmos_synth.sources.layout import (
-    EPISODES_JSONL, HELDOUT_DIR, METADATA_CSV, TEST_DIR, TRAJECTORIES_DIR, VIDEOS_DIR,
+    EPISODES_JSONL,
+    HELDOUT_DIR,
+    METADATA_CSV,
+    TEST_DIR,
+    TRAJECTORIES_DIR,
+    VIDEOS_DIR,
 )
 from cosmos_synth.video import write_video
 
@@ -36,11 +39,12 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ACTION_NAMES", "MARKER", "STATE_NAMES", "episode_record", "record_episodes", "write_demo_dataset"]
 
-GENERATOR_VERSION = 2               # bump whenever the world, the expert or the rendering change: older datasets
-                                    # are then refused instead of silently mixed
-MARKER = "demo_source.json"         # written last: its presence means the folder is a complete demo dataset
-VIDEO_CRF = 0                       # lossless H.264: decodes to the rendered frames exactly (~18 kB/episode;
-                                    # High 4:4:4 Predictive profile, which PyAV/FFmpeg read but some browsers do not)
+# bump whenever the world, the expert or the rendering change: older datasets are then refused instead of silently mixed
+GENERATOR_VERSION = 2
+MARKER = "demo_source.json"  # written last: its presence means the folder is a complete demo dataset
+# lossless H.264: decodes to the rendered frames exactly (~18 kB/episode; High 4:4:4 Predictive profile, which
+# PyAV/FFmpeg read but some browsers do not)
+VIDEO_CRF = 0
 
 
 def record_episodes(family: str, seeds, *, num_frames: int, height: int, width: int) -> list[Episode]:
@@ -51,8 +55,13 @@ def record_episodes(family: str, seeds, *, num_frames: int, height: int, width: 
 
 def episode_record(name: str, episode: Episode) -> dict:
     """The episodes.jsonl row of an episode: enough to replay it (task + seed) and to judge it."""
-    return {"name": name, "seed": episode.seed, "prompt": episode.prompt, "success": episode.success,
-            "task": dataclasses.asdict(episode.task)}
+    return {
+        "name": name,
+        "seed": episode.seed,
+        "prompt": episode.prompt,
+        "success": episode.success,
+        "task": dataclasses.asdict(episode.task),
+    }
 
 
 def _write_episodes(root: Path, episodes: list[Episode], names: list[str], fps: int) -> None:
@@ -60,18 +69,18 @@ def _write_episodes(root: Path, episodes: list[Episode], names: list[str], fps: 
     for sub in (VIDEOS_DIR, TRAJECTORIES_DIR):
         (root / sub).mkdir(parents=True, exist_ok=True)
     lines = []
-    for name, episode in zip(names, episodes):
+    for name, episode in zip(names, episodes, strict=True):
         write_video(episode.frames, root / VIDEOS_DIR / f"{name}.mp4", fps=fps, crf=VIDEO_CRF)
         np.savez(root / TRAJECTORIES_DIR / f"{name}.npz", state=episode.state, action=episode.action)
         lines.append(f"{VIDEOS_DIR}/{name}.mp4,{episode.prompt}\n")
     write_text_atomic(root / METADATA_CSV, "".join(lines))
-    write_jsonl(root / EPISODES_JSONL, [episode_record(n, e) for n, e in zip(names, episodes)])
+    write_jsonl(root / EPISODES_JSONL, [episode_record(n, e) for n, e in zip(names, episodes, strict=True)])
 
 
 def _write_test_pairs(root: Path, episodes: list[Episode], names: list[str]) -> None:
     """test/<name>.png (an episode's first frame) and test/<name>.txt (its prompt)."""
     (root / TEST_DIR).mkdir(parents=True, exist_ok=True)
-    for name, episode in zip(names, episodes):
+    for name, episode in zip(names, episodes, strict=True):
         png = root / TEST_DIR / f"{name}.png"
         if not cv2.imwrite(str(png), episode.frames[0][:, :, ::-1]):  # cv2 writes BGR
             raise OSError(f"could not write {png}")
@@ -91,12 +100,16 @@ def _existing_is_current(cfg: DemoDataConfig) -> bool:
         return False
     marker = out / MARKER
     if not marker.is_file():
-        raise ValueError(f"{out} already exists but is not a complete demo dataset (no {MARKER}); "
-                         f"delete it or choose another out_dir.")
+        raise ValueError(
+            f"{out} already exists but is not a complete demo dataset (no {MARKER}); "
+            f"delete it or choose another out_dir."
+        )
     found, wanted = json.loads(marker.read_text(encoding="utf-8")), _marker_record(cfg)
     if found != wanted:
-        raise ValueError(f"{out} holds a demo dataset made with different settings ({marker}: {found}; wanted "
-                         f"{wanted}); delete the folder to regenerate it, or choose another out_dir.")
+        raise ValueError(
+            f"{out} holds a demo dataset made with different settings ({marker}: {found}; wanted "
+            f"{wanted}); delete the folder to regenerate it, or choose another out_dir."
+        )
     return True
 
 
@@ -106,8 +119,9 @@ def _build(cfg: DemoDataConfig, root: Path) -> None:
     train = record_episodes(cfg.task_family, range(cfg.seed, cfg.seed + cfg.num_episodes), **size)
     _write_episodes(root, train, [f"episode_{i:04d}" for i in range(cfg.num_episodes)], cfg.fps)
     seeds = range(cfg.heldout_seed, cfg.heldout_seed + cfg.num_test_pairs)
-    heldout = [e for family in cfg.heldout_families or (cfg.task_family,)
-               for e in record_episodes(family, seeds, **size)]
+    heldout = [
+        e for family in cfg.heldout_families or (cfg.task_family,) for e in record_episodes(family, seeds, **size)
+    ]
     names = [f"pair_{k:04d}" for k in range(len(heldout))]
     if heldout:
         _write_episodes(root / HELDOUT_DIR, heldout, names, cfg.fps)
@@ -129,16 +143,13 @@ def write_demo_dataset(cfg: DemoDataConfig) -> Path:
     if _existing_is_current(cfg):
         logger.info("demo dataset %s is already complete; reusing it", out)
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)  # left by an earlier crash of a process with the same id
-    try:
+    with atomic_dir(out) as tmp:  # out is absent or an empty folder (checked above)
         _build(cfg, tmp)
-        if out.exists():  # an empty folder (checked above)
-            out.rmdir()
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("demo dataset: %d %s episodes, %d held-out episodes -> %s", cfg.num_episodes, cfg.task_family,
-                cfg.num_test_pairs, out)
+    logger.info(
+        "demo dataset: %d %s episodes, %d held-out episodes -> %s",
+        cfg.num_episodes,
+        cfg.task_family,
+        cfg.num_test_pairs,
+        out,
+    )
     return out

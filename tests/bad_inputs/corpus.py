@@ -44,6 +44,7 @@ def _write(path: Path, data: bytes) -> Path:
 
 # ---------------------------------------------------------------------------------------------------- videos
 
+
 def good_video(path: Path, *, num_frames: int = 33, height: int = 64, width: int = 96, seed: int = 0) -> Path:
     frames = np.random.default_rng(seed).integers(0, 255, (num_frames, height, width, 3), dtype=np.uint8)
     return write_video(frames, Path(path), fps=16)
@@ -56,7 +57,7 @@ def random_bytes_mp4(path: Path) -> Path:
 def truncated_mp4(path: Path, source: Path) -> Path:
     """The first half of a real mp4 (an interrupted download: the index at the end is gone)."""
     data = Path(source).read_bytes()
-    return _write(path, data[:len(data) // 2])
+    return _write(path, data[: len(data) // 2])
 
 
 def empty_file(path: Path) -> Path:
@@ -84,6 +85,7 @@ def audio_only_mp4(path: Path) -> Path:
 
 # ---------------------------------------------------------------------------------------------------- metadata
 
+
 def metadata_csv(path: Path, lines: list[str | bytes], *, bom: bool = False, crlf: bool = False) -> Path:
     """metadata.csv from text lines (or raw byte lines, for bad encodings)."""
     end = b"\r\n" if crlf else b"\n"
@@ -100,6 +102,7 @@ def symlink_outside(link: Path, target: Path) -> Path:
 
 # ---------------------------------------------------------------------------------------------------- images
 
+
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
@@ -107,8 +110,7 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def png_bytes(width: int, height: int, *, bit_depth: int = 8, colour_type: int = 2, rows: bytes = b"") -> bytes:
     """A PNG written by hand: IHDR with any size, IDAT holding `rows` (filter byte + pixels per row), IEND."""
     header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows))
-            + _chunk(b"IEND", b""))
+    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows)) + _chunk(b"IEND", b"")
 
 
 def huge_png(path: Path, width: int = 10_000, height: int = 10_000) -> Path:
@@ -154,7 +156,7 @@ def palette_png(path: Path) -> Path:
 
 def truncated_png(path: Path) -> Path:
     data = rgb_png(path).read_bytes()
-    return _write(path, data[:len(data) // 2])
+    return _write(path, data[: len(data) // 2])
 
 
 def bad_checksum_png(path: Path) -> Path:
@@ -175,6 +177,7 @@ def latin1_text(path: Path, text: str = "Le bras du robot saisit le cube rouge, 
 
 
 # ---------------------------------------------------------------------------------------------------- weights
+
 
 def pickled_adapter(path: Path, source: Path) -> Path:
     """A real adapter's tensors written with torch.save (a zip of pickles) under the safetensors name."""

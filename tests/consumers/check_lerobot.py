@@ -25,12 +25,19 @@ from lerobot.datasets.lerobot_dataset import LeRobotDataset
 def read_dataset(root: Path, repo_id: str, backend: str, out_dir: Path) -> dict:
     dataset = LeRobotDataset(repo_id, root=root, video_backend=backend)
     video_keys = dataset.meta.video_keys
-    columns: dict[str, list] = {"frames": [], "action": [], "observation.state": [], "episode_index": [],
-                                "frame_index": [], "index": [], "timestamp": []}
+    columns: dict[str, list] = {
+        "frames": [],
+        "action": [],
+        "observation.state": [],
+        "episode_index": [],
+        "frame_index": [],
+        "index": [],
+        "timestamp": [],
+    }
     tasks = []
     for i in range(len(dataset)):
         item = dataset[i]
-        image = item[video_keys[0]].numpy()      # float32 CHW in [0, 1]
+        image = item[video_keys[0]].numpy()  # float32 CHW in [0, 1]
         columns["frames"].append(np.round(np.moveaxis(image, 0, -1) * 255.0).astype(np.uint8))
         for key in ("action", "observation.state"):
             if key in item:
@@ -40,11 +47,19 @@ def read_dataset(root: Path, repo_id: str, backend: str, out_dir: Path) -> dict:
         tasks.append(item["task"])
     np.savez(out_dir / "items.npz", **{key: np.stack(values) for key, values in columns.items() if values})
     return {
-        "lerobot": lerobot.__version__, "num_episodes": dataset.num_episodes, "num_frames": dataset.num_frames,
-        "len": len(dataset), "fps": dataset.fps, "video_keys": video_keys, "backend": dataset.video_backend,
-        "codebase_version": dataset.meta.info["codebase_version"], "features": sorted(dataset.features),
-        "tasks": tasks, "meta_tasks": dataset.meta.tasks.index.tolist(),
-        "stats_keys": sorted(dataset.meta.stats), "codec": dataset.meta.info["features"][video_keys[0]]["info"]["video.codec"],
+        "lerobot": lerobot.__version__,
+        "num_episodes": dataset.num_episodes,
+        "num_frames": dataset.num_frames,
+        "len": len(dataset),
+        "fps": dataset.fps,
+        "video_keys": video_keys,
+        "backend": dataset.video_backend,
+        "codebase_version": dataset.meta.info["codebase_version"],
+        "features": sorted(dataset.features),
+        "tasks": tasks,
+        "meta_tasks": dataset.meta.tasks.index.tolist(),
+        "stats_keys": sorted(dataset.meta.stats),
+        "codec": dataset.meta.info["features"][video_keys[0]]["info"]["video.codec"],
     }
 
 
@@ -53,7 +68,7 @@ def convert_v21(root: Path, repo_id: str, out_dir: Path) -> tuple[Path, str]:
     try:
         LeRobotDataset(repo_id, root=root)
         direct = "loaded"
-    except Exception as exc:   # the point is to record whatever lerobot answers
+    except Exception as exc:  # the point is to record whatever lerobot answers
         direct = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}"
     from lerobot.datasets.v30.convert_dataset_v21_to_v30 import convert_dataset
 

@@ -27,13 +27,26 @@ def to_uint8(processed: np.ndarray) -> np.ndarray:
 
 def read_split(path: str, obs_key: str, split: str | None) -> tuple[dict, dict[str, np.ndarray]]:
     dataset = SequenceDataset(
-        hdf5_path=path, obs_keys=(obs_key,), dataset_keys=("actions", "rewards", "dones"), load_next_obs=True,
-        frame_stack=1, seq_length=1, pad_frame_stack=True, pad_seq_length=True, get_pad_mask=False, goal_mode=None,
-        hdf5_cache_mode="low_dim", hdf5_use_swmr=True, hdf5_normalize_obs=False, filter_by_attribute=split,
+        hdf5_path=path,
+        obs_keys=(obs_key,),
+        dataset_keys=("actions", "rewards", "dones"),
+        load_next_obs=True,
+        frame_stack=1,
+        seq_length=1,
+        pad_frame_stack=True,
+        pad_seq_length=True,
+        get_pad_mask=False,
+        goal_mode=None,
+        hdf5_cache_mode="low_dim",
+        hdf5_use_swmr=True,
+        hdf5_normalize_obs=False,
+        filter_by_attribute=split,
     )
     items = [dataset[i] for i in range(len(dataset))]
-    processed = {group: np.stack([obs_utils.process_obs(item[group][obs_key][0], obs_key=obs_key) for item in items])
-                 for group in ("obs", "next_obs")}
+    processed = {
+        group: np.stack([obs_utils.process_obs(item[group][obs_key][0], obs_key=obs_key) for item in items])
+        for group in ("obs", "next_obs")
+    }
     arrays = {
         "obs": to_uint8(processed["obs"]),
         "next_obs": to_uint8(processed["next_obs"]),
@@ -41,11 +54,17 @@ def read_split(path: str, obs_key: str, split: str | None) -> tuple[dict, dict[s
         "rewards": np.stack([item["rewards"][0] for item in items]),
         "dones": np.stack([item["dones"][0] for item in items]),
     }
-    summary = {"demos": list(dataset.demos), "num_items": len(dataset), "total_num_sequences": dataset.total_num_sequences,
-               "obs_dtype": str(items[0]["obs"][obs_key].dtype), "obs_shape": list(items[0]["obs"][obs_key].shape),
-               "processed_shape": list(processed["obs"].shape[1:]), "processed_dtype": str(processed["obs"].dtype),
-               "processed_range": [float(processed["obs"].min()), float(processed["obs"].max())],
-               "actions_dtype": str(arrays["actions"].dtype)}
+    summary = {
+        "demos": list(dataset.demos),
+        "num_items": len(dataset),
+        "total_num_sequences": dataset.total_num_sequences,
+        "obs_dtype": str(items[0]["obs"][obs_key].dtype),
+        "obs_shape": list(items[0]["obs"][obs_key].shape),
+        "processed_shape": list(processed["obs"].shape[1:]),
+        "processed_dtype": str(processed["obs"].dtype),
+        "processed_range": [float(processed["obs"].min()), float(processed["obs"].max())],
+        "actions_dtype": str(arrays["actions"].dtype),
+    }
     return summary, arrays
 
 

@@ -13,7 +13,7 @@ from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from cosmos_synth.cli import app
-from cosmos_synth.pipeline import RECIPES_DIR, STAGE_TABLES, load_pipeline_config
+from cosmos_synth.recipe import RECIPES_DIR, STAGE_TABLES, load_run_config
 from flows.finetune_and_generate import finetune_and_generate
 
 DEMO = re.escape(f"recipe {RECIPES_DIR / 'demo' / 'recipe.toml'}: ")
@@ -26,8 +26,11 @@ BAD_OVERRIDES = [  # (override, what the error says after the recipe's path)
     ({"train.rnak": 16}, r"unknown key train\.rnak \(did you mean train\.rank\?\)"),
     ({"train.rank": "abc"}, r"train: rank='abc' is not a whole number; give a whole number, e\.g\. rank=32\."),
     ({"generate.num_step": 4}, r"unknown key generate\.num_step \(did you mean generate\.num_steps\?\)"),
-    ({"generate.guidance_scale": "high"}, r"generate: guidance_scale='high' is not a number; .* e\.g\. "
-                                          r"guidance_scale=7\.0\."),
+    (
+        {"generate.guidance_scale": "high"},
+        r"generate: guidance_scale='high' is not a number; .* e\.g\. "
+        r"guidance_scale=7\.0\.",
+    ),
     ({"idm_train.batchsize": 8}, r"unknown key idm_train\.batchsize \(did you mean idm_train\.batch_size\?\)"),
     ({"idm_train.learning_rate": "fast"}, r"idm_train: learning_rate='fast' is not a number"),
     ({"export.repoid": "me/x"}, r"unknown key export\.repoid \(did you mean export\.repo_id\?\)"),
@@ -37,59 +40,88 @@ BAD_OVERRIDES = [  # (override, what the error says after the recipe's path)
     ({"hieght": 64}, r"unknown key hieght \(did you mean height\?\)"),
     ({"num_frames": "lots"}, r"num_frames='lots' is not a whole number; give a whole number, e\.g\. num_frames=93\."),
 ]
-CASE_IDS = [next(iter(override)) + ("=" + repr(next(iter(override.values()))))
-            for override, _ in BAD_OVERRIDES]
+CASE_IDS = [next(iter(override)) + ("=" + repr(next(iter(override.values())))) for override, _ in BAD_OVERRIDES]
 
 
 def test_every_stage_table_is_covered():
-    assert {key.split(".")[0] for override, _ in BAD_OVERRIDES for key in override} == {*STAGE_TABLES, "hieght",
-                                                                                      "num_frames"}
+    assert {key.split(".")[0] for override, _ in BAD_OVERRIDES for key in override} == {
+        *STAGE_TABLES,
+        "hieght",
+        "num_frames",
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- the library
 @pytest.mark.parametrize("override, message", BAD_OVERRIDES, ids=CASE_IDS)
 def test_bad_overrides_fail_at_load_naming_the_recipe(override, message):
     with pytest.raises(ValueError, match=DEMO + message):
-        load_pipeline_config("demo", override)
+        load_run_config("demo", override)
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"trian.rank": 16}, r"unknown key trian\.rank \(did you mean train\.rank\?\)"),  # an unknown table
-    ({"num_epochs": 2}, r"unknown key num_epochs \(did you mean train\.num_epochs\?\)"),  # a stage key at the top
-    ({"train.height": 64}, r"unknown key train\.height \(height is a top-level key: write height=<value>\)"),
-    ({"train.zzz": 1}, r"unknown key train\.zzz \(\[train\] takes model, revision, .*, fp8_matmuls, report_to\)"),  # none close
-    ({"zzz": 1}, r"unknown key zzz \(top-level keys are run_dir, source, .*, export, evaluate\)"),
-    ({"train": 5}, r"train=5 is not a table; give one, e\.g\. train=\{\.\.\.\}\."),
-    ({"train.rank": 0}, r"train: rank=0, alpha=16 must be >= 1\."),  # a stage's own check, named by its table
-    ({"export.repo_id": "flat"}, r"export: repo_id='flat': use '<owner>/<name>'\."),
-    ({"height": 60}, r"height=60, width=96: both must be positive multiples of 16"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"trian.rank": 16}, r"unknown key trian\.rank \(did you mean train\.rank\?\)"),  # an unknown table
+        ({"num_epochs": 2}, r"unknown key num_epochs \(did you mean train\.num_epochs\?\)"),  # a stage key at the top
+        ({"train.height": 64}, r"unknown key train\.height \(height is a top-level key: write height=<value>\)"),
+        (
+            {"train.zzz": 1},
+            r"unknown key train\.zzz \(\[train\] takes model, revision, .*, fp8_matmuls, report_to\)",
+        ),  # none close
+        ({"zzz": 1}, r"unknown key zzz \(top-level keys are run_dir, source, .*, export, evaluate\)"),
+        ({"train": 5}, r"train=5 is not a table; give one, e\.g\. train=\{\.\.\.\}\."),
+        ({"train.rank": 0}, r"train: rank=0, alpha=16 must be >= 1\."),  # a stage's own check, named by its table
+        ({"export.repo_id": "flat"}, r"export: repo_id='flat': use '<owner>/<name>'\."),
+        ({"height": 60}, r"height=60, width=96: both must be positive multiples of 16"),
+    ],
+)
 def test_unknown_tables_misplaced_keys_and_stage_checks(override, message):
     with pytest.raises(ValueError, match=DEMO + message):
-        load_pipeline_config("demo", override)
+        load_run_config("demo", override)
 
 
 def test_every_unknown_key_is_listed_at_once():
-    with pytest.raises(ValueError, match=r"unknown key demo\.num_episode \(did you mean demo\.num_episodes\?\); "
-                                         r"unknown key export\.repoid \(did you mean export\.repo_id\?\)\.$"):
-        load_pipeline_config("demo", {"demo.num_episode": 4, "export.repoid": "me/x"})
+    with pytest.raises(
+        ValueError,
+        match=r"unknown key demo\.num_episode \(did you mean demo\.num_episodes\?\); "
+        r"unknown key export\.repoid \(did you mean export\.repo_id\?\)\.$",
+    ):
+        load_run_config("demo", {"demo.num_episode": 4, "export.repoid": "me/x"})
 
 
 def test_a_recipe_file_with_a_typo_is_named(tmp_path):
     recipe = tmp_path / "mine.toml"
     recipe.write_text('model = "tiny"\n\n[export]\nrobot_typ = "arm"\n')
-    with pytest.raises(ValueError, match=re.escape(f"recipe {recipe}: unknown key export.robot_typ (did you mean "
-                                                   "export.robot_type?)")):
-        load_pipeline_config(recipe)
+    with pytest.raises(
+        ValueError, match=re.escape(f"recipe {recipe}: unknown key export.robot_typ (did you mean export.robot_type?)")
+    ):
+        load_run_config(recipe)
 
 
 def test_loading_builds_every_stage_config_without_side_effects(tmp_path):
-    cfg = load_pipeline_config("demo", {"run_dir": str(tmp_path / "run"), "cache_dir": str(tmp_path / "cache"),
-                                        "generate_shards": "2", "export.robot_type": "arm"})
+    cfg = load_run_config(
+        "demo",
+        {
+            "run_dir": str(tmp_path / "run"),
+            "cache_dir": str(tmp_path / "cache"),
+            "generate_shards": "2",
+            "export.robot_type": "arm",
+        },
+    )
     assert list(tmp_path.iterdir()) == []  # nothing written: no run folder, no tiny model built
     stages = cfg.stage_configs()
-    assert set(stages) == {"demo", "ingest", "preprocess", "cache", "train", "generate", "idm_train", "label", "export",
-                           "evaluate"}
+    assert set(stages) == {
+        "demo",
+        "ingest",
+        "preprocess",
+        "cache",
+        "train",
+        "generate",
+        "idm_train",
+        "label",
+        "export",
+        "evaluate",
+    }
     assert (cfg.generate_shards, stages["export"].robot_type) == (2, "arm")  # text coerced to the field's type
     assert stages["generate"].adapter == tmp_path / "run" / "train"  # the placeholder adapter: the run's train folder
     assert isinstance(cfg.run_dir, Path) and list(tmp_path.iterdir()) == []
@@ -103,7 +135,7 @@ def _plain(output: str) -> str:
 
 @pytest.mark.parametrize("override, message", BAD_OVERRIDES, ids=CASE_IDS)
 def test_cli_refuses_bad_overrides_before_writing_anything(override, message, tmp_path):
-    (key, value), = override.items()
+    ((key, value),) = override.items()
     params = [f"{key}={value}", f"run_dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}"]
     result = CliRunner().invoke(app, ["ingest", "--recipe", "demo", *[a for p in params for a in ("--param", p)]])
     assert result.exit_code == 2, result.output

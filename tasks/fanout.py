@@ -17,8 +17,8 @@ from cosmos_synth.generate import GenerateResult, list_pairs, manifest_path, mer
 from cosmos_synth.progress import ProgressReporter
 from tasks.progress import ProgressArtifact
 
-POLL_S = 3            # how often the parent looks at its shards' states
-MAX_ATTEMPTS = 3      # a failed or crashed shard is run again (it skips the samples it already finished)
+POLL_S = 3  # how often the parent looks at its shards' states
+MAX_ATTEMPTS = 3  # a failed or crashed shard is run again (it skips the samples it already finished)
 
 
 def fan_out_generation(cfg: GenerateConfig, *, num_shards: int, deployment: str) -> tuple[GenerateResult, list]:
@@ -30,8 +30,12 @@ def fan_out_generation(cfg: GenerateConfig, *, num_shards: int, deployment: str)
     attempts = {name: 0 for name in shards}
     running = {name: _submit(deployment, config, name, ids, attempts) for name, ids in shards.items()}
     outputs = {}
-    report = ProgressReporter(ProgressArtifact("generation-progress"), "generate", unit="video",
-                              total=sum(len(ids) for ids in shards.values())).start()
+    report = ProgressReporter(
+        ProgressArtifact("generation-progress"),
+        "generate",
+        unit="video",
+        total=sum(len(ids) for ids in shards.values()),
+    ).start()
     with get_client(sync_client=True) as client:
         while running:
             time.sleep(POLL_S)
@@ -44,17 +48,26 @@ def fan_out_generation(cfg: GenerateConfig, *, num_shards: int, deployment: str)
                 if state.is_completed():
                     outputs[name] = flow_run_id
                 elif attempts[name] < MAX_ATTEMPTS:
-                    logger.warning("shard %s ended %s; running it again (attempt %d)", name, state.type.value,
-                                   attempts[name] + 1)
+                    logger.warning(
+                        "shard %s ended %s; running it again (attempt %d)", name, state.type.value, attempts[name] + 1
+                    )
                     running[name] = _submit(deployment, config, name, shards[name], attempts)
                 else:
-                    raise RuntimeError(f"shard {name} ended {state.type.value} after {MAX_ATTEMPTS} attempts: "
-                                       f"{state.message}")
+                    raise RuntimeError(
+                        f"shard {name} ended {state.type.value} after {MAX_ATTEMPTS} attempts: {state.message}"
+                    )
     merged = merge_shards(cfg, shards)
     report.update(merged.num_videos)
-    workers = [{"shard": name, "flow_run": str(outputs[name]), "attempts": attempts[name], "samples": len(shards[name]),
-                **json.loads((manifest_path(replace(cfg, shard=name)).with_suffix(".worker.json")).read_text())}
-               for name in shards]
+    workers = [
+        {
+            "shard": name,
+            "flow_run": str(outputs[name]),
+            "attempts": attempts[name],
+            "samples": len(shards[name]),
+            **json.loads((manifest_path(replace(cfg, shard=name)).with_suffix(".worker.json")).read_text()),
+        }
+        for name in shards
+    ]
     return merged, workers
 
 
@@ -66,6 +79,7 @@ def _videos_done(cfg: GenerateConfig, shards: dict[str, list[str]]) -> int:
 
 def _submit(deployment: str, config: dict[str, Any], name: str, ids: list[str], attempts: dict[str, int]):
     attempts[name] += 1
-    flow_run = run_deployment(deployment, parameters={"config": config, "shard": name, "sample_ids": ids},
-                              timeout=0, as_subflow=True)
+    flow_run = run_deployment(
+        deployment, parameters={"config": config, "shard": name, "sample_ids": ids}, timeout=0, as_subflow=True
+    )
     return flow_run.id

@@ -1,6 +1,6 @@
-"""The whole pipeline's settings (a recipe plus overrides) and the stage configs they expand to.
+"""A run's settings (a recipe plus overrides, :class:`RunConfig`) and the stage configs they expand to.
 
-A recipe is a TOML file in `datasets/<name>/recipe.toml`. Top-level keys are :class:`PipelineConfig` fields; the
+A recipe is a TOML file in `datasets/<name>/recipe.toml`. Top-level keys are :class:`RunConfig` fields; the
 tables `[demo]`, `[idm_train]`, `[cache]`, `[train]`, `[generate]` and `[export]` override the matching stage config's
 fields (:data:`STAGE_TABLES`). Overrides use dotted keys: `num_frames=29`, `train.rank=16`, `generate.num_steps=4`.
 
@@ -20,9 +20,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cosmos_synth.config import (
-    CacheConfig, DemoDataConfig, EvaluateConfig, ExportConfig, GenerateConfig, IDMTrainConfig, IngestConfig,
-    LabelConfig, PreprocessConfig, TrainConfig, config_from_dict,
+    CacheConfig,
+    DemoDataConfig,
+    EvaluateConfig,
+    ExportConfig,
+    GenerateConfig,
+    IDMTrainConfig,
+    IngestConfig,
+    LabelConfig,
+    PreprocessConfig,
+    TrainConfig,
+    config_from_dict,
 )
+from cosmos_synth.layout import MANIFEST
 from cosmos_synth.models import DEMO_WORLD_MODEL, NVIDIA_MODEL, NVIDIA_REVISION
 from cosmos_synth.sources.layout import HELDOUT_DIR
 
@@ -30,55 +40,62 @@ TINY = "tiny"  # model alias: the tiny offline Cosmos-architecture model (random
 DEMO_WORLD = "demo-world"  # model alias: the demo world model shipped in datasets/demo/world_model/
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "datasets"
 STAGE_TABLES: dict[str, type] = {  # recipe table (and override prefix) -> the stage config whose fields it sets
-    "demo": DemoDataConfig, "idm_train": IDMTrainConfig, "cache": CacheConfig, "train": TrainConfig,
-    "generate": GenerateConfig, "export": ExportConfig, "evaluate": EvaluateConfig,
+    "demo": DemoDataConfig,
+    "idm_train": IDMTrainConfig,
+    "cache": CacheConfig,
+    "train": TrainConfig,
+    "generate": GenerateConfig,
+    "export": ExportConfig,
+    "evaluate": EvaluateConfig,
 }
 
 
 @dataclass(frozen=True, kw_only=True)
-class PipelineConfig:
+class RunConfig:
     """Everything one run of finetune-and-generate needs; expands to one config per stage."""
 
-    run_dir: Path = Path("runs/demo")             # all outputs: data/, ingest/, preprocess/, train/, generate/, export/
+    run_dir: Path = Path("runs/demo")  # all outputs: data/, ingest/, preprocess/, train/, generate/, export/
     source: Literal["procedural", "local", "hub"] = "procedural"  # where episodes come from
-    dataset_dir: Path | None = None                # source=local: dataset root (GR1 layout)
-    dataset_repo: str = "nvidia/GR1-100"           # source=hub: Hub dataset repo (or a local folder laid out alike)
-    dataset_revision: str | None = "main"          # source=hub: branch, tag or commit of dataset_repo
-    videos_dir: str | None = None                  # folder of the videos when metadata.csv names files ("gr1")
-    pairs_dir: Path | None = None                  # (image, prompt) pairs to generate from; default <dataset>/test
-    pairs_repo: str | None = None                  # Hub repo (or local folder) holding the pairs, e.g. nvidia/EVAL-175
-    pairs_revision: str | None = "main"            # revision of pairs_repo
-    pairs_subdir: str = "gr1_object"               # folder of pairs inside pairs_repo
-    caption_prefix: str = ""                       # prepended to every training caption
-    model: str = NVIDIA_MODEL                      # Hub id, local folder, or "tiny"
-    revision: str | None = NVIDIA_REVISION         # Hub revision (ignored for local folders and "tiny")
+    dataset_dir: Path | None = None  # source=local: dataset root (GR1 layout)
+    dataset_repo: str = "nvidia/GR1-100"  # source=hub: Hub dataset repo (or a local folder laid out alike)
+    dataset_revision: str | None = "main"  # source=hub: branch, tag or commit of dataset_repo
+    videos_dir: str | None = None  # folder of the videos when metadata.csv names files ("gr1")
+    pairs_dir: Path | None = None  # (image, prompt) pairs to generate from; default <dataset>/test
+    pairs_repo: str | None = None  # Hub repo (or local folder) holding the pairs, e.g. nvidia/EVAL-175
+    pairs_revision: str | None = "main"  # revision of pairs_repo
+    pairs_subdir: str = "gr1_object"  # folder of pairs inside pairs_repo
+    caption_prefix: str = ""  # prepended to every training caption
+    model: str = NVIDIA_MODEL  # Hub id, local folder, or "tiny"
+    revision: str | None = NVIDIA_REVISION  # Hub revision (ignored for local folders and "tiny")
     cache_dir: Path = Path(".cache/cosmos-synth")  # where the tiny model is built
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    device: str = "cuda"                           # generation device; training uses accelerate's device placement
-    height: int = 432                              # training and generation resolution, pixels
+    device: str = "cuda"  # generation device; training uses accelerate's device placement
+    height: int = 432  # training and generation resolution, pixels
     width: int = 768
-    num_frames: int = 93                           # training window and generated length (4k+1 frames)
+    num_frames: int = 93  # training window and generated length (4k+1 frames)
     fps: int = 16
     seed: int = 0
-    guardrail: bool = True                         # NVIDIA's guardrail for NVIDIA weights
-    latent_cache: bool = False                     # encode prompts + video windows once (cache stage) and train on
-                                                   # them with only the DiT on the GPU
-    generate_shards: int = 1                       # > 1: fan generation out as child flow runs of shard_deployment
-                                                   # (Prefect only; the CLI generates in-process)
-    shard_deployment: str = "generate-shard/gpu"   # <flow>/<deployment> that runs one shard on a worker of its pool
-    mode: Literal["strict", "lenient"] = "strict"  # bad samples: stop at the first (strict) or skip and list them
-                                                   # in <stage>/quarantine.jsonl (lenient)
-    label: bool = True                             # label generated videos with actions (inverse dynamics model)
-    idm: Path | None = None                        # a trained IDM folder (idm.safetensors + idm_config.json); None:
-                                                   # train one on the dataset's episodes that carry actions
-    heldout_dir: Path | None = None                # held-out real episodes (GR1 layout) to evaluate against; None:
-                                                   # <dataset>/heldout when the source writes one (procedural)
-    demo: dict[str, Any] = field(default_factory=dict)      # DemoDataConfig overrides (source=procedural)
+    guardrail: bool = True  # NVIDIA's guardrail for NVIDIA weights
+    # encode prompts + video windows once (cache stage) and train on them with only the DiT on the GPU
+    latent_cache: bool = False
+    # > 1: fan generation out as child flow runs of shard_deployment (Prefect only; the CLI generates in-process)
+    generate_shards: int = 1
+    shard_deployment: str = "generate-shard/gpu"  # <flow>/<deployment> that runs one shard on a worker of its pool
+    # bad samples: stop at the first (strict) or skip and list them in <stage>/quarantine.jsonl (lenient)
+    mode: Literal["strict", "lenient"] = "strict"
+    label: bool = True  # label generated videos with actions (inverse dynamics model)
+    # a trained IDM folder (idm.safetensors + idm_config.json); None: train one on the dataset's episodes that carry
+    # actions
+    idm: Path | None = None
+    # held-out real episodes (GR1 layout) to evaluate against; None: <dataset>/heldout when the source writes one
+    # (procedural)
+    heldout_dir: Path | None = None
+    demo: dict[str, Any] = field(default_factory=dict)  # DemoDataConfig overrides (source=procedural)
     idm_train: dict[str, Any] = field(default_factory=dict)  # IDMTrainConfig overrides (idm unset)
-    cache: dict[str, Any] = field(default_factory=dict)     # CacheConfig overrides (latent_cache=true)
-    train: dict[str, Any] = field(default_factory=dict)     # TrainConfig overrides
+    cache: dict[str, Any] = field(default_factory=dict)  # CacheConfig overrides (latent_cache=true)
+    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
     generate: dict[str, Any] = field(default_factory=dict)  # GenerateConfig overrides
-    export: dict[str, Any] = field(default_factory=dict)    # ExportConfig overrides
+    export: dict[str, Any] = field(default_factory=dict)  # ExportConfig overrides
     evaluate: dict[str, Any] = field(default_factory=dict)  # EvaluateConfig overrides (held-out episodes known)
 
     def __post_init__(self) -> None:
@@ -90,18 +107,27 @@ class PipelineConfig:
             raise ValueError(f"source={self.source!r}: use 'procedural', 'local' or 'hub'.")
         for table, cls in STAGE_TABLES.items():
             if not isinstance(getattr(self, table), dict):
-                raise ValueError(f"{table}={getattr(self, table)!r} is not a table of {cls.__name__} settings; "
-                                 f"give one, e.g. {table}={{...}}.")
+                raise ValueError(
+                    f"{table}={getattr(self, table)!r} is not a table of {cls.__name__} settings; "
+                    f"give one, e.g. {table}={{...}}."
+                )
         self.stage_configs()  # every stage's settings are checked now, not hours later when that stage starts
 
     def stage_configs(self) -> dict[str, Any]:
         """Every stage's config, built once, by stage name. Building one only computes paths and checks values:
-        nothing is written, downloaded or loaded. Generation's adapter is a placeholder (the run's train folder)."""
-        return {"demo": self.demo_config(), "ingest": self.ingest_config(), "preprocess": self.preprocess_config(),
-                "cache": self.cache_config(), "train": self.train_config(),
-                "generate": self.generate_config(adapter=self.stage_dir("train")),
-                "idm_train": self.idm_train_config(), "label": self.label_config(), "export": self.export_config(),
-                "evaluate": self.evaluate_config(adapter=self.stage_dir("train"))}
+        nothing is written, downloaded or loaded. Generation and evaluation take the weights this run trains."""
+        return {
+            "demo": self.demo_config(),
+            "ingest": self.ingest_config(),
+            "preprocess": self.preprocess_config(),
+            "cache": self.cache_config(),
+            "train": self.train_config(),
+            "generate": self.generate_config(adapter=self.trained_dir),
+            "idm_train": self.idm_train_config(),
+            "label": self.label_config(),
+            "export": self.export_config(),
+            "evaluate": self.evaluate_config(adapter=self.trained_dir),
+        }
 
     # -- paths, written once ------------------------------------------------------------------------------------
     @property
@@ -135,43 +161,94 @@ class PipelineConfig:
     def stage_dir(self, stage: str) -> Path:
         return self.run_dir / stage
 
+    @property
+    def trained_dir(self) -> Path:
+        """The training stage's out_dir: the `adapter` that generate and evaluate take for this run's weights."""
+        return self.train_config().out_dir
+
     # -- stage configs ------------------------------------------------------------------------------------------
     def demo_config(self) -> DemoDataConfig:
-        base = dict(out_dir=self.data_dir, height=self.height, width=self.width, fps=self.fps, seed=self.seed,
-                    num_frames=self.num_frames)
+        base = dict(
+            out_dir=self.data_dir,
+            height=self.height,
+            width=self.width,
+            fps=self.fps,
+            seed=self.seed,
+            num_frames=self.num_frames,
+        )
         return config_from_dict(DemoDataConfig, {**base, **self.demo}, where="demo")
 
     def ingest_config(self) -> IngestConfig:
-        return IngestConfig(dataset_dir=self.data_dir, out_dir=self.stage_dir("ingest"), min_frames=self.num_frames,
-                            caption_prefix=self.caption_prefix, videos_dir=self.videos_dir, mode=self.mode)
+        return IngestConfig(
+            dataset_dir=self.data_dir,
+            out_dir=self.stage_dir("ingest"),
+            min_frames=self.num_frames,
+            caption_prefix=self.caption_prefix,
+            videos_dir=self.videos_dir,
+            mode=self.mode,
+        )
 
     def preprocess_config(self) -> PreprocessConfig:
-        return PreprocessConfig(manifest=self.stage_dir("ingest") / "manifest.jsonl",
-                                out_dir=self.stage_dir("preprocess"), height=self.height, width=self.width)
+        return PreprocessConfig(
+            manifest=self.stage_dir("ingest") / MANIFEST,
+            out_dir=self.stage_dir("preprocess"),
+            height=self.height,
+            width=self.width,
+        )
 
     def cache_config(self) -> CacheConfig:
-        base = dict(model=self.resolved_model, revision=self.revision, data_dir=self.stage_dir("preprocess"),
-                    out_dir=self.stage_dir("cache"), num_frames=self.num_frames, seed=self.seed, dtype=self.dtype,
-                    device=self.device)
+        base = dict(
+            model=self.resolved_model,
+            revision=self.revision,
+            data_dir=self.stage_dir("preprocess"),
+            out_dir=self.stage_dir("cache"),
+            num_frames=self.num_frames,
+            seed=self.seed,
+            dtype=self.dtype,
+            device=self.device,
+        )
         return config_from_dict(CacheConfig, {**base, **self.cache}, where="cache")
 
     def train_config(self) -> TrainConfig:
-        base = dict(model=self.resolved_model, revision=self.revision, data_dir=self.stage_dir("preprocess"),
-                    out_dir=self.stage_dir("train"), num_frames=self.num_frames, seed=self.seed, dtype=self.dtype,
-                    cpu=self.device == "cpu",
-                    latent_cache=self.stage_dir("cache") if self.latent_cache else None)
+        base = dict(
+            model=self.resolved_model,
+            revision=self.revision,
+            data_dir=self.stage_dir("preprocess"),
+            out_dir=self.stage_dir("train"),
+            num_frames=self.num_frames,
+            seed=self.seed,
+            dtype=self.dtype,
+            cpu=self.device == "cpu",
+            latent_cache=self.stage_dir("cache") if self.latent_cache else None,
+        )
         return config_from_dict(TrainConfig, {**base, **self.train}, where="train")
 
     def generate_config(self, adapter: Path | None) -> GenerateConfig:
-        base = dict(model=self.resolved_model, revision=self.revision, adapter=adapter,
-                    pairs_dir=self.resolved_pairs_dir, out_dir=self.stage_dir("generate"),
-                    height=self.height, width=self.width, num_frames=self.num_frames, fps=self.fps, seed=self.seed,
-                    dtype=self.dtype, device=self.device, guardrail=self.guardrail, mode=self.mode)
+        base = dict(
+            model=self.resolved_model,
+            revision=self.revision,
+            adapter=adapter,
+            pairs_dir=self.resolved_pairs_dir,
+            out_dir=self.stage_dir("generate"),
+            height=self.height,
+            width=self.width,
+            num_frames=self.num_frames,
+            fps=self.fps,
+            seed=self.seed,
+            dtype=self.dtype,
+            device=self.device,
+            guardrail=self.guardrail,
+            mode=self.mode,
+        )
         return config_from_dict(GenerateConfig, {**base, **self.generate}, where="generate")
 
     def idm_train_config(self) -> IDMTrainConfig:
-        base = dict(manifest=self.stage_dir("ingest") / "manifest.jsonl", out_dir=self.stage_dir("idm"),
-                    seed=self.seed, device=self.device)
+        base = dict(
+            manifest=self.stage_dir("ingest") / MANIFEST,
+            out_dir=self.stage_dir("idm"),
+            seed=self.seed,
+            device=self.device,
+        )
         return config_from_dict(IDMTrainConfig, {**base, **self.idm_train}, where="idm_train")
 
     @property
@@ -180,12 +257,16 @@ class PipelineConfig:
         return self.idm if self.idm is not None else self.stage_dir("idm")
 
     def label_config(self) -> LabelConfig:
-        return LabelConfig(manifest=self.stage_dir("generate") / "manifest.jsonl", idm=self.idm_dir,
-                           out_dir=self.stage_dir("label"), device=self.device)
+        return LabelConfig(
+            manifest=self.stage_dir("generate") / MANIFEST,
+            idm=self.idm_dir,
+            out_dir=self.stage_dir("label"),
+            device=self.device,
+        )
 
     def export_config(self) -> ExportConfig:
         source = self.stage_dir("label" if self.label else "generate")
-        base = dict(manifest=source / "manifest.jsonl", out_dir=self.stage_dir("export"), fps=self.fps)
+        base = dict(manifest=source / MANIFEST, out_dir=self.stage_dir("export"), fps=self.fps)
         return config_from_dict(ExportConfig, {**base, **self.export}, where="export")
 
     @property
@@ -201,12 +282,24 @@ class PipelineConfig:
         reused for the trained model; the base model's are generated under evaluate/base/."""
         gen = self.generate_config(adapter)
         trained = self.train_config().adapter
-        base = dict(episodes_dir=self.resolved_heldout_dir or self.data_dir / HELDOUT_DIR,
-                    out_dir=self.stage_dir("evaluate"), models={"base": None, trained: str(adapter)},
-                    model=gen.model, revision=gen.revision, height=gen.height, width=gen.width,
-                    num_frames=gen.num_frames, num_steps=gen.num_steps, guidance_scale=gen.guidance_scale,
-                    fps=gen.fps, seed=gen.seed, dtype=gen.dtype, device=gen.device, guardrail=gen.guardrail,
-                    idm=str(self.idm_dir) if self.label else None)
+        base = dict(
+            episodes_dir=self.resolved_heldout_dir or self.data_dir / HELDOUT_DIR,
+            out_dir=self.stage_dir("evaluate"),
+            models={"base": None, trained: str(adapter)},
+            model=gen.model,
+            revision=gen.revision,
+            height=gen.height,
+            width=gen.width,
+            num_frames=gen.num_frames,
+            num_steps=gen.num_steps,
+            guidance_scale=gen.guidance_scale,
+            fps=gen.fps,
+            seed=gen.seed,
+            dtype=gen.dtype,
+            device=gen.device,
+            guardrail=gen.guardrail,
+            idm=str(self.idm_dir) if self.label else None,
+        )
         if self.source == "procedural" and self.pairs_dir is None:
             base.update(pairs_dir=self.resolved_pairs_dir, generated={trained: str(gen.out_dir)})
         return config_from_dict(EvaluateConfig, {**base, **self.evaluate}, where="evaluate")
@@ -222,21 +315,23 @@ def _unknown_key(key: str, name: str, known: list[str], prefix: str, fallback: s
 def _check_keys(values: dict[str, Any]) -> None:
     """Refuse unknown top-level keys, unknown tables and unknown keys in a stage's table, each with the closest valid
     key. `values` is a recipe with its overrides applied (dotted keys already nested)."""
-    top = [f.name for f in dataclasses.fields(PipelineConfig)]
+    top = [f.name for f in dataclasses.fields(RunConfig)]
     fields = {table: [f.name for f in dataclasses.fields(cls)] for table, cls in STAGE_TABLES.items()}
     every = top + [f"{table}.{name}" for table, names in fields.items() for name in names]
     problems = []
     for key, value in values.items():
         if key in STAGE_TABLES and isinstance(value, dict):  # a stage's keys are compared with that stage's only
             for name in (n for n in value if n not in fields[key]):
-                problems.append(f"unknown key {key}.{name} ({name} is a top-level key: write {name}=<value>)"
-                                if name in top else
-                                _unknown_key(f"{key}.{name}", name, fields[key], f"{key}.",
-                                             f"[{key}] takes {', '.join(fields[key])}"))
+                problems.append(
+                    f"unknown key {key}.{name} ({name} is a top-level key: write {name}=<value>)"
+                    if name in top
+                    else _unknown_key(
+                        f"{key}.{name}", name, fields[key], f"{key}.", f"[{key}] takes {', '.join(fields[key])}"
+                    )
+                )
         elif key not in top:  # a misspelt top-level key or table: compared with every valid key
             leaves = [f"{key}.{name}" for name in value] if isinstance(value, dict) and value else [key]
-            problems += [_unknown_key(leaf, leaf, every, "", f"top-level keys are {', '.join(top)}")
-                         for leaf in leaves]
+            problems += [_unknown_key(leaf, leaf, every, "", f"top-level keys are {', '.join(top)}") for leaf in leaves]
     if problems:
         raise ValueError("; ".join(problems) + ".")
 
@@ -277,7 +372,7 @@ def find_recipe(recipe: str | Path) -> Path:
     return path
 
 
-def load_pipeline_config(recipe: str | Path = "demo", overrides: dict[str, Any] | None = None) -> PipelineConfig:
+def load_run_config(recipe: str | Path = "demo", overrides: dict[str, Any] | None = None) -> RunConfig:
     """Read a recipe and apply dotted overrides ({"train.rank": 16, "run_dir": "runs/x"}); check every key and build
     every stage's config once, so any mistake fails here, naming the recipe, before any work starts."""
     path = find_recipe(recipe)
@@ -292,4 +387,4 @@ def load_pipeline_config(recipe: str | Path = "demo", overrides: dict[str, Any] 
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
     # Values arrive as TOML, JSON or text ("16", "runs/x"): each is coerced to its field's type or refused by name.
-    return config_from_dict(PipelineConfig, values, where=where)
+    return config_from_dict(RunConfig, values, where=where)

@@ -127,18 +127,11 @@ def prepare_pipeline(cfg: GenerateConfig, base=None):
         cfg.model, cfg.revision, dtype=cfg.dtype, device="cpu" if streaming else cfg.device, guardrail=cfg.guardrail
     )
     if streaming:
-        from accelerate import cpu_offload
-
         for name in ("transformer", "vae", "safety_checker"):
             getattr(pipe, name).to(cfg.device)
-        pipe.text_encoder.to("cpu")
-        cpu_offload(pipe.text_encoder, execution_device=torch.device(cfg.device))
-    if cfg.adapter is not None and trained_weights_file(cfg.adapter).name == ADAPTER_FILE:
-        validate_adapter_file(Path(cfg.adapter) / ADAPTER_FILE, pipe.transformer)  # this architecture, its rank
-        pipe.load_lora_weights(str(cfg.adapter), weight_name=ADAPTER_FILE)
-        pipe.fuse_lora(lora_scale=1.0)
-    elif cfg.adapter is not None:  # a full fine-tune: its whole DiT replaces the base one
-        load_full_transformer(pipe, Path(cfg.adapter))
+    fuse_adapter(pipe, cfg.adapter)  # before the text encoder is hooked (fuse_adapter says why)
+    if streaming:
+        stream_text_encoder(pipe, torch.device(cfg.device))
     set_attention_backend(pipe.transformer, cfg.attention_backend)
     encode_conditioning_frames_only(pipe)
     if cfg.fp8_matmuls:
@@ -147,6 +140,46 @@ def prepare_pipeline(cfg: GenerateConfig, base=None):
     if cfg.fp8_attention:
         use_fp8_attention(pipe.transformer)
     return pipe
+
+
+def hooked_components(pipe) -> list[str]:
+    """Names of the pipeline's modules that carry accelerate hooks (CPU offloading, device alignment)."""
+    return [
+        name
+        for name, component in pipe.components.items()
+        if isinstance(component, torch.nn.Module) and any(hasattr(m, "_hf_hook") for m in component.modules())
+    ]
+
+
+def fuse_adapter(pipe, adapter: Path | str | None) -> None:
+    """Fuse a LoRA/DoRA adapter folder into the DiT, or swap in a fully fine-tuned DiT; None: nothing.
+
+    It must run before any accelerate hook is on the pipeline. diffusers' load_lora_weights, finding a hooked
+    component (the streamed text encoder), removes the hooks and offloads the whole pipeline sequentially; the DiT
+    then computes from a copy of its weights taken before fuse_lora, so every video would be the base model's.
+    A hooked pipeline is refused instead."""
+    if adapter is None:
+        return
+    hooked = hooked_components(pipe)
+    if hooked:
+        raise RuntimeError(
+            f"cannot fuse adapter {adapter}: pipeline components {hooked} already carry accelerate hooks, and "
+            "diffusers would offload the whole pipeline and drop the fused weights; fuse before offloading."
+        )
+    if trained_weights_file(adapter).name == ADAPTER_FILE:
+        validate_adapter_file(Path(adapter) / ADAPTER_FILE, pipe.transformer)  # this architecture, its rank
+        pipe.load_lora_weights(str(adapter), weight_name=ADAPTER_FILE)
+        pipe.fuse_lora(lora_scale=1.0)
+    else:  # a full fine-tune: its whole DiT replaces the base one
+        load_full_transformer(pipe, Path(adapter))
+
+
+def stream_text_encoder(pipe, device: torch.device) -> None:
+    """Keep the text encoder in host memory and stream its layers to `device` while prompts are encoded."""
+    from accelerate import cpu_offload
+
+    pipe.text_encoder.to("cpu")
+    cpu_offload(pipe.text_encoder, execution_device=device)
 
 
 def encode_conditioning_frames_only(pipe) -> None:

@@ -10,7 +10,16 @@ import torch
 
 from cosmos_synth.config import GenerateConfig
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.generate import generate_video, generate_videos, latent_shape, list_pairs, numpy_latents
+from cosmos_synth.generate import (
+    fuse_adapter,
+    generate_video,
+    generate_videos,
+    hooked_components,
+    latent_shape,
+    list_pairs,
+    numpy_latents,
+    stream_text_encoder,
+)
 from cosmos_synth.video import read_video
 
 
@@ -165,3 +174,57 @@ def test_frames_are_the_pipelines_numpy_output_rounded(tiny_pipe, tmp_path, make
     )
     expected = (np.clip(output.frames[0], 0.0, 1.0) * 255.0).round().astype(np.uint8)
     assert ours.shape == expected.shape == (9, 64, 96, 3) and np.array_equal(ours, expected)
+
+
+def _random_adapter(tiny_model: Path, out_dir: Path) -> Path:
+    """A LoRA adapter folder for the tiny DiT with random A and B (a zero B would fuse to no change)."""
+    from cosmos_synth.config import TrainConfig
+    from cosmos_synth.models import load_pipeline
+    from cosmos_synth.train import add_adapter, save_adapter
+
+    transformer = load_pipeline(tiny_model, dtype="float32", device="cpu").transformer
+    add_adapter(transformer, TrainConfig(data_dir=Path("."), out_dir=Path("."), rank=4, alpha=4, num_frames=9))
+    torch.manual_seed(0)
+    for name, param in transformer.named_parameters():
+        if "lora_A" in name or "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.5)
+    save_adapter(transformer, out_dir)
+    return out_dir
+
+
+def _dit_output(transformer) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        return transformer(
+            hidden_states=torch.randn(1, 16, 3, 4, 6, generator=g),
+            timestep=torch.full((1, 1, 3, 1, 1), 0.5),
+            encoder_hidden_states=torch.randn(1, 8, 32, generator=g),
+            condition_mask=torch.zeros(1, 1, 3, 4, 6),
+            padding_mask=torch.zeros(1, 1, 32, 48),
+            return_dict=False,
+        )[0]
+
+
+def test_adapter_is_fused_before_the_text_encoder_is_streamed(tiny_model, tmp_path):
+    """The GPU path's order (the text encoder streamed from host memory), run on the CPU: the fused DiT computes
+    differently from the base DiT, and hooking the text encoder afterwards leaves it fused and unhooked."""
+    from cosmos_synth.models import load_pipeline
+
+    adapter = _random_adapter(tiny_model, tmp_path / "adapter")
+    base = _dit_output(load_pipeline(tiny_model, dtype="float32", device="cpu").transformer)
+    pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
+    fuse_adapter(pipe, adapter)
+    fused = _dit_output(pipe.transformer)
+    stream_text_encoder(pipe, torch.device("cpu"))
+    assert hooked_components(pipe) == ["text_encoder"]
+    assert (fused - base).abs().max() > 1e-2
+    torch.testing.assert_close(_dit_output(pipe.transformer), fused)
+
+
+def test_adapter_is_refused_on_a_pipeline_with_offload_hooks(tiny_model, tmp_path, tiny_pipe):
+    """diffusers' load_lora_weights on a hooked pipeline re-offloads all of it and the DiT keeps its base weights
+    (on a GPU: LoRA videos identical to the base model's). fuse_adapter refuses instead of going silently wrong."""
+    adapter = _random_adapter(tiny_model, tmp_path / "adapter")
+    stream_text_encoder(tiny_pipe, torch.device("cpu"))
+    with pytest.raises(RuntimeError, match=r"\['text_encoder'\] already carry accelerate hooks.*fuse before"):
+        fuse_adapter(tiny_pipe, adapter)

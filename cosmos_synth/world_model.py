@@ -6,12 +6,16 @@ tokenizer, the UniPC scheduler), sized to learn the demo world and to generate a
 - tokenizer: byte-level BPE whose merges make every word of the demo world's prompts one token;
 - text encoder: a 2-layer Qwen2.5-VL with random (seeded) weights: frozen, as in the real recipe; its per-token
   features are what the DiT's cross-attention learns to read;
-- VAE: AutoencoderKLWan trained here for reconstruction (stage "vae"), its latent statistics measured on the
-  training set and stored in its config (latents_mean / latents_std), as the pipeline expects;
+- VAE: AutoencoderKLWan trained here for reconstruction (stage "vae") on clips of every task family, its latent
+  statistics measured on the training set and stored in its config (latents_mean / latents_std), as the pipeline
+  expects. It is the world's video tokenizer, as Cosmos' own is trained on generic video: it encodes and decodes
+  clips and cannot generate, so it teaches the model no task. A tokenizer trained on pick_place alone could not
+  represent pushes (the arm and objects at the table's edges blur away: 21 dB), and no fine-tune of the DiT can
+  get past a tokenizer that cannot draw the new task;
 - DiT: trained from random weights with the project's own training loop, `adapter = "full"` (stage "dit"), on the
   latent cache of the same episodes, every DiT parameter learning the flow-matching objective.
 
-Training data are expert episodes of the pretraining family only (pick_place): the push family stays new to it.
+The DiT learns from expert episodes of the pretraining family only (pick_place): the push family stays new to it.
 Two stages, each within one GPU call of a few minutes, chained through the work folder:
 
     python -m cosmos_synth.world_model vae --work-dir runs/world --out-dir datasets/demo/world_model
@@ -39,7 +43,7 @@ import numpy as np
 import torch
 
 from cosmos_synth.config import TrainConfig, config_to_dict
-from cosmos_synth.demo_world import PRETRAINING_FAMILY, rollout_expert
+from cosmos_synth.demo_world import FAMILIES, PRETRAINING_FAMILY, rollout_expert
 from cosmos_synth.demo_world.render import TABLE_EDGE_RGB, TABLE_RGB
 from cosmos_synth.demo_world.scene import (
     CONTAINER_COLOURS,
@@ -81,6 +85,8 @@ class WorldModelConfig:
     vae_learning_rate: float = 5e-4  # AdamW peak (linear warm-up, cosine decay to a tenth)
     vae_object_weight: float = 8.0  # extra loss weight of pixels that are not bare table (objects are small)
     vae_kl_weight: float = 1e-6
+    # task families of the VAE's clips (comma-separated; num_episodes split evenly): the tokenizer sees every family
+    vae_families: str = ",".join(FAMILIES)
     dit_layers: int = 8  # CosmosTransformer3DModel num_layers
     dit_heads: int = 6  # attention heads of 32 dimensions
     dit_epochs: int = 30  # passes over the episodes
@@ -95,6 +101,9 @@ class WorldModelConfig:
             raise ValueError(f"num_frames={self.num_frames}: use 4k+1 frames, at least 9 (e.g. 17).")
         if self.num_episodes < 2:
             raise ValueError(f"num_episodes={self.num_episodes}: need at least 2 episodes.")
+        families = self.vae_families.split(",")
+        if not families or not set(families) <= set(FAMILIES) or len(set(families)) != len(families):
+            raise ValueError(f"vae_families={self.vae_families!r}: name distinct families out of {list(FAMILIES)}.")
 
 
 # ------------------------------------------------------------------------------------------------------ components
@@ -264,22 +273,38 @@ def _reconstruct(vae, video: torch.Tensor, dtype) -> torch.Tensor:
         return vae.decode(vae.encode(video).latent_dist.mean).sample.float()
 
 
+def _mean_psnr(vae, video: torch.Tensor, dtype, batch: int = 16) -> float:
+    """Mean reconstruction PSNR (dB) of clips (B, 3, T, H, W) in [-1, 1], `batch` clips at a time."""
+    return float(
+        np.mean(
+            [
+                _psnr(_reconstruct(vae, video[i : i + batch], dtype), video[i : i + batch])
+                for i in range(0, len(video), batch)
+            ]
+        )
+    )
+
+
+def _vae_clips(cfg: WorldModelConfig, first_seed: int, count: int) -> dict[str, np.ndarray]:
+    """{family: uint8 (N, T, H, W, 3)}: `count` expert episodes split evenly over cfg.vae_families, scene seeds
+    first_seed + i (each family on the same scenes)."""
+    families = cfg.vae_families.split(",")
+    seeds = list(range(first_seed, first_seed + math.ceil(count / len(families))))
+    size = {"num_frames": cfg.num_frames, "height": cfg.height, "width": cfg.width}
+    return {family: render_episodes(family, seeds, **size)[0] for family in families}
+
+
 def train_vae(cfg: WorldModelConfig) -> dict:
-    """Reconstruction training of the VAE; saves it under work_dir/vae with its latent statistics in the config."""
+    """Reconstruction training of the VAE on clips of cfg.vae_families; saves it under work_dir/vae with its latent
+    statistics in the config. Held-out reconstruction is measured per family."""
     device = torch.device(cfg.device)
     started = time.perf_counter()
-    frames, _ = render_episodes(
-        PRETRAINING_FAMILY, _training_seeds(cfg), num_frames=cfg.num_frames, height=cfg.height, width=cfg.width
-    )
-    frames = torch.from_numpy(frames).to(device)
-    held, _ = render_episodes(
-        PRETRAINING_FAMILY,
-        list(range(2_000_000, 2_000_064)),
-        num_frames=cfg.num_frames,
-        height=cfg.height,
-        width=cfg.width,
-    )
-    held = _to_video(torch.from_numpy(held).to(device))
+    frames = torch.from_numpy(np.concatenate(list(_vae_clips(cfg, cfg.seed, cfg.num_episodes).values()))).to(device)
+    held_by_family = {
+        family: _to_video(torch.from_numpy(clips).to(device))
+        for family, clips in _vae_clips(cfg, 2_000_000, 64 * len(cfg.vae_families.split(","))).items()
+    }
+    held = torch.cat(list(held_by_family.values()))[::4]  # a mix of every family for the progress log
     logger.info("rendered %d episodes in %.1f s", len(frames), time.perf_counter() - started)
     table = torch.tensor([TABLE_RGB, TABLE_EDGE_RGB], device=device).float().view(2, 1, 3, 1, 1, 1) / 127.5 - 1.0
 
@@ -321,9 +346,8 @@ def train_vae(cfg: WorldModelConfig) -> dict:
             logger.info("vae step %d loss %.5f held-out PSNR %.2f dB", step, loss.item(), psnr)
     steps_done = step + 1
     vae.eval()
-    psnr = float(
-        np.mean([_psnr(_reconstruct(vae, held[i : i + 16], dtype), held[i : i + 16]) for i in range(0, len(held), 16)])
-    )
+    psnr_by_family = {family: round(_mean_psnr(vae, v, dtype), 2) for family, v in held_by_family.items()}
+    psnr = float(np.mean(list(psnr_by_family.values())))
     means, stds = latent_statistics(vae, frames, dtype)
     vae.register_to_config(latents_mean=means, latents_std=stds)
     out = cfg.work_dir / VAE_DIR
@@ -332,13 +356,14 @@ def train_vae(cfg: WorldModelConfig) -> dict:
         "steps": steps_done,
         "seconds": round(time.perf_counter() - t0, 1),
         "heldout_psnr_db": round(psnr, 2),
-        "heldout_clips": len(held),
+        "heldout_psnr_db_by_family": psnr_by_family,
+        "heldout_clips": sum(len(v) for v in held_by_family.values()),
         "log": log,
         "device": _device_name(device),
         "config": {k: v for k, v in config_to_dict(cfg).items() if k.startswith("vae_") or k in VAE_INPUTS},
     }
     write_text_atomic(out / "vae_training.json", json.dumps(record, indent=2))
-    logger.info("VAE: %d steps, held-out PSNR %.2f dB -> %s", steps_done, psnr, out)
+    logger.info("VAE: %d steps, held-out PSNR %s dB -> %s", steps_done, psnr_by_family, out)
     return record
 
 

@@ -1,33 +1,45 @@
 #!/usr/bin/env bash
-# Teach the demo world model the push family with LoRA and DoRA on a GPU machine, then evaluate base, LoRA and DoRA
-# on held-out push and pick_place episodes (the README's fine-tuning table).
+# Teach the demo world model the push family with LoRA and DoRA (or a full fine-tune) on a GPU machine, then evaluate
+# base and each fine-tune on held-out push and pick_place episodes (the README's fine-tuning table).
 #
-#   bash benchmarks/push_finetune.sh OUT_DIR [NUM_EPISODES] [NUM_HELDOUT] [EPOCHS] [LEARNING_RATE]
+#   bash benchmarks/push_finetune.sh OUT_DIR [NUM_EPISODES] [NUM_HELDOUT] [STEPS] [BATCH]
+#
+# VARIANTS (environment) lists the fine-tunes as name:adapter:learning_rate:rank, space-separated; default
+# "lora:lora:1e-3:32 dora:dora:1e-3:32" (add e.g. "full:full:3e-4:32" for a full fine-tune). The defaults are the
+# README's run: 64 demonstrations, 50 held-out scenes per family, 2,000 steps of 16 clips.
 #
 # The demo recipe's own stages, with overrides for the GPU and the experiment's size: one dataset (push
-# demonstrations, held-out push and pick_place scenes), then `cosmos-synth train` for each adapter side by side (one
-# GPU each when there are two), then one `cosmos-synth evaluate` of the three models. 900 steps of 8 clips
-# (150 epochs of 48 episodes) did not teach push (README); the defaults here train longer.
+# demonstrations, held-out push and pick_place scenes), then `cosmos-synth train` for each variant side by side
+# (spread over the GPUs), then one `cosmos-synth evaluate` of base and every variant, whose IDM labels are scored
+# by the IDM trained on the same demonstrations.
 set -euo pipefail
-out=${1:?usage: push_finetune.sh OUT_DIR [NUM_EPISODES] [NUM_HELDOUT] [EPOCHS] [LEARNING_RATE]}
-episodes=${2:-48}; heldout=${3:-50}; epochs=${4:-500}; lr=${5:-1e-3}
+out=${1:?usage: push_finetune.sh OUT_DIR [NUM_EPISODES] [NUM_HELDOUT] [STEPS] [BATCH]}
+episodes=${2:-64}; heldout=${3:-50}; steps=${4:-2000}; batch=${5:-16}
+variants=${VARIANTS:-"lora:lora:1e-3:32 dora:dora:1e-3:32"}
 cli="python3 -m cosmos_synth.cli"
 gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")
+epochs=$(( (steps * batch + episodes - 1) / episodes ))
 data=(--recipe demo --param device=cuda --param run_dir="$out" --param demo.num_episodes=$episodes
       --param demo.num_test_pairs=$heldout --param 'demo.heldout_families=["push","pick_place"]')
-train=(--param train.cpu=false --param train.num_epochs=$epochs --param train.batch_size=8
-       --param train.learning_rate=$lr --param train.checkpoint_every_epochs=100 --param train.num_warmup_steps=50
-       --param train.num_training_steps=$((epochs * episodes / 8)))
+train=(--param train.cpu=false --param train.num_epochs=$epochs --param train.batch_size=$batch
+       --param train.num_training_steps=$steps --param train.num_warmup_steps=100 --param train.f_max=1.0
+       --param train.f_min=0.1 --param train.checkpoint_every_epochs=$(( epochs / 4 + 1 )))
 mkdir -p "$out"
-$cli ingest "${data[@]}" > "$out/ingest.log" 2>&1
-$cli preprocess "${data[@]}" > "$out/preprocess.log" 2>&1
-$cli cache "${data[@]}" > "$out/cache.log" 2>&1
-i=0
-for adapter in lora dora; do
+log() { echo "[$(date +%T)] $*"; }
+for stage in ingest preprocess cache train-idm; do  # train-idm: the IDM that evaluate scores labels with
+  log "$stage"; $cli $stage "${data[@]}" > "$out/$stage.log" 2>&1
+done
+i=0; models=(-m base=)
+for variant in $variants; do
+  IFS=: read -r name adapter lr rank <<< "$variant"
+  log "train $name ($adapter, lr $lr, rank $rank) on GPU $((i % gpus)): $steps steps of $batch clips"
   CUDA_VISIBLE_DEVICES=$((i % gpus)) $cli train "${data[@]}" "${train[@]}" --param train.adapter=$adapter \
-    --param train.out_dir="$out/$adapter" > "$out/train-$adapter.log" 2>&1 &
-  i=$((i + 1))
+    --param train.learning_rate=$lr --param train.rank=$rank --param train.alpha=$rank \
+    --param train.out_dir="$out/$name" > "$out/train-$name.log" 2>&1 &
+  models+=(-m "$name=$out/$name"); i=$((i + 1))
 done
 wait
-$cli evaluate "${data[@]}" -m base= -m lora="$out/lora" -m dora="$out/dora" > "$out/evaluate.log" 2>&1
+log "evaluate ${models[*]}"
+$cli evaluate "${data[@]}" "${models[@]}" > "$out/evaluate.log" 2>&1
+log "done"
 cat "$out/evaluate/report.md"

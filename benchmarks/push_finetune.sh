@@ -2,7 +2,9 @@
 # Teach the demo world model the push family with LoRA and DoRA (or a full fine-tune) on a GPU machine, then evaluate
 # base and each fine-tune on held-out push and pick_place episodes (the README's fine-tuning table).
 #
-#   bash benchmarks/push_finetune.sh OUT_DIR [NUM_EPISODES] [NUM_HELDOUT] [STEPS] [BATCH]
+#   bash benchmarks/push_finetune.sh OUT_DIR [NUM_EPISODES] [NUM_HELDOUT] [STEPS] [BATCH] [REPLAY]
+#
+# REPLAY: pick_place episodes added to the push demonstrations (demo.replay_episodes), against forgetting; default 0.
 #
 # VARIANTS (environment) lists the fine-tunes as name:adapter:learning_rate:rank, space-separated; default
 # "lora:lora:1e-3:32 dora:dora:1e-3:32" (add e.g. "full:full:3e-4:32" for a full fine-tune). The defaults are the
@@ -13,14 +15,15 @@
 # (spread over the GPUs), then one `cosmos-synth evaluate` of base and every variant, whose IDM labels are scored
 # by the IDM trained on the same demonstrations.
 set -euo pipefail
-out=${1:?usage: push_finetune.sh OUT_DIR [NUM_EPISODES] [NUM_HELDOUT] [STEPS] [BATCH]}
-episodes=${2:-64}; heldout=${3:-50}; steps=${4:-2000}; batch=${5:-16}
+out=${1:?usage: push_finetune.sh OUT_DIR [NUM_EPISODES] [NUM_HELDOUT] [STEPS] [BATCH] [REPLAY]}
+episodes=${2:-64}; heldout=${3:-50}; steps=${4:-2000}; batch=${5:-16}; replay=${6:-0}
 variants=${VARIANTS:-"lora:lora:1e-3:32 dora:dora:1e-3:32"}
 cli="python3 -m cosmos_synth.cli"
 gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")
-epochs=$(( (steps * batch + episodes - 1) / episodes ))
+epochs=$(( (steps * batch + episodes + replay - 1) / (episodes + replay) ))
 data=(--recipe demo --param device=cuda --param run_dir="$out" --param demo.num_episodes=$episodes
-      --param demo.num_test_pairs=$heldout --param 'demo.heldout_families=["push","pick_place"]')
+      --param demo.num_test_pairs=$heldout --param 'demo.heldout_families=["push","pick_place"]'
+      --param demo.replay_episodes=$replay)
 train=(--param train.cpu=false --param train.num_epochs=$epochs --param train.batch_size=$batch
        --param train.num_training_steps=$steps --param train.num_warmup_steps=100 --param train.f_max=1.0
        --param train.f_min=0.1 --param train.checkpoint_every_epochs=$(( epochs / 4 + 1 )))

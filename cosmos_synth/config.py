@@ -54,6 +54,9 @@ class DemoDataConfig:
     # pick_place: the pretraining family; push: the new family the demo world model never saw
     task_family: Literal["pick_place", "push"] = "pick_place"
     num_episodes: int = 8  # training episodes
+    # pretraining-family (pick_place) episodes added to the training episodes of a new family: rehearsal, so that a
+    # fine-tune on them does not forget what the model knew; scene seeds follow the demonstrations' (0: none)
+    replay_episodes: int = 0
     # held-out episodes per held-out family: recorded under heldout/, their first frame + prompt as (image .png, prompt
     # .txt) pairs under test/
     num_test_pairs: int = 4
@@ -75,14 +78,25 @@ class DemoDataConfig:
             f"heldout_families={list(self.heldout_families)}: use distinct families out of 'pick_place' and 'push'.",
         )
         _require(self.num_episodes >= 1, f"num_episodes={self.num_episodes}: need at least 1 episode.")
+        _require(self.replay_episodes >= 0, f"replay_episodes={self.replay_episodes} must be >= 0.")
+        _require(
+            self.replay_episodes == 0 or self.task_family != "pick_place",
+            f"replay_episodes={self.replay_episodes} with task_family='pick_place': replay adds pick_place episodes "
+            "to a new family's; set task_family='push' or replay_episodes=0.",
+        )
         _require(self.num_test_pairs >= 0, f"num_test_pairs={self.num_test_pairs} must be >= 0.")
         _require(self.num_frames >= 8, f"num_frames={self.num_frames}: an expert episode needs at least 8 frames.")
         _require(self.height >= 16 and self.width >= 16, "height and width must be at least 16 pixels.")
         _require(
-            self.seed + self.num_episodes <= self.heldout_seed or self.seed >= self.heldout_seed + self.num_test_pairs,
-            f"seeds {self.seed}..{self.seed + self.num_episodes - 1} overlap the held-out "
+            self.seed + self.num_training <= self.heldout_seed or self.seed >= self.heldout_seed + self.num_test_pairs,
+            f"seeds {self.seed}..{self.seed + self.num_training - 1} overlap the held-out "
             f"seeds from heldout_seed={self.heldout_seed}; move seed or heldout_seed apart.",
         )
+
+    @property
+    def num_training(self) -> int:
+        """Training episodes written: the demonstrations, then the replayed pretraining-family episodes."""
+        return self.num_episodes + self.replay_episodes
 
 
 @dataclass(frozen=True, kw_only=True)

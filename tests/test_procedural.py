@@ -128,6 +128,23 @@ def test_action_matches_state(tmp_path):
     np.testing.assert_allclose(state[carried, 3:5], state[carried, 0:2])
 
 
+def test_replay_adds_pretraining_episodes_on_scenes_of_their_own(tmp_path):
+    """Rehearsal data: push demonstrations first, then pick_place episodes on the next scene seeds; the held-out
+    episodes stay push only."""
+    root = _write(tmp_path / "demo", task_family="push", num_episodes=2, replay_episodes=2)
+    rows = read_jsonl(root / EPISODES_JSONL)
+    assert [r["name"] for r in rows] == ["episode_0000", "episode_0001", "episode_0002", "episode_0003"]
+    assert [parse_prompt(r["prompt"]).family for r in rows] == ["push", "push", "pick_place", "pick_place"]
+    assert [r["seed"] for r in rows] == [0, 1, 2, 3]
+    heldout = read_jsonl(root / HELDOUT_DIR / EPISODES_JSONL)
+    assert {parse_prompt(r["prompt"]).family for r in heldout} == {"push"}
+
+
+def test_replay_needs_a_new_family(tmp_path):
+    with pytest.raises(ValueError, match=r"replay_episodes=2 with task_family='pick_place'.*set task_family='push'"):
+        DemoDataConfig(out_dir=tmp_path, replay_episodes=2)
+
+
 def test_seeds_overlapping_the_heldout_range_are_refused(tmp_path):
     with pytest.raises(ValueError, match=r"overlap the held-out seeds from heldout_seed=5"):
         DemoDataConfig(out_dir=tmp_path, num_episodes=10, heldout_seed=5)

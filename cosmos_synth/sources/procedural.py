@@ -23,7 +23,14 @@ import cv2
 import numpy as np
 
 from cosmos_synth.config import DemoDataConfig, config_to_dict
-from cosmos_synth.demo_world import ACTION_NAMES, STATE_NAMES, DemoWorld, Episode, rollout_expert
+from cosmos_synth.demo_world import (
+    ACTION_NAMES,
+    PRETRAINING_FAMILY,
+    STATE_NAMES,
+    DemoWorld,
+    Episode,
+    rollout_expert,
+)
 from cosmos_synth.files import atomic_dir, write_jsonl, write_text_atomic
 from cosmos_synth.sources.layout import (
     EPISODES_JSONL,
@@ -117,7 +124,9 @@ def _build(cfg: DemoDataConfig, root: Path) -> None:
     """Write the whole dataset under `root`, the marker last."""
     size = dict(num_frames=cfg.num_frames, height=cfg.height, width=cfg.width)
     train = record_episodes(cfg.task_family, range(cfg.seed, cfg.seed + cfg.num_episodes), **size)
-    _write_episodes(root, train, [f"episode_{i:04d}" for i in range(cfg.num_episodes)], cfg.fps)
+    replay_seeds = range(cfg.seed + cfg.num_episodes, cfg.seed + cfg.num_training)
+    train += record_episodes(PRETRAINING_FAMILY, replay_seeds, **size) if cfg.replay_episodes else []
+    _write_episodes(root, train, [f"episode_{i:04d}" for i in range(cfg.num_training)], cfg.fps)
     seeds = range(cfg.heldout_seed, cfg.heldout_seed + cfg.num_test_pairs)
     heldout = [
         e for family in cfg.heldout_families or (cfg.task_family,) for e in record_episodes(family, seeds, **size)
@@ -146,9 +155,11 @@ def write_demo_dataset(cfg: DemoDataConfig) -> Path:
     with atomic_dir(out) as tmp:  # out is absent or an empty folder (checked above)
         _build(cfg, tmp)
     logger.info(
-        "demo dataset: %d %s episodes, %d held-out episodes -> %s",
+        "demo dataset: %d %s episodes (+%d %s replayed), %d held-out episodes -> %s",
         cfg.num_episodes,
         cfg.task_family,
+        cfg.replay_episodes,
+        PRETRAINING_FAMILY,
         cfg.num_test_pairs,
         out,
     )

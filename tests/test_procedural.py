@@ -140,6 +140,14 @@ def test_replay_adds_pretraining_episodes_on_scenes_of_their_own(tmp_path):
     assert {parse_prompt(r["prompt"]).family for r in heldout} == {"push"}
 
 
+def test_marker_leaves_replay_out_when_off(tmp_path):
+    """A dataset written before replay_episodes existed (its marker has no such key) is still reused."""
+    root = _write(tmp_path / "demo")
+    marker = json.loads((root / MARKER).read_text())
+    assert "replay_episodes" not in marker["config"]
+    assert write_demo_dataset(DemoDataConfig(out_dir=root, replay_episodes=0, **SMALL)) == root
+
+
 def test_replay_needs_a_new_family(tmp_path):
     with pytest.raises(ValueError, match=r"replay_episodes=2 with task_family='pick_place'.*set task_family='push'"):
         DemoDataConfig(out_dir=tmp_path, replay_episodes=2)

@@ -97,6 +97,8 @@ def _write_test_pairs(root: Path, episodes: list[Episode], names: list[str]) -> 
 def _marker_record(cfg: DemoDataConfig) -> dict:
     """What the marker records; a folder is reused only when this matches exactly (out_dir itself excluded)."""
     config = {k: v for k, v in config_to_dict(cfg).items() if k != "out_dir"}
+    if not cfg.replay_episodes:  # left out when off, so datasets written before the setting existed still match
+        del config["replay_episodes"]
     return {"generator": __name__, "generator_version": GENERATOR_VERSION, "config": config}
 
 

@@ -11,7 +11,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from cosmos_synth.cache import cache_key, encode_latent_cache, load_cached, window_starts
-from cosmos_synth.config import CacheConfig, TrainConfig
+from cosmos_synth.config import CacheConfig
 from cosmos_synth.encoding import encode_video
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.layout import LOSS_LOG
@@ -89,22 +89,14 @@ def test_window_starts_are_seeded_and_bounded():
 
 
 @pytest.mark.slow
-def test_training_on_the_cache_needs_no_text_encoder(tiny_model, clips, tmp_path):
+def test_training_on_the_cache_needs_no_text_encoder(tiny_model, tiny_train_config, clips, tmp_path):
     cache = encode_latent_cache(_cfg(tiny_model, clips, tmp_path / "cache")).out_dir
-    cfg = TrainConfig(
-        model=str(tiny_model),
-        revision=None,
-        data_dir=clips,
-        out_dir=tmp_path / "train",
-        rank=4,
-        alpha=4,
-        num_frames=9,
+    cfg = tiny_train_config(
+        clips,
+        tmp_path / "train",
         num_epochs=3,
-        learning_rate=1e-3,
         num_warmup_steps=1,
         checkpoint_every_epochs=3,
-        dtype="float32",
-        cpu=True,
         latent_cache=cache,
         gradient_checkpointing=True,
         checkpoint_layers=1,

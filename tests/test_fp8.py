@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from cosmos_synth.config import GenerateConfig, TrainConfig
+from cosmos_synth.config import GenerateConfig
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.fp8_attention import (
     Fp8SelfAttnProcessor,
@@ -93,25 +93,11 @@ def test_fp8_refuses_trainable_weights(tiny_model):
 
 
 @pytest.mark.slow
-def test_training_with_fp8_matmuls_follows_the_float_loss(tiny_model, clips, tmp_path):
+def test_training_with_fp8_matmuls_follows_the_float_loss(tiny_train_config, clips, tmp_path):
     losses = {}
     for fp8 in (False, True):
         out = tmp_path / f"fp8-{fp8}"
-        cfg = TrainConfig(
-            model=str(tiny_model),
-            revision=None,
-            data_dir=clips,
-            out_dir=out,
-            rank=4,
-            alpha=4,
-            num_frames=9,
-            num_epochs=1,
-            learning_rate=1e-3,
-            num_warmup_steps=1,
-            dtype="float32",
-            cpu=True,
-            fp8_matmuls=fp8,
-        )
+        cfg = tiny_train_config(clips, out, num_epochs=1, num_warmup_steps=1, fp8_matmuls=fp8)
         train(cfg)
         losses[fp8] = [r["loss"] for r in read_jsonl(out / LOSS_LOG)]
     assert len(losses[True]) == len(losses[False]) >= 2

@@ -176,55 +176,26 @@ def test_frames_are_the_pipelines_numpy_output_rounded(tiny_pipe, tmp_path, make
     assert ours.shape == expected.shape == (9, 64, 96, 3) and np.array_equal(ours, expected)
 
 
-def _random_adapter(tiny_model: Path, out_dir: Path) -> Path:
-    """A LoRA adapter folder for the tiny DiT with random A and B (a zero B would fuse to no change)."""
-    from cosmos_synth.config import TrainConfig
-    from cosmos_synth.models import load_pipeline
-    from cosmos_synth.train import add_adapter, save_adapter
-
-    transformer = load_pipeline(tiny_model, dtype="float32", device="cpu").transformer
-    add_adapter(transformer, TrainConfig(data_dir=Path("."), out_dir=Path("."), rank=4, alpha=4, num_frames=9))
-    torch.manual_seed(0)
-    for name, param in transformer.named_parameters():
-        if "lora_A" in name or "lora_B" in name:
-            torch.nn.init.normal_(param, std=0.5)
-    save_adapter(transformer, out_dir)
-    return out_dir
-
-
-def _dit_output(transformer) -> torch.Tensor:
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        return transformer(
-            hidden_states=torch.randn(1, 16, 3, 4, 6, generator=g),
-            timestep=torch.full((1, 1, 3, 1, 1), 0.5),
-            encoder_hidden_states=torch.randn(1, 8, 32, generator=g),
-            condition_mask=torch.zeros(1, 1, 3, 4, 6),
-            padding_mask=torch.zeros(1, 1, 32, 48),
-            return_dict=False,
-        )[0]
-
-
-def test_adapter_is_fused_before_the_text_encoder_is_streamed(tiny_model, tmp_path):
+def test_adapter_is_fused_before_the_text_encoder_is_streamed(tiny_model, tiny_lora_adapter, tiny_dit_output, tmp_path):
     """The GPU path's order (the text encoder streamed from host memory), run on the CPU: the fused DiT computes
     differently from the base DiT, and hooking the text encoder afterwards leaves it fused and unhooked."""
     from cosmos_synth.models import load_pipeline
 
-    adapter = _random_adapter(tiny_model, tmp_path / "adapter")
-    base = _dit_output(load_pipeline(tiny_model, dtype="float32", device="cpu").transformer)
+    adapter = tiny_lora_adapter(tmp_path / "adapter")
+    base = tiny_dit_output(load_pipeline(tiny_model, dtype="float32", device="cpu").transformer)
     pipe = load_pipeline(tiny_model, dtype="float32", device="cpu")
     fuse_adapter(pipe, adapter)
-    fused = _dit_output(pipe.transformer)
+    fused = tiny_dit_output(pipe.transformer)
     stream_text_encoder(pipe, torch.device("cpu"))
     assert hooked_components(pipe) == ["text_encoder"]
     assert (fused - base).abs().max() > 1e-2
-    torch.testing.assert_close(_dit_output(pipe.transformer), fused)
+    torch.testing.assert_close(tiny_dit_output(pipe.transformer), fused)
 
 
-def test_adapter_is_refused_on_a_pipeline_with_offload_hooks(tiny_model, tmp_path, tiny_pipe):
+def test_adapter_is_refused_on_a_pipeline_with_offload_hooks(tiny_lora_adapter, tmp_path, tiny_pipe):
     """diffusers' load_lora_weights on a hooked pipeline re-offloads all of it and the DiT keeps its base weights
     (on a GPU: LoRA videos identical to the base model's). fuse_adapter refuses instead of going silently wrong."""
-    adapter = _random_adapter(tiny_model, tmp_path / "adapter")
+    adapter = tiny_lora_adapter(tmp_path / "adapter")
     stream_text_encoder(tiny_pipe, torch.device("cpu"))
     with pytest.raises(RuntimeError, match=r"\['text_encoder'\] already carry accelerate hooks.*fuse before"):
         fuse_adapter(tiny_pipe, adapter)

@@ -17,7 +17,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from cosmos_synth.config import ExportConfig, GenerateConfig, TrainConfig, config_to_dict, write_config
+from cosmos_synth.config import ExportConfig, GenerateConfig, config_to_dict, write_config
 from cosmos_synth.export import export_episodes, export_paths
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import generate_videos, video_is_complete
@@ -53,21 +53,13 @@ def _names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_training_killed_after_its_second_checkpoint_resumes_from_it(tiny_model, clips, tmp_path):
-    cfg = TrainConfig(
-        model=str(tiny_model),
-        revision=None,
-        data_dir=clips,
-        out_dir=tmp_path / "train",
-        rank=4,
-        alpha=4,
-        num_frames=9,
+def test_training_killed_after_its_second_checkpoint_resumes_from_it(tiny_train_config, clips, tmp_path):
+    cfg = tiny_train_config(
+        clips,
+        tmp_path / "train",
         num_epochs=4,
-        learning_rate=1e-3,
         num_warmup_steps=1,
         checkpoint_every_epochs=1,
-        dtype="float32",
-        cpu=True,
         gradient_checkpointing=False,
     )
     config = write_config(cfg, cfg.out_dir, "train")

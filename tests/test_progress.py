@@ -91,32 +91,20 @@ def test_progress_artifact_is_updated_a_few_hundred_times_in_a_five_hour_run(mon
     assert sent == sorted(sent)
 
 
-def _train_config(tiny_model: Path, clips: Path, out: Path, **kw) -> TrainConfig:
-    values = dict(
-        model=str(tiny_model),
-        revision=None,
-        data_dir=clips,
-        out_dir=out,
-        rank=4,
-        alpha=4,
-        num_frames=9,
+@pytest.mark.slow
+def test_training_reports_steps_relays_epochs_and_writes_tensorboard(tiny_train_config, clips, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="cosmos_synth")
+    updates: list[ProgressUpdate] = []
+    cfg = tiny_train_config(
+        clips,
+        tmp_path / "train",
         num_epochs=2,
-        learning_rate=1e-3,
         num_warmup_steps=2,
         num_training_steps=50,
         checkpoint_every_epochs=2,
-        dtype="float32",
         gradient_checkpointing=False,
-        cpu=True,
     )
-    return TrainConfig(**{**values, **kw})
-
-
-@pytest.mark.slow
-def test_training_reports_steps_relays_epochs_and_writes_tensorboard(tiny_model, clips, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="cosmos_synth")
-    updates: list[ProgressUpdate] = []
-    result = launch_training(_train_config(tiny_model, clips, tmp_path / "train"), progress=updates.append)
+    result = launch_training(cfg, progress=updates.append)
     assert result.num_steps == 8  # 4 clips x 2 epochs
 
     # progress: followed from loss.jsonl while the child ran, ending at 8/8 with the last step's loss

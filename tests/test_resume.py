@@ -11,7 +11,6 @@ import torch
 from safetensors.torch import load_file
 
 from cosmos_synth import launch
-from cosmos_synth.config import TrainConfig
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.launch import launch_training
 from cosmos_synth.layout import LOSS_LOG
@@ -19,33 +18,31 @@ from cosmos_synth.models import ADAPTER_FILE
 from cosmos_synth.train import latest_checkpoint, train
 
 
-def _config(tiny_model: Path, clips: Path, out: Path, num_epochs: int) -> TrainConfig:
-    return TrainConfig(
-        model=str(tiny_model),
-        revision=None,
-        data_dir=clips,
-        out_dir=out,
-        rank=4,
-        alpha=4,
-        num_frames=9,
-        num_epochs=num_epochs,
-        learning_rate=1e-3,
-        num_warmup_steps=2,
-        num_training_steps=50,
-        checkpoint_every_epochs=2,
-        dtype="float32",
-        gradient_checkpointing=False,
-        cpu=True,
-    )
+@pytest.fixture()
+def config(tiny_train_config):
+    """`config(clips, out, num_epochs)`: 4 clips an epoch, a checkpoint every 2 epochs."""
+
+    def make(clips: Path, out: Path, num_epochs: int):
+        return tiny_train_config(
+            clips,
+            out,
+            num_epochs=num_epochs,
+            num_warmup_steps=2,
+            num_training_steps=50,
+            checkpoint_every_epochs=2,
+            gradient_checkpointing=False,
+        )
+
+    return make
 
 
 @pytest.mark.slow
-def test_resumed_run_ends_with_the_same_adapter(tiny_model, clips, tmp_path):
-    straight = train(_config(tiny_model, clips, tmp_path / "straight", num_epochs=4))
+def test_resumed_run_ends_with_the_same_adapter(config, clips, tmp_path):
+    straight = train(config(clips, tmp_path / "straight", num_epochs=4))
 
-    first = train(_config(tiny_model, clips, tmp_path / "resumed", num_epochs=2))  # "interrupted" after epoch 2
+    first = train(config(clips, tmp_path / "resumed", num_epochs=2))  # "interrupted" after epoch 2
     assert latest_checkpoint(tmp_path / "resumed").name == "epoch_000002"
-    resumed = train(_config(tiny_model, clips, tmp_path / "resumed", num_epochs=4))
+    resumed = train(config(clips, tmp_path / "resumed", num_epochs=4))
 
     assert first.num_steps == 8 and resumed.num_steps == straight.num_steps == 16
     log = read_jsonl(tmp_path / "resumed" / LOSS_LOG)
@@ -61,8 +58,8 @@ def test_resumed_run_ends_with_the_same_adapter(tiny_model, clips, tmp_path):
 
 
 @pytest.mark.slow
-def test_finished_run_is_not_repeated(tiny_model, clips, tmp_path, monkeypatch):
-    cfg = _config(tiny_model, clips, tmp_path / "run", num_epochs=1)
+def test_finished_run_is_not_repeated(config, clips, tmp_path, monkeypatch):
+    cfg = config(clips, tmp_path / "run", num_epochs=1)
     result = launch_training(cfg)
     assert result.num_steps == 4 and result.adapter_file.is_file()
     assert json.loads((tmp_path / "run" / "train_config.json").read_text())["num_epochs"] == 1

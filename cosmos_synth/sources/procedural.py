@@ -126,8 +126,8 @@ def _build(cfg: DemoDataConfig, root: Path) -> None:
     """Write the whole dataset under `root`, the marker last."""
     size = dict(num_frames=cfg.num_frames, height=cfg.height, width=cfg.width)
     train = record_episodes(cfg.task_family, range(cfg.seed, cfg.seed + cfg.num_episodes), **size)
-    replay_seeds = range(cfg.seed + cfg.num_episodes, cfg.seed + cfg.num_training)
-    train += record_episodes(PRETRAINING_FAMILY, replay_seeds, **size) if cfg.replay_episodes else []
+    replay_seeds = range(cfg.seed + cfg.num_episodes, cfg.seed + cfg.num_training)  # empty without replay
+    train += record_episodes(PRETRAINING_FAMILY, replay_seeds, **size)
     _write_episodes(root, train, [f"episode_{i:04d}" for i in range(cfg.num_training)], cfg.fps)
     seeds = range(cfg.heldout_seed, cfg.heldout_seed + cfg.num_test_pairs)
     heldout = [

@@ -304,7 +304,8 @@ def train_vae(cfg: WorldModelConfig) -> dict:
         family: _to_video(torch.from_numpy(clips).to(device))
         for family, clips in _vae_clips(cfg, 2_000_000, 64 * len(cfg.vae_families.split(","))).items()
     }
-    held = torch.cat(list(held_by_family.values()))[::4]  # a mix of every family for the progress log
+    # the progress log's 16 clips, an equal share of every family
+    held = torch.cat([v[: 16 // len(held_by_family)] for v in held_by_family.values()])
     logger.info("rendered %d episodes in %.1f s", len(frames), time.perf_counter() - started)
     table = torch.tensor([TABLE_RGB, TABLE_EDGE_RGB], device=device).float().view(2, 1, 3, 1, 1, 1) / 127.5 - 1.0
 
@@ -333,7 +334,7 @@ def train_vae(cfg: WorldModelConfig) -> dict:
         optimizer.step()
         if step % 250 == 0 or step == cfg.vae_steps - 1:
             vae.eval()
-            psnr = _psnr(_reconstruct(vae, held[:16], dtype), held[:16])
+            psnr = _psnr(_reconstruct(vae, held, dtype), held)
             vae.train()
             log.append(
                 {

@@ -4,11 +4,12 @@
 #
 #   bash benchmarks/push_finetune.sh OUT_DIR [NUM_EPISODES] [NUM_HELDOUT] [STEPS] [BATCH] [REPLAY]
 #
-# REPLAY: pick_place episodes added to the push demonstrations (demo.replay_episodes), against forgetting; default 0.
+# REPLAY: pick_place episodes added to the push demonstrations (demo.replay_episodes), against forgetting; default 64
+# (0 trains on push alone, and the adapters forget pick_place).
 #
 # VARIANTS (environment) lists the fine-tunes as name:adapter:learning_rate:rank, space-separated; default
 # "lora:lora:1e-3:32 dora:dora:1e-3:32" (add e.g. "full:full:3e-4:32" for a full fine-tune). The defaults are the
-# README's run: 64 demonstrations, 50 held-out scenes per family, 2,000 steps of 16 clips.
+# README's run: 64 demonstrations plus 64 replayed, 50 held-out scenes per family, 2,000 steps of 16 clips.
 #
 # The demo recipe's own stages, with overrides for the GPU and the experiment's size: one dataset (push
 # demonstrations, held-out push and pick_place scenes), then `cosmos-synth train` for each variant side by side
@@ -16,7 +17,7 @@
 # by the IDM trained on the same demonstrations.
 set -euo pipefail
 out=${1:?usage: push_finetune.sh OUT_DIR [NUM_EPISODES] [NUM_HELDOUT] [STEPS] [BATCH] [REPLAY]}
-episodes=${2:-64}; heldout=${3:-50}; steps=${4:-2000}; batch=${5:-16}; replay=${6:-0}
+episodes=${2:-64}; heldout=${3:-50}; steps=${4:-2000}; batch=${5:-16}; replay=${6:-64}
 variants=${VARIANTS:-"lora:lora:1e-3:32 dora:dora:1e-3:32"}
 cli="python3 -m cosmos_synth.cli"
 gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")

@@ -15,6 +15,13 @@
 # demonstrations, held-out push and pick_place scenes), then `cosmos-synth train` for each variant side by side
 # (spread over the GPUs), then one `cosmos-synth evaluate` of base and every variant, whose IDM labels are scored
 # by the IDM trained on the same demonstrations.
+#
+# DEVICE (environment, default cuda) is the stages' device.
+#
+# FLOW=1 runs each variant through the finetune-and-generate flow instead (flows.local_stack: a local Prefect server,
+# a process worker and the `demo` deployment, one stack per variant, side by side, run folder OUT_DIR/NAME). Each
+# flow run does every stage of the recipe, ending with an evaluation of base against its own fine-tune; the
+# script prints every run's report.
 set -euo pipefail
 out=${1:?usage: push_finetune.sh OUT_DIR [NUM_EPISODES] [NUM_HELDOUT] [STEPS] [BATCH] [REPLAY]}
 episodes=${2:-64}; heldout=${3:-50}; steps=${4:-2000}; batch=${5:-16}; replay=${6:-64}
@@ -22,7 +29,7 @@ variants=${VARIANTS:-"lora:lora:1e-3:32 dora:dora:1e-3:32"}
 cli="python3 -m cosmos_synth.cli"
 gpus=$(python3 -c "import torch; print(max(1, torch.cuda.device_count()))")
 epochs=$(( (steps * batch + episodes + replay - 1) / (episodes + replay) ))
-data=(--recipe demo --param device=cuda --param run_dir="$out" --param demo.num_episodes=$episodes
+data=(--recipe demo --param device=${DEVICE:-cuda} --param demo.num_episodes=$episodes
       --param demo.num_test_pairs=$heldout --param 'demo.heldout_families=["push","pick_place"]'
       --param demo.replay_episodes=$replay)
 train=(--param train.cpu=false --param train.num_epochs=$epochs --param train.batch_size=$batch
@@ -30,6 +37,24 @@ train=(--param train.cpu=false --param train.num_epochs=$epochs --param train.ba
        --param train.f_min=0.1 --param train.checkpoint_every_epochs=$(( epochs / 4 + 1 )))
 mkdir -p "$out"
 log() { echo "[$(date +%T)] $*"; }
+variant_params() {  # name adapter lr rank -> the variant's overrides
+  echo --param train.adapter="$2" --param train.learning_rate="$3" --param train.rank="$4" --param train.alpha="$4"
+}
+if [[ ${FLOW:-0} == 1 ]]; then
+  i=0
+  for variant in $variants; do
+    IFS=: read -r name adapter lr rank <<< "$variant"
+    log "finetune-and-generate $name ($adapter, lr $lr, rank $rank) on GPU $((i % gpus)): run folder $out/$name"
+    CUDA_VISIBLE_DEVICES=$((i % gpus)) python3 -m flows.local_stack demo "${data[@]}" "${train[@]}" \
+      --param run_dir="$out/$name" $(variant_params "$name" "$adapter" "$lr" "$rank") > "$out/flow-$name.log" 2>&1 &
+    i=$((i + 1))
+  done
+  status=0; for job in $(jobs -p); do wait "$job" || status=1; done
+  log "done"
+  for variant in $variants; do cat "$out/${variant%%:*}/evaluate/report.md" 2>/dev/null || tail -30 "$out/flow-${variant%%:*}.log"; done
+  exit $status
+fi
+data+=(--param run_dir="$out")
 for stage in ingest preprocess cache train-idm; do  # train-idm: the IDM that evaluate scores labels with
   log "$stage"; $cli $stage "${data[@]}" > "$out/$stage.log" 2>&1
 done
@@ -37,8 +62,7 @@ i=0; models=(-m base=)
 for variant in $variants; do
   IFS=: read -r name adapter lr rank <<< "$variant"
   log "train $name ($adapter, lr $lr, rank $rank) on GPU $((i % gpus)): $steps steps of $batch clips"
-  CUDA_VISIBLE_DEVICES=$((i % gpus)) $cli train "${data[@]}" "${train[@]}" --param train.adapter=$adapter \
-    --param train.learning_rate=$lr --param train.rank=$rank --param train.alpha=$rank \
+  CUDA_VISIBLE_DEVICES=$((i % gpus)) $cli train "${data[@]}" "${train[@]}" $(variant_params "$name" "$adapter" "$lr" "$rank") \
     --param train.out_dir="$out/$name" > "$out/train-$name.log" 2>&1 &
   models+=(-m "$name=$out/$name"); i=$((i + 1))
 done

@@ -1,9 +1,11 @@
 """Training the IDM (cosmos_synth.idm.model) on ingested episodes with trajectories, and scoring it on held-out ones.
 
-train_idm splits the manifest's episodes (whole episodes, seeded) into training and held-out sets, fits the network,
-scores its labels on the held-out episodes against the mean-label baseline, and writes, next to the model:
-    idm_metrics.json     the training and held-out episodes, the final loss, and per dimension the held-out MSE and R2
-                         of the IDM and of the baseline
+train_idm splits the manifest's episodes (whole episodes, seeded) into training and held-out sets, fits the network
+(the action head always; the state head when the trajectories carry `state`), scores its labels on the held-out
+episodes against the mean-label baseline (predicting the training set's mean for every frame), and writes, next to
+the model:
+    idm_metrics.json     the training and held-out episodes, the final loss, and per action and per state dimension
+                         the held-out MSE and R2 of the IDM and of the baseline (`per_action`, `per_state`)
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from cosmos_synth.idm.model import (
     resize_for_idm,
     save_idm,
 )
+from cosmos_synth.manifests import read_trajectory
 from cosmos_synth.progress import Progress, ProgressReporter
 from cosmos_synth.results import StageResult
 from cosmos_synth.tracking import tracker_run
@@ -40,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 WEIGHT_DECAY = 1e-4  # AdamW
 WARMUP_FRACTION = 0.05  # of all optimizer steps: linear warm-up, then cosine decay to 0
+TRAJECTORY_FIX = "rewrite it with np.savez(state=..., action=...) and re-run ingest"
+METRIC_KEYS = ("mse", "r2", "baseline_mse", "baseline_r2")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,20 +52,23 @@ class IDMResult(StageResult):  # no manifest: the stage's output is one model
     metrics: dict[str, Any]  # the contents of idm_metrics.json
 
     def summary_rows(self) -> list[dict[str, Any]]:
-        """One row per action dimension: held-out MSE and R2 of the IDM and of the mean-action baseline (3 digits)."""
+        """One row per action, then per state dimension: held-out MSE and R2 of the IDM and of the mean-label
+        baseline (3 digits)."""
         return [
-            {"name": name, **{k: v if v is None else float(f"{v:.3g}") for k, v in values.items()}}
-            for name, values in self.metrics["per_action"].items()
+            {"label": label, "name": name, **{k: v if v is None else float(f"{v:.3g}") for k, v in values.items()}}
+            for label in ("action", "state")
+            for name, values in self.metrics.get(f"per_{label}", {}).items()
         ]
 
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingEpisode:
-    """One ingested episode with its ground-truth actions, as the IDM trains and is evaluated on it."""
+    """One ingested episode with its ground truth, as the IDM trains and is evaluated on it."""
 
     sample_id: str
     video: torch.Tensor  # uint8 (T, 3, height, width), resized
     actions: np.ndarray  # float32 (T, A), the trajectory's `action`
+    states: np.ndarray | None = None  # float32 (T, S), the trajectory's `state` (None: the trajectory has none)
 
 
 def load_training_episodes(cfg: IDMTrainConfig) -> list[TrainingEpisode]:
@@ -78,17 +85,14 @@ def load_training_episodes(cfg: IDMTrainConfig) -> list[TrainingEpisode]:
     episodes = []
     for row in rows:
         frames, _ = read_video(Path(row["video"]))
-        actions = read_trajectory_actions(Path(row["trajectory"]))
+        actions, states = read_trajectory(Path(row["trajectory"]), what="Trajectory", fix=TRAJECTORY_FIX)
         if len(actions) != len(frames):
             raise ValueError(
                 f"Trajectory {row['trajectory']} has {len(actions)} action rows but video {row['video']} "
                 f"has {len(frames)} frames; write one action row per frame and re-run ingest."
             )
-        if episodes and actions.shape[1] != episodes[0].actions.shape[1]:
-            raise ValueError(
-                f"Trajectory {row['trajectory']} has {actions.shape[1]} action dimensions, episode "
-                f"{episodes[0].sample_id} has {episodes[0].actions.shape[1]}; use one action space."
-            )
+        if episodes:
+            check_like_first(episodes[0], row["trajectory"], actions, states)
         if len(frames) < cfg.clip_frames:
             raise ValueError(
                 f"Video {row['video']} has {len(frames)} frames; clip_frames={cfg.clip_frames} needs at "
@@ -96,26 +100,28 @@ def load_training_episodes(cfg: IDMTrainConfig) -> list[TrainingEpisode]:
             )
         episodes.append(
             TrainingEpisode(
-                sample_id=str(row["sample_id"]), actions=actions, video=resize_for_idm(frames, cfg.image_size)
+                sample_id=str(row["sample_id"]),
+                actions=actions,
+                states=states,
+                video=resize_for_idm(frames, cfg.image_size),
             )
         )
     return episodes
 
 
-def read_trajectory_actions(path: Path) -> np.ndarray:
-    """The (T, A) float32 `action` array of a trajectory .npz."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            actions = data["action"] if "action" in data.files else None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:  # np.load's errors do not name the file
+def check_like_first(first: TrainingEpisode, path: str, actions: np.ndarray, states: np.ndarray | None) -> None:
+    """Every trajectory has the first one's action width, and a state of its width or, like it, none."""
+    if actions.shape[1] != first.actions.shape[1]:
         raise ValueError(
-            f"Trajectory {path} cannot be read ({exc}); rewrite it with np.savez(state=..., action=...)."
-        ) from exc
-    if actions is None or actions.ndim != 2:
-        raise ValueError(
-            f"Trajectory {path} holds no 2-D 'action' array; write it with np.savez(state=..., action=...)."
+            f"Trajectory {path} has {actions.shape[1]} action dimensions, episode {first.sample_id} has "
+            f"{first.actions.shape[1]}; use one action space."
         )
-    return np.asarray(actions, dtype=np.float32)
+    width, first_width = (None if s is None else s.shape[1] for s in (states, first.states))
+    if width != first_width:
+        raise ValueError(
+            f"Trajectory {path} has state width {width}, episode {first.sample_id} {first_width} (None: no "
+            f"'state' array); give every trajectory the same state, or none."
+        )
 
 
 def split_episodes(episodes: list, holdout_fraction: float, seed: int) -> tuple[list, list]:
@@ -126,23 +132,43 @@ def split_episodes(episodes: list, holdout_fraction: float, seed: int) -> tuple[
     return [e for i, e in enumerate(episodes) if i not in heldout], [episodes[i] for i in heldout]
 
 
-def make_spec(cfg: IDMTrainConfig, train: list[TrainingEpisode]) -> IDMSpec:
-    """Architecture sizes and the training set's action normalisation."""
-    actions = np.concatenate([e.actions for e in train]).astype(np.float64)
-    names = cfg.action_names or tuple(f"action_{i}" for i in range(actions.shape[1]))
-    if len(names) != actions.shape[1]:
+def normalisation(
+    values: np.ndarray, names: tuple[str, ...] | None, kind: str, cfg: IDMTrainConfig
+) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...]]:
+    """(names, mean, std) of one label kind ("action" or "state") over the training frames (T, D)."""
+    names = names or tuple(f"{kind}_{i}" for i in range(values.shape[1]))
+    if len(names) != values.shape[1]:
         raise ValueError(
-            f"action_names={names} has {len(names)} names but {cfg.manifest}'s trajectories have "
-            f"{actions.shape[1]} action dimensions; give one name per dimension."
+            f"{kind}_names={names} has {len(names)} names but {cfg.manifest}'s trajectories have "
+            f"{values.shape[1]} {kind} dimensions; give one name per dimension."
         )
-    std = actions.std(axis=0)
+    std = values.std(axis=0)
     std = np.where(std > 1e-8, std, 1.0)  # a constant dimension is left unscaled
+    return tuple(names), tuple(values.mean(axis=0).tolist()), tuple(std.tolist())
+
+
+def make_spec(cfg: IDMTrainConfig, train: list[TrainingEpisode]) -> IDMSpec:
+    """Architecture sizes and the training set's action (and state) normalisation."""
+    actions = np.concatenate([e.actions for e in train]).astype(np.float64)
+    action_names, action_mean, action_std = normalisation(actions, cfg.action_names, "action", cfg)
+    state = {}
+    if train[0].states is not None:
+        states = np.concatenate([e.states for e in train]).astype(np.float64)
+        names, mean, std = normalisation(states, cfg.state_names, "state", cfg)
+        state = {"state_names": names, "state_mean": mean, "state_std": std}
+    elif cfg.state_names is not None:
+        logger.warning(
+            "state_names=%s is ignored: %s's trajectories carry no 'state' array, so the IDM has no state head.",
+            cfg.state_names,
+            cfg.manifest,
+        )
     return IDMSpec(
         clip_frames=cfg.clip_frames,
         image_size=cfg.image_size,
-        action_names=tuple(names),
-        action_mean=tuple(actions.mean(axis=0).tolist()),
-        action_std=tuple(std.tolist()),
+        action_names=action_names,
+        action_mean=action_mean,
+        action_std=action_std,
+        **state,
     )
 
 
@@ -154,12 +180,16 @@ def fit(
     report: ProgressReporter,
     tracker=None,
 ) -> float:
-    """The training loop: AdamW on the MSE of standardised action chunks; returns the last epoch's mean loss.
-    Each epoch's mean loss and learning rate go to `report` and `tracker`."""
+    """The training loop: AdamW on the MSE of standardised action chunks (plus that of standardised state chunks
+    with a state head); returns the last epoch's mean loss. Each epoch's mean loss and learning rate go to `report`
+    and `tracker`."""
     k, device = cfg.clip_frames, torch.device(cfg.device)
     video = torch.cat([e.video for e in train]).to(device)  # every episode back to back, on the device
-    targets = torch.from_numpy(np.concatenate([e.actions for e in train])).to(device)
-    targets = (targets - model.action_mean) / model.action_std
+    actions = torch.from_numpy(np.concatenate([e.actions for e in train])).to(device)
+    actions = (actions - model.action_mean) / model.action_std
+    if model.spec.num_states:
+        states = torch.from_numpy(np.concatenate([e.states for e in train])).to(device)
+        states = (states - model.state_mean) / model.state_std
     offsets = np.cumsum([0] + [len(e.actions) for e in train])  # clips never cross an episode boundary
     starts = torch.cat([torch.arange(o, o + len(e.actions) - k + 1) for o, e in zip(offsets[:-1], train, strict=True)])
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=WEIGHT_DECAY)
@@ -173,8 +203,10 @@ def fit(
     for epoch in range(cfg.num_epochs):
         epoch_loss = torch.zeros((), device=device)
         for batch in starts[torch.randperm(len(starts), generator=generator)].split(cfg.batch_size):
-            clips, chunk = video[clip_index(batch, k).to(device)], targets[clip_index(batch, k - 1).to(device)]
-            loss = F.mse_loss(model(clips), chunk)
+            predicted_actions, predicted_states = model(video[clip_index(batch, k).to(device)])
+            loss = F.mse_loss(predicted_actions, actions[clip_index(batch, k - 1).to(device)])
+            if predicted_states is not None:  # the state of every frame of the clip
+                loss = loss + F.mse_loss(predicted_states, states[clip_index(batch, k).to(device)])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -195,22 +227,49 @@ def regression_metrics(predicted: np.ndarray, truth: np.ndarray) -> tuple[np.nda
     return mse, [float(1 - m / v) if v > 0 else None for m, v in zip(mse, variance, strict=True)]
 
 
-def evaluate(model: InverseDynamicsModel, heldout: list[TrainingEpisode]) -> dict[str, Any]:
-    """IDM vs the mean-action baseline on the held-out episodes' frames 0 .. T-2 (the last has no next frame)."""
-    truth = np.concatenate([e.actions[:-1] for e in heldout]).astype(np.float64)
-    predicted = np.concatenate([predict_resized(model, e.video)[:-1] for e in heldout]).astype(np.float64)
-    baseline = np.broadcast_to(np.asarray(model.spec.action_mean), truth.shape)
+def score(
+    predicted: np.ndarray, truth: np.ndarray, mean: tuple[float, ...], names: tuple[str, ...]
+) -> dict[str, dict[str, float | None]]:
+    """Per dimension: the labels' MSE and R2, and those of the mean-label baseline (the training mean everywhere)."""
     mse, r2 = regression_metrics(predicted, truth)
-    baseline_mse, baseline_r2 = regression_metrics(baseline, truth)
-    per_action = {
-        name: {"mse": float(mse[i]), "r2": r2[i], "baseline_mse": float(baseline_mse[i]), "baseline_r2": baseline_r2[i]}
-        for i, name in enumerate(model.spec.action_names)
-    }
+    baseline_mse, baseline_r2 = regression_metrics(np.broadcast_to(np.asarray(mean), truth.shape), truth)
     return {
+        name: {"mse": float(mse[i]), "r2": r2[i], "baseline_mse": float(baseline_mse[i]), "baseline_r2": baseline_r2[i]}
+        for i, name in enumerate(names)
+    }
+
+
+def evaluate(model: InverseDynamicsModel, heldout: list[TrainingEpisode]) -> dict[str, Any]:
+    """The IDM's labels vs the mean-label baseline on the held-out episodes: actions on frames 0 .. T-2 (the last
+    has no next frame), states on every frame."""
+    spec = model.spec
+    labels = [predict_resized(model, e.video) for e in heldout]
+    truth = np.concatenate([e.actions[:-1] for e in heldout]).astype(np.float64)
+    predicted = np.concatenate([label.actions[:-1] for label in labels]).astype(np.float64)
+    metrics = {
         "heldout_episodes": [e.sample_id for e in heldout],
         "num_heldout_frames": len(truth),
-        "per_action": per_action,
+        "per_action": score(predicted, truth, spec.action_mean, spec.action_names),
     }
+    if spec.num_states:
+        truth = np.concatenate([e.states for e in heldout]).astype(np.float64)
+        predicted = np.concatenate([label.states for label in labels]).astype(np.float64)
+        metrics["num_heldout_state_frames"] = len(truth)
+        metrics["per_state"] = score(predicted, truth, spec.state_mean, spec.state_names)
+    return metrics
+
+
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """The held-out scores as a markdown table: one row per action and state dimension."""
+    lines = [
+        "| label | dimension | IDM MSE | IDM R2 | mean-label MSE | mean-label R2 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label in ("action", "state"):
+        for name, values in metrics.get(f"per_{label}", {}).items():
+            cells = ["-" if values[k] is None else f"{values[k]:.3g}" for k in METRIC_KEYS]
+            lines.append(f"| {label} | {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def train_idm(cfg: IDMTrainConfig, progress: Progress | None = None) -> IDMResult:
@@ -228,11 +287,11 @@ def train_idm(cfg: IDMTrainConfig, progress: Progress | None = None) -> IDMResul
         model = InverseDynamicsModel(spec)
     model.to(cfg.device)
     logger.info(
-        "IDM: %d training episodes, %d held out, %d actions %s",
+        "IDM: %d training episodes, %d held out, actions %s, states %s",
         len(train),
         len(heldout),
-        spec.num_actions,
         list(spec.action_names),
+        list(spec.state_names) or "none (the trajectories have no 'state')",
     )
     report = ProgressReporter(progress, "train-idm", total=cfg.num_epochs, unit="epoch").start()
     with tracker_run(
@@ -247,12 +306,5 @@ def train_idm(cfg: IDMTrainConfig, progress: Progress | None = None) -> IDMResul
     model_path = save_idm(model, cfg.out_dir)
     write_text_atomic(cfg.out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     write_config(cfg, cfg.out_dir, "idm_train")
-    for name, values in metrics["per_action"].items():
-        logger.info(
-            "IDM held-out %s: mse %.3g r2 %s (mean baseline: mse %.3g)",
-            name,
-            values["mse"],
-            values["r2"] if values["r2"] is None else round(values["r2"], 3),
-            values["baseline_mse"],
-        )
+    logger.info("IDM held-out error per dimension (%d episodes):\n%s", len(heldout), metrics_table(metrics))
     return IDMResult(out_dir=cfg.out_dir, model_path=model_path, metrics=metrics)

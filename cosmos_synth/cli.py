@@ -175,13 +175,15 @@ def generate(
 
 @app.command("train-idm")
 def train_idm_command(recipe: Recipe = "demo", param: Params = None) -> None:
-    """Train the inverse dynamics model on the ingested episodes that carry actions; report held-out error."""
-    from cosmos_synth.idm import train_idm
+    """Train the inverse dynamics model on the ingested episodes that carry actions (and states); print its held-out
+    error per dimension against the mean-label baseline."""
+    from cosmos_synth.idm import METRICS_FILE, metrics_table, train_idm
 
     cfg = _config(recipe, param)
     with _progress() as progress:
         result = train_idm(cfg.idm_train_config(), progress=progress)
-    typer.echo(json.dumps(result.summary_rows(), indent=2))
+    typer.echo(metrics_table(result.metrics))
+    typer.echo(f"metrics: {result.out_dir / METRICS_FILE}")
 
 
 @app.command()
@@ -195,13 +197,25 @@ def label(recipe: Recipe = "demo", param: Params = None) -> None:
 
 
 @app.command()
-def export(recipe: Recipe = "demo", param: Params = None) -> None:
-    """Export generated (and labelled) episodes: robomimic HDF5, LeRobot v3.0 and, when labelled, the GR00T flavour."""
+def export(
+    recipe: Recipe = "demo",
+    param: Params = None,
+    episodes: Annotated[
+        str,
+        typer.Option(
+            help="generated: the labelled (or plain) generated videos, into <run_dir>/export/; real: the ingested "
+            "real episodes with their recorded state and action, into <run_dir>/export_real/."
+        ),
+    ] = "generated",
+) -> None:
+    """Export episodes: robomimic HDF5, LeRobot v3.0 and, when labelled, the GR00T flavour."""
     from cosmos_synth.export import export_episodes
 
+    if episodes not in ("generated", "real"):
+        raise typer.BadParameter(f"--episodes {episodes!r}: use 'generated' or 'real'.", param_hint="--episodes")
     cfg = _config(recipe, param)
     with _progress() as progress:
-        _show(export_episodes(cfg.export_config(), progress=progress))
+        _show(export_episodes(cfg.export_config(episodes), progress=progress))
 
 
 @app.command()

@@ -289,10 +289,19 @@ class GenerateConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class ExportConfig:
-    """Write generated episodes as robomimic HDF5, a LeRobot v3.0 dataset and (labelled episodes) a GR00T dataset."""
+    """Write episodes as robomimic HDF5, a LeRobot v3.0 dataset and (labelled episodes) a GR00T dataset."""
 
-    manifest: Path  # generate's manifest.jsonl
-    out_dir: Path  # robomimic/<name>.hdf5 and lerobot/
+    # the episodes: label's manifest.jsonl (generated, IDM-labelled), generate's (generated, unlabelled) or ingest's
+    # (real episodes with their recorded trajectories)
+    manifest: Path
+    out_dir: Path  # robomimic/<name>.hdf5, lerobot/, groot/
+    # "required": labelled episodes carry their states (observation.state, obs/state), and a label manifest without
+    # states (an IDM without a state head) is refused; "none": export without state, even where the episodes have it
+    state: Literal["required", "none"] = "required"
+    # column names for episodes whose manifest rows name none (ingest's); label rows carry their IDM's names. None:
+    # action_0, ... / observation.state_0, ...
+    action_names: tuple[str, ...] | None = None
+    state_names: tuple[str, ...] | None = None
     repo_id: str = "cosmos-synth/demo"  # LeRobot repo id written into the dataset
     camera: str = "front"  # camera name: obs/<camera>_image, observation.images.<camera>
     fps: int = 16
@@ -306,6 +315,13 @@ class ExportConfig:
     def __post_init__(self) -> None:
         _require("/" in self.repo_id, f"repo_id={self.repo_id!r}: use '<owner>/<name>'.")
         _require(self.camera.isidentifier(), f"camera={self.camera!r}: use a plain name such as 'front'.")
+        _require(
+            self.state in ("required", "none"),
+            f"state={self.state!r}: use 'required' (episodes carry observation.state) or 'none' (export without it).",
+        )
+        for name in ("action_names", "state_names"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(str(n) for n in getattr(self, name)))
         for name in ("groot_state_groups", "groot_action_groups"):
             groups = getattr(self, name)
             if groups is None:
@@ -436,10 +452,14 @@ def load_config(cls: type, path: Path) -> Any:
 class IDMTrainConfig:
     """Train the inverse-dynamics model (cosmos_synth.idm) on the ingested episodes that have trajectories."""
 
-    manifest: Path  # ingest's manifest.jsonl; rows whose "trajectory" .npz holds `action`
+    # ingest's manifest.jsonl; rows whose "trajectory" .npz holds `action` (and `state`: then the IDM gets a state head)
+    manifest: Path
     out_dir: Path  # idm.safetensors, idm_config.json, idm_metrics.json, this config
     # one name per action dim, e.g. ("delta_x", "delta_y", "gripper_command"); None: action_0, action_1, ...
     action_names: tuple[str, ...] | None = None
+    # one name per state dim, e.g. ("gripper_x", "gripper_y", "gripper_opening", "object_x", "object_y"); None:
+    # state_0, state_1, ...
+    state_names: tuple[str, ...] | None = None
     clip_frames: int = 3  # k consecutive frames in, the actions of their k - 1 transitions out
     image_size: tuple[int, int] = (64, 96)  # (height, width) in pixels the frames are resized to
     num_epochs: int = 30  # passes over every training window (one window per start frame)
@@ -452,11 +472,15 @@ class IDMTrainConfig:
 
     def __post_init__(self) -> None:
         check_report_to(self.report_to)
-        if self.action_names is not None:
-            object.__setattr__(self, "action_names", tuple(str(name) for name in self.action_names))
+        for field_name in ("action_names", "state_names"):
+            names = getattr(self, field_name)
+            if names is None:
+                continue
+            names = tuple(str(name) for name in names)
+            object.__setattr__(self, field_name, names)
             _require(
-                len(set(self.action_names)) == len(self.action_names) and all(self.action_names),
-                f"action_names={self.action_names}: names must be non-empty and distinct.",
+                len(set(names)) == len(names) and all(names),
+                f"{field_name}={names}: names must be non-empty and distinct.",
             )
         size_message = f"image_size={self.image_size}: give (height, width), each at least 16 pixels (e.g. (64, 96))."
         _require(isinstance(self.image_size, (tuple, list)) and len(self.image_size) == 2, size_message)

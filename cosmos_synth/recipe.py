@@ -54,7 +54,8 @@ STAGE_TABLES: dict[str, type] = {  # recipe table (and override prefix) -> the s
 class RunConfig:
     """Everything one run of finetune-and-generate needs; expands to one config per stage."""
 
-    run_dir: Path = Path("runs/demo")  # all outputs: data/, ingest/, preprocess/, train/, generate/, export/
+    # all outputs: data/, ingest/, preprocess/, train/, generate/, export/ (export_real/: the real episodes)
+    run_dir: Path = Path("runs/demo")
     source: Literal["procedural", "local", "hub"] = "procedural"  # where episodes come from
     dataset_dir: Path | None = None  # source=local: dataset root (GR1 layout)
     dataset_repo: str = "nvidia/GR1-100"  # source=hub: Hub dataset repo (or a local folder laid out alike)
@@ -264,10 +265,17 @@ class RunConfig:
             device=self.device,
         )
 
-    def export_config(self) -> ExportConfig:
+    def export_config(self, episodes: Literal["generated", "real"] = "generated") -> ExportConfig:
+        """The export of the run's generated episodes (label's manifest; generate's when the run does not label)
+        into export/, or of its real ones (ingest's manifest, with their recorded trajectories) into export_real/.
+        Columns are named after [idm_train]'s action_names / state_names unless [export] names them."""
         source = self.stage_dir("label" if self.label else "generate")
-        base = dict(manifest=source / MANIFEST, out_dir=self.stage_dir("export"), fps=self.fps)
-        return config_from_dict(ExportConfig, {**base, **self.export}, where="export")
+        names = {key: self.idm_train[key] for key in ("action_names", "state_names") if key in self.idm_train}
+        base = dict(manifest=source / MANIFEST, out_dir=self.stage_dir("export"), fps=self.fps, **names)
+        values = {**base, **self.export}
+        if episodes == "real":
+            values.update(manifest=self.stage_dir("ingest") / MANIFEST, out_dir=self.stage_dir("export_real"))
+        return config_from_dict(ExportConfig, values, where="export")
 
     @property
     def resolved_heldout_dir(self) -> Path | None:

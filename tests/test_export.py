@@ -310,6 +310,11 @@ def test_writers_write_actions_and_states(tmp_path):
             np.testing.assert_allclose(demo["actions"][()], episode.actions)
             np.testing.assert_allclose(demo["states"][()], episode.states)
             assert demo["obs/wrist_image"].shape == episode.frames.shape and demo.attrs["source"] == "real"
+            # the low-dim observation robomimic's policies read, and its next_obs one frame on (the last repeated)
+            assert demo["obs/state"].dtype == np.float32
+            np.testing.assert_allclose(demo["obs/state"][()], episode.states, rtol=1e-6)
+            np.testing.assert_array_equal(demo["next_obs/state"][:-1], demo["obs/state"][1:])
+            np.testing.assert_array_equal(demo["next_obs/state"][-1], demo["obs/state"][-1])
     root = write_lerobot_dataset(
         episodes, tmp_path / "lerobot", repo_id="me/labelled", fps=10, camera="wrist", robot_type="gr1"
     )
@@ -345,6 +350,10 @@ def test_episode_validates_its_arrays():
         Episode(sample_id="e", frames=moving_square(5, 0), task="t", actions=np.zeros((4, 7)))
     with pytest.raises(ValueError, match="uint8"):
         Episode(sample_id="e", frames=np.zeros((5, 8, 8, 3)), task="t")
+    with pytest.raises(ValueError, match=r"Episode e: 1 state_names for 2 columns; give one name per column"):
+        Episode(sample_id="e", frames=moving_square(5, 0), task="t", states=np.zeros((5, 2)), state_names=("x",))
+    with pytest.raises(ValueError, match=r"Episode e: 2 state_names for None columns"):
+        Episode(sample_id="e", frames=moving_square(5, 0), task="t", state_names=("x", "y"))
 
 
 # ------------------------------------------------------------------------------------------------- statistics

@@ -263,14 +263,22 @@ def test_lerobot_codec_option(tmp_path):
 # ------------------------------------------------------------------------------------------------- export_episodes
 
 
+STATE_NAMES = ["gripper_x", "gripper_y", "gripper_opening", "object_x", "object_y"]
+
+
 def write_manifest(folder: Path, *, labelled: bool) -> Path:
+    """The episodes as the label stage leaves them (a .npz of actions and states per video) or as generate does."""
     rows = []
-    for episode in episodes(states=False):
+    for episode in episodes():
         video = write_video(episode.frames, folder / f"videos/{episode.sample_id}.mp4", fps=FPS)
         row = {"sample_id": episode.sample_id, "prompt": episode.task, "video": str(video), "fps": FPS}
         if labelled:
-            np.savez(folder / f"{episode.sample_id}.npz", action=episode.actions)
-            row.update(actions=str(folder / f"{episode.sample_id}.npz"), action_names=[f"a{j}" for j in range(7)])
+            np.savez(folder / f"{episode.sample_id}.npz", action=episode.actions, state=episode.states)
+            row.update(
+                actions=str(folder / f"{episode.sample_id}.npz"),
+                action_names=[f"a{j}" for j in range(7)],
+                state_names=STATE_NAMES,
+            )
         rows.append(row)
     manifest = folder / ("labelled.jsonl" if labelled else "generated.jsonl")
     manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
@@ -283,8 +291,11 @@ def test_export_episodes_adds_groot_for_labelled_episodes_only(tmp_path):
     assert result.groot_dir == out / "groot" and result.groot_skipped is None
     assert [row["format"] for row in result.summary_rows()] == ["robomimic", "lerobot", "groot"]
     loaded = read_like_gr00t(result.groot_dir)
-    np.testing.assert_array_equal(loaded[1]["action.action"], episodes(states=False)[1].actions)
-    assert read_json(out / "groot/meta/info.json")["features"]["action"]["names"] == [f"a{j}" for j in range(7)]
+    np.testing.assert_array_equal(loaded[1]["action.action"], episodes()[1].actions)
+    np.testing.assert_array_equal(loaded[1]["state.state"], episodes()[1].states)  # one group: every column
+    features = read_json(out / "groot/meta/info.json")["features"]
+    assert features["action"]["names"] == [f"a{j}" for j in range(7)]
+    assert features["observation.state"]["names"] == STATE_NAMES
 
     result = export_episodes(ExportConfig(manifest=write_manifest(tmp_path, labelled=False), out_dir=out, fps=FPS))
     assert result.groot_dir is None and "no actions" in result.groot_skipped
@@ -300,10 +311,18 @@ def test_export_config_sets_codec_and_groot_groups(tmp_path):
         fps=FPS,
         lerobot_codec="av1",
         groot_action_groups={"arm": 4, "hand": 3},
+        groot_state_groups={"gripper": 3, "object": 2},  # the demo recipe's
     )
     result = export_episodes(cfg)
     modality = read_json(out / "groot/meta/modality.json")
     assert modality["action"] == {"arm": {"start": 0, "end": 4}, "hand": {"start": 4, "end": 7}}
+    assert modality["state"] == {"gripper": {"start": 0, "end": 3}, "object": {"start": 3, "end": 5}}
+    for item, episode in zip(read_like_gr00t(result.groot_dir), episodes(), strict=True):  # every step, per episode
+        np.testing.assert_array_equal(item["state.gripper"], episode.states[:, :3])  # x, y, opening
+        np.testing.assert_array_equal(item["state.object"], episode.states[:, 3:])
+        np.testing.assert_array_equal(item["action.hand"], episode.actions[:, 4:])
+        assert item["language"] == [episode.task] * episode.num_frames
+        assert item["video.front"].shape == episode.frames.shape
     lerobot_videos = sorted((result.lerobot_dir / "videos").rglob("*.mp4"))
     groot_videos = sorted((result.groot_dir / "videos").rglob("*.mp4"))
     assert lerobot_videos and groot_videos

@@ -35,6 +35,7 @@ BAD_OVERRIDES = [  # (override, what the error says after the recipe's path)
     ({"idm_train.learning_rate": "fast"}, r"idm_train: learning_rate='fast' is not a number"),
     ({"export.repoid": "me/x"}, r"unknown key export\.repoid \(did you mean export\.repo_id\?\)"),
     ({"export.lerobot_codec": "vp9"}, r"export: lerobot_codec='vp9' is not one of \['h264', 'av1'\]; pick one"),
+    ({"export.state": "optional"}, r"export: state='optional' is not one of \['required', 'none'\]; pick one"),
     ({"evaluate.max_episode": 4}, r"unknown key evaluate\.max_episode \(did you mean evaluate\.max_episodes\?\)"),
     ({"evaluate.judge": "vlm"}, r"evaluate: judge='vlm' is not one of \['auto', 'demo', 'none'\]; pick one"),
     ({"hieght": 64}, r"unknown key hieght \(did you mean height\?\)"),
@@ -125,6 +126,21 @@ def test_loading_builds_every_stage_config_without_side_effects(tmp_path):
     assert (cfg.generate_shards, stages["export"].robot_type) == (2, "arm")  # text coerced to the field's type
     assert stages["generate"].adapter == tmp_path / "run" / "train"  # the placeholder adapter: the run's train folder
     assert isinstance(cfg.run_dir, Path) and list(tmp_path.iterdir()) == []
+
+
+def test_the_demo_exports_generated_and_real_episodes_with_state(tmp_path):
+    """export_config(): the labelled generated episodes into export/, the ingested real ones into export_real/; both
+    require state, name their columns after [idm_train] and split the state into the GR00T groups of [export]."""
+    cfg = load_run_config("demo", {"run_dir": str(tmp_path)})
+    generated, real = cfg.export_config(), cfg.export_config("real")
+    assert (generated.manifest, generated.out_dir) == (tmp_path / "label/manifest.jsonl", tmp_path / "export")
+    assert (real.manifest, real.out_dir) == (tmp_path / "ingest/manifest.jsonl", tmp_path / "export_real")
+    for export in (generated, real):
+        assert export.state == "required" and export.groot_state_groups == {"gripper": 3, "object": 2}
+        assert export.action_names == ("delta_x", "delta_y", "gripper_command")
+        assert export.state_names == ("gripper_x", "gripper_y", "gripper_opening", "object_x", "object_y")
+    assert cfg.idm_train_config().state_names == real.state_names
+    assert load_run_config("demo", {"export.state": "none"}).export_config("real").state == "none"
 
 
 # ---------------------------------------------------------------------------------------------------- the CLI

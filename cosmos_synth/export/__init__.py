@@ -1,11 +1,17 @@
-"""Export stage: the generate manifest's videos as a robomimic HDF5 file, a LeRobot v3.0 dataset and, for labelled
+"""Export stage: a manifest's episodes as a robomimic HDF5 file, a LeRobot v3.0 dataset and, for labelled
 episodes, a GR00T-flavour dataset (LeRobot v2.1 + meta/modality.json).
 
+The manifest is the label stage's (generated episodes with IDM actions and states), the generate stage's (generated
+videos, unlabelled) or the ingest stage's (real episodes with their recorded trajectories: the real demonstrations,
+in the same formats as the generated ones).
 Episodes stream through every writer one video at a time (memory stays flat in the number of episodes). Each
 format is built under a temporary name, read back, and only then renamed over the previous export.
-No actions are invented here: `Episode.actions` / `Episode.states` are written when a later labelling stage
-provides them (a label manifest row's `actions` .npz). robomimic gets them min-max normalised to [-1, 1] with the
-range stored beside them; LeRobot and GR00T get them in their original units, named by the row's `action_names`.
+No labels are invented here: `Episode.actions` / `Episode.states` are written when the label stage (or a recorded
+trajectory) provides them. robomimic gets the actions min-max normalised to [-1, 1] with the range stored beside
+them and the states as the low-dim observation obs/state; LeRobot and GR00T get both in their original units
+(`action`, `observation.state`), named by the row's `action_names` / `state_names`.
+State is required by default (ExportConfig.state="required"): labelled episodes without states fail before anything
+is written; exporting without state is a choice (state="none").
 GR00T trains on (video, state, action): an unlabelled manifest skips that format (ExportResult.groot_skipped says
 why) rather than inventing actions.
 """
@@ -46,7 +52,7 @@ LEROBOT_DIR = "lerobot"  # <out_dir>/lerobot/ is the LeRobot dataset root
 GROOT_DIR = "groot"  # <out_dir>/groot/ is the GR00T-flavour dataset root (labelled episodes only)
 GROOT_UNLABELLED = (
     "the manifest's episodes have no actions; GR00T trains on (video, state, action), so run the "
-    "label stage and export its manifest"
+    "label stage and export its manifest (or export real episodes with trajectories)"
 )
 
 
@@ -82,10 +88,27 @@ def export_paths(cfg: ExportConfig) -> tuple[Path, Path]:
     return cfg.out_dir / ROBOMIMIC_DIR / f"{name}.hdf5", cfg.out_dir / LEROBOT_DIR
 
 
+def check_states(cfg: ExportConfig, rows: list[dict[str, Any]]) -> None:
+    """With state="required", a label row must carry states (its IDM has a state head): fail before any work."""
+    if cfg.state != "required":
+        logger.warning("export.state='none': the episodes are exported without observation.state.")
+        return
+    stateless = [row["sample_id"] for row in rows if row.get("actions") and not row.get("state_names")]
+    if stateless:
+        raise ValueError(
+            f"Manifest {cfg.manifest}: {len(stateless)} labelled episode(s) ({', '.join(stateless[:3])}"
+            f"{', ...' if len(stateless) > 3 else ''}) have actions but no states: the IDM that labelled them has "
+            "no state head. Policy trainers read observation.state, so the export requires it: retrain the IDM "
+            "on episodes whose trajectories hold `state` (cosmos-synth train-idm), label again, and export; or "
+            "set export.state='none' to export without state."
+        )
+
+
 def export_episodes(cfg: ExportConfig, progress: Progress | None = None) -> ExportResult:
     """Write every episode of `cfg.manifest` in each format; verify all before replacing the previous export.
     `progress` gets the episodes written."""
     rows = read_manifest_rows(cfg.manifest)  # fails on a missing video before anything is written
+    check_states(cfg, rows)
     report = ProgressReporter(progress, "export", total=len(rows), unit="episode").start()
     retimed = sorted({row["fps"] for row in rows if row.get("fps") not in (None, cfg.fps)})
     if retimed:
@@ -94,7 +117,8 @@ def export_episodes(cfg: ExportConfig, progress: Progress | None = None) -> Expo
         )
     hdf5_path, lerobot_dir = export_paths(cfg)
     groot_dir = cfg.out_dir / GROOT_DIR
-    groot_skipped = None if all(row.get("actions") for row in rows) else GROOT_UNLABELLED
+    labelled = all(row.get("actions") or row.get("trajectory") for row in rows)  # by the IDM, or recorded
+    groot_skipped = None if labelled else GROOT_UNLABELLED
     if groot_skipped:
         logger.warning("groot export skipped: %s.", groot_skipped)
     num_frames = 0
@@ -130,7 +154,9 @@ def export_episodes(cfg: ExportConfig, progress: Progress | None = None) -> Expo
                 )
             )
         for i, row in enumerate(rows):
-            episode = load_episode(row)  # one decoded video in memory at a time
+            episode = load_episode(  # one decoded video in memory at a time
+                row, with_state=cfg.state == "required", action_names=cfg.action_names, state_names=cfg.state_names
+            )
             for writer in writers:
                 writer.add(episode)
             num_frames += episode.num_frames

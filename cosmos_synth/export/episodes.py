@@ -1,8 +1,10 @@
-"""Episodes as the export writers see them, and the generate manifest read one video at a time.
+"""Episodes as the export writers see them, and a video manifest read one video at a time.
 
-A manifest row with `actions` (the label stage's manifest) names a .npz whose `action` array, (T, A) with one row
-per video frame, becomes `Episode.actions`; its `action_names`, when present, become `Episode.action_names`
-(cosmos_synth.manifests reads both files).
+Generated episodes come from the label stage's manifest: a row's `actions` names a .npz whose `action` array, (T, A)
+with one row per video frame, becomes `Episode.actions`, and whose `state` array, (T, S), when the IDM has a state
+head, becomes `Episode.states`; the row's `action_names` and `state_names` name their columns. Real episodes come
+from the ingest stage's manifest: a row's `trajectory` .npz holds the recorded `action` and `state`, and its
+`caption` is the task. (cosmos_synth.manifests reads both manifests and both kinds of .npz.)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from cosmos_synth.export.stats import describe_values
-from cosmos_synth.manifests import read_actions, read_manifest_rows
+from cosmos_synth.manifests import read_manifest_rows, read_trajectory, row_task
 from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
@@ -32,8 +34,9 @@ class Episode:
     task: str  # natural-language instruction (the generation prompt)
     source: Literal["generated", "real"] = "generated"
     actions: np.ndarray | None = None  # (N, A) float, one action per frame (from the label stage)
-    states: np.ndarray | None = None  # (N, D) float, one state per frame
+    states: np.ndarray | None = None  # (N, D) float, one state per frame (labelled or recorded)
     action_names: tuple[str, ...] | None = None  # one per action column, e.g. ("delta_x", "delta_y", ...)
+    state_names: tuple[str, ...] | None = None  # one per state column, e.g. ("gripper_x", "gripper_y", ...)
 
     def __post_init__(self) -> None:
         frames = self.frames
@@ -61,15 +64,17 @@ class Episode:
                     f"frame, got shape {values.shape}."
                 )
             object.__setattr__(self, name, values)
-        if self.action_names is not None:
-            names = tuple(str(name) for name in self.action_names)
-            if self.actions is None or len(names) != self.actions.shape[1]:
+        for name, values in (("action_names", self.actions), ("state_names", self.states)):
+            names = getattr(self, name)
+            if names is None:
+                continue
+            names = tuple(str(n) for n in names)
+            if values is None or len(names) != values.shape[1]:
                 raise ValueError(
-                    f"Episode {self.sample_id}: {len(names)} action_names for "
-                    f"{None if self.actions is None else self.actions.shape[1]} action columns; give "
-                    "one name per column (or none)."
+                    f"Episode {self.sample_id}: {len(names)} {name} for "
+                    f"{None if values is None else values.shape[1]} columns; give one name per column (or none)."
                 )
-            object.__setattr__(self, "action_names", names)
+            object.__setattr__(self, name, names)
 
     @property
     def num_frames(self) -> int:
@@ -103,8 +108,37 @@ def frame_size(episode: Episode, expected: tuple[int, int] | None, *, what: str)
     return expected
 
 
-def load_episode(row: dict[str, Any]) -> Episode:
-    """Decode one manifest row's video into an Episode, with the row's `actions` (a .npz) when it has them."""
+def read_row_arrays(row: dict[str, Any], num_frames: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(actions, states) of a manifest row: its label .npz (`actions`), its recorded trajectory (`trajectory`),
+    or neither (None, None); one row per video frame."""
+    if row.get("actions"):
+        path, (actions, states) = row["actions"], read_trajectory(row["actions"])
+        fix = "Rerun the label stage"
+    elif row.get("trajectory"):
+        path, fix = row["trajectory"], "Rewrite the trajectory with one row per frame and rerun ingest"
+        actions, states = read_trajectory(row["trajectory"], what="Trajectory", fix=fix.lower())
+    else:
+        return None, None
+    if len(actions) != num_frames:
+        raise ValueError(
+            f"{path} has {len(actions)} action rows; video {row['video']} has {num_frames} frames and needs one "
+            f"row per frame. {fix}."
+        )
+    return actions, states
+
+
+def load_episode(
+    row: dict[str, Any],
+    *,
+    with_state: bool = True,
+    action_names: tuple[str, ...] | None = None,
+    state_names: tuple[str, ...] | None = None,
+) -> Episode:
+    """Decode one manifest row's video into an Episode, with the row's actions and states when it has them.
+
+    with_state=False leaves the states out. action_names / state_names name the columns of a row that names none
+    (an ingest row); a label row's own names win.
+    """
     frames, _ = read_video(row["video"])
     expected = row.get("num_frames")
     if expected is not None and frames.shape[0] != int(expected):
@@ -112,27 +146,33 @@ def load_episode(row: dict[str, Any]) -> Episode:
             f"Video {row['video']} has {frames.shape[0]} frames; the manifest says {expected}. "
             "Regenerate the video or fix the manifest."
         )
-    actions = read_actions(row["actions"]) if row.get("actions") else None
-    if actions is not None and (actions.ndim != 2 or len(actions) != len(frames)):
-        raise ValueError(
-            f"Actions file {row['actions']} has shape {actions.shape}; video {row['video']} has "
-            f"{len(frames)} frames and needs one action row per frame. Rerun the label stage."
-        )
-    names = row.get("action_names") if actions is not None else None
+    actions, states = read_row_arrays(row, len(frames))
+    states = states if with_state else None
+    names = {}
+    for key, values, default in (("action_names", actions, action_names), ("state_names", states, state_names)):
+        given = row.get(key) or default
+        if values is not None and given and len(given) != values.shape[1]:
+            raise ValueError(
+                f"Episode {row['sample_id']} has {values.shape[1]} {key.split('_')[0]} columns but {key}="
+                f"{list(given)} names {len(given)}; give export.{key} one name per column."
+            )
+        names[key] = tuple(given) if values is not None and given else None
     return Episode(
         sample_id=str(row["sample_id"]),
         frames=frames,
-        task=str(row["prompt"]),
-        source=row.get("source", "generated"),
+        task=row_task(row),
+        source=row.get("source", "real" if row.get("trajectory") else "generated"),
         actions=actions,
-        action_names=tuple(names) if names else None,
+        states=states,
+        **names,
     )
 
 
-def iter_episodes(manifest: Path) -> Iterator[Episode]:
-    """Episodes of a generate manifest, decoded one video at a time (memory stays flat in the number of episodes).
+def iter_episodes(manifest: Path, **options: Any) -> Iterator[Episode]:
+    """Episodes of a video manifest, decoded one video at a time (memory stays flat in the number of episodes);
+    `options` go to load_episode.
 
     The manifest is validated now, when this is called, so a missing video fails before anything is written.
     """
     rows = read_manifest_rows(manifest)
-    return (load_episode(row) for row in rows)
+    return (load_episode(row, **options) for row in rows)

@@ -211,8 +211,9 @@ class GrootWriter:
             modality = "state" if field == "states" else "action"
             slices = groups_meta(self.groups[field], values.shape[1], modality, f"{modality}_groups")
             self.modality[modality] = slices
-            if field == "actions" and episode.action_names is not None:
-                self.names[column] = list(episode.action_names)
+            names = episode.action_names if field == "actions" else episode.state_names
+            if names is not None:
+                self.names[column] = list(names)
             else:
                 self.names[column] = [
                     f"{group}_{i}" for group, s in slices.items() for i in range(s["end"] - s["start"])

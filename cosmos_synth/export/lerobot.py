@@ -2,7 +2,8 @@
 
 Layout (paths are the constants below; every episode goes into file 000 of chunk 000):
     meta/info.json                 codebase_version, fps, features, totals, path templates, robot_type, splits
-                                   (features.action.names: the episodes' action_names when given)
+                                   (features.action.names / features["observation.state"].names: the episodes'
+                                   action_names / state_names when given)
     meta/stats.json                per feature: min, max, mean, std, count, q01, q10, q50, q90, q99
     meta/tasks.parquet             pandas frame indexed by the task string, column task_index
     meta/episodes/chunk-000/file-000.parquet   one row per episode: indices, video offsets, stats/<feature>/<stat>,
@@ -58,6 +59,7 @@ INFO_PATH = "meta/info.json"
 STATS_PATH = "meta/stats.json"
 TASKS_PATH = "meta/tasks.parquet"
 ARRAYS = {"actions": "action", "states": "observation.state"}  # Episode field -> LeRobot feature
+NAMES = {"actions": "action_names", "states": "state_names"}  # Episode field -> the Episode field naming its columns
 INDEX_FEATURES = {  # lerobot's DEFAULT_FEATURES, in its order
     "timestamp": "float32",
     "frame_index": "int64",
@@ -98,7 +100,7 @@ class LeRobotWriter:
         self.stats: dict[str, FeatureStats] = {}
         self.shape: tuple[int, int] | None = None  # (height, width) of every frame
         self.dims: dict[str, int | None] = {}  # feature -> width of action/observation.state (None: absent)
-        self.action_names: tuple[str, ...] | None = None  # the first episode's names for the `action` columns
+        self.names: dict[str, tuple[str, ...] | None] = {}  # feature -> the first episode's names for its columns
         self.num_frames = 0
         self.finished = False
 
@@ -140,7 +142,7 @@ class LeRobotWriter:
                 feature: None if getattr(episode, field) is None else getattr(episode, field).shape[1]
                 for field, feature in ARRAYS.items()
             }
-            self.action_names = episode.action_names
+            self.names = {feature: getattr(episode, NAMES[field]) for field, feature in ARRAYS.items()}
         for field, feature in ARRAYS.items():
             values = getattr(episode, field)
             dim = None if values is None else values.shape[1]
@@ -210,13 +212,15 @@ class LeRobotWriter:
         tasks.to_parquet(self.tmp / TASKS_PATH)
 
     def _write_meta(self) -> None:
-        features = {
-            feature: {"dtype": "float32", "shape": [dim], "names": [f"{feature}_{i}" for i in range(dim)]}
+        features = {  # the episodes' names (e.g. delta_x, gripper_x) when they have them, else action_0, ...
+            feature: {
+                "dtype": "float32",
+                "shape": [dim],
+                "names": list(self.names[feature] or (f"{feature}_{i}" for i in range(dim))),
+            }
             for feature, dim in self.dims.items()
             if dim is not None
         }
-        if self.action_names is not None:  # the label stage's names (e.g. delta_x), not action_0, ...
-            features["action"]["names"] = list(self.action_names)
         features[self.key] = {
             "dtype": "video",
             "shape": [*self.shape, 3],

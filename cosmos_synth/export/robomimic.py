@@ -3,10 +3,15 @@
 Layout (what `robomimic.utils.dataset.SequenceDataset` and `get_dataset_info` read):
     data                      attrs: total (sum of num_samples), env_args (JSON: env_name, env_type, env_kwargs);
                               with actions also action_normalization ("min_max" or "none"), action_names (when
-                              the episodes name them) and, for "min_max", action_min / action_max (A,) float32
+                              the episodes name them) and, for "min_max", action_min / action_max (A,) float32;
+                              with states, state_names (when the episodes name them)
     data/demo_<i>             attrs: num_samples, sample_id, task, source
         obs/<camera>_image        (N, H, W, 3) uint8, chunked one frame per chunk, gzip
-        next_obs/<camera>_image   obs shifted by one frame; the last frame is repeated
+        obs/state                 (N, D) float32, only when the episode has states: the low-dim observation
+                                  robomimic's policies read (config: observation.modalities.obs.low_dim = ["state"]),
+                                  in the states' own units (robomimic normalises obs itself with
+                                  train.hdf5_normalize_obs)
+        next_obs/<key>            obs shifted by one frame; the last frame is repeated
         rewards (N,) float64      all zero: a generated video carries no reward signal
         dones   (N,) int64        1 on the last frame only
         actions (N, A) float32    only when the episode has actions (label stage); robomimic expects [-1, 1]:
@@ -14,7 +19,8 @@ Layout (what `robomimic.utils.dataset.SequenceDataset` and `get_dataset_info` re
                                   to [-1, 1], a = 2 (raw - action_min) / (action_max - action_min) - 1, and a
                                   constant column to 0; undo with raw = (a + 1) / 2 (max - min) + min.
                                   "none" writes them as given (for actions already in [-1, 1])
-        states  (N, D) float32    only when the episode has states
+        states  (N, D) float32    only when the episode has states: the same values as obs/state (robomimic's
+                                  `states` is the simulator state it resets environments to)
     mask/train, mask/valid    demo names as bytes: every 10th demo (demo_9, demo_19, ...) is valid; with fewer
                               than 10 demos the last one is; with a single demo both masks hold it
 Consumers that need `actions` (SequenceDataset's default keys, get_dataset_info) need labelled episodes.
@@ -39,6 +45,7 @@ logger = logging.getLogger(__name__)
 GYM_TYPE = 2  # robomimic's EnvType.GYM_TYPE: no simulator stands behind a generated video
 VALID_EVERY = 10  # demo i is in mask/valid when i % VALID_EVERY == VALID_EVERY - 1
 IMAGE_COMPRESSION = {"compression": "gzip", "compression_opts": 4}
+STATE_OBS = "state"  # obs/<STATE_OBS>: the episodes' states as a low-dim observation
 
 
 def obs_key(camera: str) -> str:
@@ -68,6 +75,7 @@ class RobomimicWriter:
         self.action_normalization = action_normalization
         self.action_range: tuple[np.ndarray, np.ndarray] | None = None  # per-column (min, max) over all demos
         self.action_names: tuple[str, ...] | None = None  # the first episode's
+        self.state_names: tuple[str, ...] | None = None  # the first episode's
         self.path = Path(path)
         self.key = obs_key(camera)
         self.env_name = env_name
@@ -85,13 +93,10 @@ class RobomimicWriter:
         demo = self.data.create_group(name)
         n, frames = episode.num_frames, episode.frames
         demo.attrs.update(num_samples=n, sample_id=episode.sample_id, task=episode.task, source=episode.source)
-        chunks = (1, *frames.shape[1:])
-        demo.create_group("obs").create_dataset(self.key, data=frames, chunks=chunks, **IMAGE_COMPRESSION)
-        next_obs = demo.create_group("next_obs").create_dataset(
-            self.key, shape=frames.shape, dtype=np.uint8, chunks=chunks, **IMAGE_COMPRESSION
-        )
-        next_obs[: n - 1] = frames[1:]
-        next_obs[n - 1] = frames[n - 1]
+        write_obs(demo, self.key, frames, chunks=(1, *frames.shape[1:]), **IMAGE_COMPRESSION)
+        if episode.states is not None:
+            write_obs(demo, STATE_OBS, episode.states.astype(np.float32))
+            self.state_names = self.state_names or episode.state_names
         dones = np.zeros(n, dtype=np.int64)
         dones[-1] = 1
         demo.create_dataset("rewards", data=np.zeros(n, dtype=np.float64))
@@ -130,6 +135,8 @@ class RobomimicWriter:
             self.file.create_dataset(f"mask/{split}", data=np.array(names, dtype="S"))
         if self.action_range is not None:
             self._normalise_actions()
+        if self.state_names is not None:
+            self.data.attrs["state_names"] = list(self.state_names)
         self.file.close()
         self.file = None
         verify_robomimic_hdf5(self.tmp, num_episodes=len(self.names), num_frames=self.num_frames)
@@ -183,6 +190,12 @@ class RobomimicWriter:
             self.tmp.unlink(missing_ok=True)
 
 
+def write_obs(demo: h5py.Group, key: str, values: np.ndarray, **options) -> None:
+    """obs/<key> = values and next_obs/<key> = values one frame on (the last frame repeated)."""
+    demo.require_group("obs").create_dataset(key, data=values, **options)
+    demo.require_group("next_obs").create_dataset(key, data=np.concatenate([values[1:], values[-1:]]), **options)
+
+
 def write_robomimic_hdf5(
     episodes: Iterable[Episode],
     path: Path,
@@ -220,7 +233,8 @@ def verify_robomimic_hdf5(path: Path, *, num_episodes: int, num_frames: int) -> 
             demo = data[name]
             for group in ("obs", "next_obs"):
                 for key, dataset in demo[group].items():
-                    if dataset.shape[0] != length or dataset.dtype != np.uint8:
+                    dtype = np.float32 if key == STATE_OBS else np.uint8
+                    if dataset.shape[0] != length or dataset.dtype != dtype:
                         raise fail(f"{name}/{group}/{key} is {dataset.dtype} {dataset.shape}, expected {length} frames")
             for key in ("rewards", "dones", "actions", "states"):
                 if key in demo and demo[key].shape[0] != length:

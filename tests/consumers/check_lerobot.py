@@ -59,6 +59,8 @@ def read_dataset(root: Path, repo_id: str, backend: str, out_dir: Path) -> dict:
         "tasks": tasks,
         "meta_tasks": dataset.meta.tasks.index.tolist(),
         "stats_keys": sorted(dataset.meta.stats),
+        "action_names": dataset.meta.info["features"]["action"]["names"],
+        "state_names": dataset.meta.info["features"]["observation.state"]["names"],
         "codec": dataset.meta.info["features"][video_keys[0]]["info"]["video.codec"],
     }
 

@@ -4,7 +4,8 @@ Runs under .venv-consumers/bin/python (robomimic is not installed in .venv). For
 dataset the way robomimic's training script does (obs specs first, then SequenceDataset with the filter key),
 reads every item, puts its image obs through robomimic's own network-input processing (ObsUtils.process_obs:
 uint8 HWC -> float CHW in [0, 1]) and writes what it read to <out>/<filter>.npz (obs and next_obs turned back into
-uint8 HWC, actions, rewards, dones); it prints one JSON object: per filter key the demos, item count and shapes.
+uint8 HWC, the low-dim obs `state` and its next_obs when the file has obs/state, actions, rewards, dones); it prints
+one JSON object: per filter key the demos, item count and shapes.
 Usage: check_robomimic.py FILE OBS_KEY OUT_DIR
 """
 
@@ -14,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import robomimic
 import robomimic.utils.obs_utils as obs_utils
@@ -25,10 +27,13 @@ def to_uint8(processed: np.ndarray) -> np.ndarray:
     return np.round(np.moveaxis(np.asarray(processed), -3, -1) * 255.0).astype(np.uint8)
 
 
-def read_split(path: str, obs_key: str, split: str | None) -> tuple[dict, dict[str, np.ndarray]]:
+STATE = "state"  # the low-dim observation of labelled episodes
+
+
+def read_split(path: str, obs_key: str, low_dim: list[str], split: str | None) -> tuple[dict, dict[str, np.ndarray]]:
     dataset = SequenceDataset(
         hdf5_path=path,
-        obs_keys=(obs_key,),
+        obs_keys=(obs_key, *low_dim),
         dataset_keys=("actions", "rewards", "dones"),
         load_next_obs=True,
         frame_stack=1,
@@ -54,6 +59,9 @@ def read_split(path: str, obs_key: str, split: str | None) -> tuple[dict, dict[s
         "rewards": np.stack([item["rewards"][0] for item in items]),
         "dones": np.stack([item["dones"][0] for item in items]),
     }
+    for key in low_dim:  # low-dim obs reach the network as they are stored (processing leaves them unchanged)
+        arrays[key] = np.stack([obs_utils.process_obs(item["obs"][key][0], obs_key=key) for item in items])
+        arrays[f"next_{key}"] = np.stack([item["next_obs"][key][0] for item in items])
     summary = {
         "demos": list(dataset.demos),
         "num_items": len(dataset),
@@ -69,10 +77,12 @@ def read_split(path: str, obs_key: str, split: str | None) -> tuple[dict, dict[s
 
 
 def main(path: str, obs_key: str, out_dir: str) -> None:
-    obs_utils.initialize_obs_utils_with_obs_specs({"obs": {"rgb": [obs_key], "low_dim": []}})
-    report = {"robomimic": robomimic.__version__, "splits": {}}
+    with h5py.File(path, "r") as f:
+        low_dim = [STATE] if STATE in f["data/demo_0/obs"] else []
+    obs_utils.initialize_obs_utils_with_obs_specs({"obs": {"rgb": [obs_key], "low_dim": low_dim}})
+    report = {"robomimic": robomimic.__version__, "low_dim": low_dim, "splits": {}}
     for split in ("train", "valid", None):
-        summary, arrays = read_split(path, obs_key, split)
+        summary, arrays = read_split(path, obs_key, low_dim, split)
         report["splits"][split or "all"] = summary
         np.savez(Path(out_dir) / f"{split or 'all'}.npz", **arrays)
     print(json.dumps(report))

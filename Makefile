@@ -1,7 +1,7 @@
 # make demo   the whole pipeline on CPU through a local Prefect server and worker (outputs: runs/demo/)
 # make test   lint, then the test suite, the end-to-end Prefect test included (and the exports read by the real
 #             consumers); make lint alone: ruff check + ruff format --check (`ruff format .` fixes the format)
-# make consumers   .venv-consumers: lerobot 0.4.4 and robomimic 0.3.0, the readers tests/test_consumers.py runs
+# make consumers   .venv-consumers: lerobot 0.4.4, robomimic 0.3.0 (tests/test_consumers.py reads, trains with them)
 # make clean  remove outputs and caches (make distclean also removes .venv and .venv-consumers)
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)

@@ -157,8 +157,8 @@ def train_idm_task(cfg: IDMTrainConfig) -> IDMResult:
     create_table_artifact(
         key="idm-heldout-error",
         table=result.summary_rows(),
-        description="Inverse dynamics model: per-dimension MSE and R2 on held-out real episodes, "
-        f"against predicting the mean action -> {result.model_path}",
+        description="Inverse dynamics model: MSE and R2 per action and state dimension on held-out real episodes, "
+        f"against predicting the training set's mean -> {result.model_path}",
     )
     return result
 

@@ -108,14 +108,14 @@ def test_idm_beats_the_mean_baseline_on_heldout_episodes(trained):
         ("state", n) for n in STATE_NAMES
     ]
     actions, states = rows[:3], rows[3:]
-    for row in actions:  # measured at seed 0: r2 0.80 / 0.86 / 0.84, mse 0.20 / 0.14 / 0.16 x the baseline's
+    for row in actions:  # measured at seed 0: r2 0.88 / 0.89 / 0.87, mse 0.12 / 0.11 / 0.13 x the baseline's
         assert row["r2"] > 0.6 and row["mse"] < 0.4 * row["baseline_mse"], row
     assert np.mean([row["r2"] for row in actions]) > 0.75
-    # measured: r2 0.93 / 0.95 / 0.88 / 0.58 / 0.87 (gripper x, y, opening, object x, y), mse 0.06 / 0.05 / 0.12 /
-    # 0.35 / 0.13 x the baseline's. The object is the task's, which the frames alone do not always single out.
+    # measured: r2 0.92 / 0.94 / 0.86 / 0.48 / 0.81 (gripper x, y, opening, object x, y), mse 0.07 / 0.06 / 0.14 /
+    # 0.43 / 0.19 x the baseline's. The object is the task's, which the frames alone do not always single out.
     for row in states:
-        assert row["r2"] > 0.4 and row["mse"] < 0.5 * row["baseline_mse"], row
-    assert np.mean([row["r2"] for row in states]) > 0.75
+        assert row["r2"] > 0.35 and row["mse"] < 0.6 * row["baseline_mse"], row
+    assert np.mean([row["r2"] for row in states]) > 0.7
     for row in rows:
         assert -0.25 < row["baseline_r2"] <= 0.0, row  # the training mean is no predictor on held-out episodes
 
@@ -435,22 +435,33 @@ def test_real_episodes_export_with_their_recorded_state_and_action(trained, tmp_
 
 
 @pytest.mark.slow
-def test_idm_without_states_has_no_state_head(trained, tmp_path):
-    """Trajectories without `state` train an IDM with actions only: no per_state scores, labels without `state`."""
+def test_the_state_head_leaves_the_actions_as_they_are(trained, tmp_path):
+    """Trajectories without `state` train an IDM with actions only (no per_state scores, labels without `state`);
+    with `state`, the same seed gives the same action weights and action labels, bit for bit, plus a state head."""
     cfg, _ = trained
-    rows = [json.loads(line) for line in cfg.manifest.read_text().splitlines()][:4]
-    for row in rows:
-        actions = np.load(row["trajectory"])["action"]
-        row["trajectory"] = str(tmp_path / f"{row['sample_id']}.npz")
-        np.savez(row["trajectory"], action=actions)
-    manifest = tmp_path / "manifest.jsonl"
-    manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    result = train_idm(IDMTrainConfig(manifest=manifest, out_dir=tmp_path / "idm", image_size=(32, 48), num_epochs=2))
-    assert "per_state" not in result.metrics and [row["label"] for row in result.summary_rows()] == ["action"] * 3
-    model = load_idm(result.out_dir)
-    assert model.spec.num_states == 0 and not hasattr(model, "state_head")
-    labels = predict_labels(model, read_video(Path(rows[0]["video"]))[0])
-    assert labels.states is None and labels.actions.shape == (NUM_FRAMES, 3)
+    with_states = [json.loads(line) for line in cfg.manifest.read_text().splitlines()][:4]
+    without = []
+    for row in with_states:
+        np.savez(tmp_path / f"{row['sample_id']}.npz", action=np.load(row["trajectory"])["action"])
+        without.append({**row, "trajectory": str(tmp_path / f"{row['sample_id']}.npz")})
+    results = {}
+    for name, rows in (("with", with_states), ("without", without)):
+        manifest = tmp_path / f"{name}.jsonl"
+        manifest.write_text("".join(json.dumps(row) + "\n" for row in rows))
+        small = IDMTrainConfig(manifest=manifest, out_dir=tmp_path / name, image_size=(32, 48), num_epochs=2)
+        results[name] = train_idm(small)
+    assert "per_state" not in results["without"].metrics
+    assert [row["label"] for row in results["without"].summary_rows()] == ["action"] * 3
+    assert results["with"].metrics["per_action"] == results["without"].metrics["per_action"]
+    models = {name: load_idm(result.out_dir) for name, result in results.items()}
+    assert models["without"].spec.num_states == 0 and not hasattr(models["without"], "state_head")
+    weights = {name: load_file(result.model_path) for name, result in results.items()}
+    assert set(weights["without"]) < set(weights["with"])  # the state head's tensors come on top
+    assert all(torch.equal(weights["with"][k], weights["without"][k]) for k in weights["without"])
+    frames = read_video(Path(with_states[0]["video"]))[0]
+    labels = {name: predict_labels(model, frames) for name, model in models.items()}
+    assert labels["without"].states is None and labels["with"].states.shape == (NUM_FRAMES, 5)
+    np.testing.assert_array_equal(labels["with"].actions, labels["without"].actions)
 
 
 @pytest.mark.slow

@@ -17,8 +17,9 @@ training once, then `python -m cosmos_synth.cli generate` with generate.shard an
 per shard, one shard at a time per GPU, and the shards merged by cosmos_synth.generate.merge_shards.
 
 Per worker count: videos/hour over the shards' span (first start to last end), the duplicates and missing pairs of
-the merged manifest (check_manifest), and per shard its worker, seconds, seconds before its first video was written
-(start, model load, compilation, prompt encoding, one video) and seconds per later video.
+the merged manifest (check_manifest), the workers' seconds outside any shard (picking a run up, starting its
+process), and per shard its worker, seconds, seconds before its first video was written (model load, compilation,
+prompt encoding, one video) and seconds per later video.
 """
 
 from __future__ import annotations
@@ -229,6 +230,8 @@ def measure(work: Path, inputs: dict[str, Path], workers: int, per_worker: tuple
         "workers_used": sorted({s["worker"] for s in shards}),
         "s_per_video": round(statistics.median(per_video), 1) if per_video else None,
         "before_first_video_s": round(statistics.median(s["before_first_video_s"] for s in shards), 1),
+        # worker seconds outside any shard's flow run: picking the run up, starting its process, importing
+        "outside_shards_s": round(workers * span - sum(s["s"] for s in shards), 1),
         "shard_runs": [{k: v for k, v in s.items() if k not in ("start", "end")} for s in shards],
     }
 
@@ -260,7 +263,8 @@ def run(work: Path, worker_counts: list[int], per_worker: tuple[int, int], devic
 
 def print_rows(rows: list[dict]) -> None:
     print(f"\n{'generate':<10}{'workers':>8}{'videos/h':>10}{'speed-up':>10}{'dup.':>6}{'missing':>9}", end="")
-    print(f"{'s/video':>9}{'s to 1st video':>16}  path")
+    print(f"{'s/video':>9}{'s to 1st video':>16}{'outside shards s':>18}  path")
     for r in rows:
         print(f"{'':<10}{r['workers']:>8}{r['videos_per_hour']:>10}{str(r['speedup']):>10}{r['duplicates']:>6}", end="")
-        print(f"{r['missing']:>9}{str(r['s_per_video']):>9}{str(r['before_first_video_s']):>16}  {r['path']}")
+        print(f"{r['missing']:>9}{str(r['s_per_video']):>9}{str(r['before_first_video_s']):>16}", end="")
+        print(f"{r['outside_shards_s']:>18}  {r['path']}")

@@ -28,35 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fullsize as fs  # noqa: E402
 
-from cosmos_synth.config import GenerateConfig, IngestConfig, PreprocessConfig, TrainConfig  # noqa: E402
+from cosmos_synth.config import GenerateConfig, IngestConfig, PreprocessConfig  # noqa: E402
 from cosmos_synth.files import read_jsonl  # noqa: E402
 from cosmos_synth.generate import generate_videos  # noqa: E402
 from cosmos_synth.ingest import ingest_dataset  # noqa: E402
 from cosmos_synth.layout import LOSS_LOG  # noqa: E402
 from cosmos_synth.preprocess import preprocess_dataset  # noqa: E402
 from cosmos_synth.train import train  # noqa: E402
-from cosmos_synth.video import write_video  # noqa: E402
 
 
 def make_dataset(root: Path, num_clips: int) -> Path:
     """Synthetic 97-frame 432x768 clips through the real ingest + preprocess stages."""
-    videos = root / "data" / "videos"
-    lines = []
-    for i in range(num_clips):
-        t = np.arange(97)[:, None, None]
-        y, x = np.mgrid[0 : fs.HEIGHT, 0 : fs.WIDTH]
-        base = ((x[None] + 3 * t + 40 * i) % 256).astype(np.uint8)
-        frames = np.stack(
-            [
-                base,
-                np.broadcast_to((y[None] // 2) % 256, base.shape).astype(np.uint8),
-                np.broadcast_to(((x + y)[None] // 3 + 5 * t) % 256, base.shape).astype(np.uint8),
-            ],
-            -1,
-        )
-        write_video(frames, videos / f"clip_{i}.mp4", fps=16)
-        lines.append(f"videos/clip_{i}.mp4,{fs.PROMPT}")
-    (root / "data" / "metadata.csv").write_text("\n".join(lines) + "\n")
+    fs.write_clips(root / "data", num_clips)
     ingest = ingest_dataset(IngestConfig(dataset_dir=root / "data", out_dir=root / "ingest", min_frames=fs.FRAMES))
     return preprocess_dataset(
         PreprocessConfig(manifest=ingest.manifest, out_dir=root / "preprocess", height=fs.HEIGHT, width=fs.WIDTH)
@@ -64,17 +47,8 @@ def make_dataset(root: Path, num_clips: int) -> Path:
 
 
 def run_training(vae, data_dir: Path, out_dir: Path, adapter: str, num_epochs: int, device: str) -> dict:
-    cfg = TrainConfig(
-        model="full-size-random-weights",
-        revision=None,
-        data_dir=data_dir,
-        out_dir=out_dir,
-        adapter=adapter,
-        num_frames=fs.FRAMES,
-        num_epochs=num_epochs,
-        checkpoint_every_epochs=10_000,
-        dtype="bfloat16",
-        cpu=device == "cpu",
+    cfg = fs.train_config(
+        data_dir, out_dir, device, adapter=adapter, num_epochs=num_epochs, checkpoint_every_epochs=10_000
     )
     result = train(cfg, pipe=fs.build_pipeline(vae, device))
     gc.collect()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 
 HEIGHT, WIDTH, FRAMES = 432, 768, 93
@@ -55,6 +57,19 @@ QWEN_VISION = dict(
 )
 VAE: dict = {}  # AutoencoderKLWan defaults are the full-size Wan2.1 VAE
 PROMPT = "The robot arm is performing a task. The robot arm picks up the red cube and places it in the blue bowl."
+
+
+def sizes() -> dict:
+    """The DiT and VAE sizes in use, for a child process to build the same networks (`use_sizes`)."""
+    return {"transformer": TRANSFORMER, "vae": VAE, "height": HEIGHT, "width": WIDTH, "frames": FRAMES}
+
+
+def use_sizes(given: dict) -> None:
+    """Build what `sizes()` of another process described (JSON turned the DiT's tuples into lists)."""
+    global HEIGHT, WIDTH, FRAMES
+    TRANSFORMER.update({k: tuple(v) if isinstance(v, list) else v for k, v in given["transformer"].items()})
+    VAE.update(given["vae"])
+    HEIGHT, WIDTH, FRAMES = given["height"], given["width"], given["frames"]
 
 
 @contextlib.contextmanager
@@ -122,6 +137,58 @@ def test_video(num_frames: int, seed: int = 0) -> torch.Tensor:
     return (torch.stack(channels).float() / 127.5 - 1.0).unsqueeze(0)
 
 
+def train_config(data_dir: Path, out_dir: Path, device: str, **settings):
+    """A TrainConfig for these random weights at FRAMES frames; `settings` sets any other field."""
+    from cosmos_synth.config import TrainConfig
+
+    return TrainConfig(
+        model="full-size-random-weights",
+        revision=None,
+        data_dir=data_dir,
+        out_dir=out_dir,
+        num_frames=FRAMES,
+        cpu=device == "cpu",
+        **settings,
+    )
+
+
+def write_clips(root: Path, num_clips: int) -> Path:
+    """Synthetic 97-frame HEIGHT x WIDTH clips in the GR1 layout: root/videos/clip_<i>.mp4 + root/metadata.csv."""
+    from cosmos_synth.video import write_video
+
+    lines = []
+    for i in range(num_clips):
+        t = np.arange(97)[:, None, None]
+        y, x = np.mgrid[0:HEIGHT, 0:WIDTH]
+        base = ((x[None] + 3 * t + 40 * i) % 256).astype(np.uint8)
+        frames = np.stack(
+            [
+                base,
+                np.broadcast_to((y[None] // 2) % 256, base.shape).astype(np.uint8),
+                np.broadcast_to(((x + y)[None] // 3 + 5 * t) % 256, base.shape).astype(np.uint8),
+            ],
+            -1,
+        )
+        write_video(frames, root / "videos" / f"clip_{i}.mp4", fps=16)
+        lines.append(f"videos/clip_{i}.mp4,{PROMPT}")
+    (root / "metadata.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def make_pairs(root: Path, count: int) -> list:
+    """`count` (image .png, prompt .txt) pairs p0..p<count-1>: the test pattern's first frame, shifted per pair."""
+    from PIL import Image
+
+    from cosmos_synth.generate import list_pairs
+
+    root.mkdir(parents=True, exist_ok=True)
+    video = ((test_video(1, seed=0)[0, :, 0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
+    for i in range(count):
+        Image.fromarray(np.roll(video, 37 * i, axis=1)).save(root / f"p{i}.png")
+        (root / f"p{i}.txt").write_text(PROMPT)
+    return list_pairs(root)
+
+
 def profile_kernels(fn, device: str) -> tuple[float, dict]:
     """Run `fn` once under the profiler: (wall seconds, `kernel_groups` of what it ran)."""
     from torch.profiler import ProfilerActivity, profile
@@ -136,8 +203,9 @@ def profile_kernels(fn, device: str) -> tuple[float, dict]:
 
 
 def kernel_groups(prof, device: str) -> dict:
-    """A profiler run's kernel time in seconds by kind (attention, convolution, matmul, inductor's fused elementwise,
-    other), plus the 12 costliest kernels. On CPU (smoke runs) the ops' self CPU time stands in for kernel time."""
+    """A profiler run's kernel time in seconds by kind (communication between processes, attention, convolution,
+    matmul, inductor's fused elementwise, other), plus the 12 costliest kernels. On CPU (smoke runs) the ops' self
+    CPU time stands in for kernel time."""
     groups: dict[str, float] = {}
     top = []
     for event in prof.key_averages():
@@ -145,7 +213,9 @@ def kernel_groups(prof, device: str) -> dict:
         if total <= 0:
             continue
         name = event.key.lower()
-        if "triton" in name:  # inductor's fused kernels (their names list the ops fused, e.g. a quantisation)
+        if any(s in name for s in ("nccl", "gloo", "allreduce", "all_reduce")):  # DDP's gradient all-reduce
+            group = "communication (all-reduce)"
+        elif "triton" in name:  # inductor's fused kernels (their names list the ops fused, e.g. a quantisation)
             group = "fused elementwise (triton)"
         elif any(s in name for s in ("fmha", "flash", "attention", "sdpa")):
             group = "attention"

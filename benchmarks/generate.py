@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,7 +36,6 @@ from cosmos_synth.generate import (  # noqa: E402
     Pair,
     encode_prompts,
     generate_video,
-    list_pairs,
     prepare_pipeline,
     release_text_encoder,
 )
@@ -47,15 +45,6 @@ from cosmos_synth.speed import Fp8Linear, compile_blocks  # noqa: E402
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
-def make_pairs(root: Path, count: int) -> list[Pair]:
-    root.mkdir(parents=True, exist_ok=True)
-    video = ((fs.test_video(1, seed=0)[0, :, 0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy()
-    for i in range(count):
-        Image.fromarray(np.roll(video, 37 * i, axis=1)).save(root / f"p{i}.png")
-        (root / f"p{i}.txt").write_text(fs.PROMPT)
-    return list_pairs(root)
 
 
 def timed(device: str, fn):
@@ -105,7 +94,7 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"--sides: unknown {unknown}; choose from reference, {', '.join(SIDES)}")
     device, card = args.device, torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    pairs = make_pairs(args.work / "pairs", args.videos)
+    pairs = fs.make_pairs(args.work / "pairs", args.videos)
     cfg = GenerateConfig(
         model="full-size-random-weights",
         revision=None,

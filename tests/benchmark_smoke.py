@@ -77,6 +77,16 @@ def main(name: str, out: str) -> None:
             "--profile",
         ]
         generate.main()
+    elif name == "multi_gpu":
+        import multi_gpu
+        import train_step
+
+        # nothing compiled: two gloo processes on two cores must stay within seconds
+        train_step.VARIANTS["low_memory"] = (True, None, False, None, "save_attention", False)
+        work = str(Path(out) / "work")
+        sys.argv = ["multi_gpu", *common, "--work", work, "--parts", "train", "--modes", "low_memory"]
+        sys.argv += ["--steps", "4", "--warmup", "1"]  # step 1 warm-up, 2 timed, 3-4 profiled
+        multi_gpu.main()
     elif name == "dit_probe":
         import dit_probe
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.slow  # each benchmark harness in a child process
@@ -63,3 +64,52 @@ def test_benchmark_harness_runs_on_cpu(name, tmp_path):
         assert record["forward"]["compiled_vs_eager_rel_err"] < 0.05
         default = next(r for r in record["attention"] if r["backend"] == "default")
         assert default["fwd_s"] >= 0 and "error" not in default
+
+
+def test_multi_gpu_training_harness_runs_on_cpu(tmp_path):
+    """train() through `accelerate launch` with 1 and 2 gloo processes; the ranks end with the same adapter.
+    (The generation part needs a Prefect server and minutes per run: only its manifest check is tested, below.)"""
+    record = run_smoke("multi_gpu", tmp_path)
+    assert record["benchmark"] == "multi_gpu" and record["card"] == "cpu" and record["generate"] == []
+    one, two = record["train"]
+    assert (one["gpus"], one["mode"], two["gpus"], two["mode"]) == (1, "low_memory", 2, "low_memory")
+    assert one["steps"] == two["steps"] == 4  # each process its own 4 clips
+    for row in (one, two):
+        assert row["s_per_step"] > 0 and row["input_s"] > 0 and row["compute_s"] > 0 and row["kernel_groups_s"]
+        assert row["samples_per_s"] == pytest.approx(row["gpus"] / row["s_per_step"], rel=1e-3)
+        assert len(row["peak_gib"]) == len(row["adapter_sha256"]) == row["gpus"]
+    assert one["efficiency"] == 1.0 and one["adapters_agree"] is None
+    assert two["adapters_agree"] is True and len(set(two["adapter_sha256"])) == 1
+    assert two["adapter_sha256"] != one["adapter_sha256"]  # other clips, other noise: another adapter
+    assert two["efficiency"] == pytest.approx(two["samples_per_s"] / (2 * one["samples_per_s"]), abs=1e-3)
+    projected = {p["gpus"]: p for p in record["gr1_100_epochs"]}
+    assert {g: p["steps"] for g, p in projected.items()} == {1: 9200, 2: 4600, 8: 1200}
+    assert projected[2]["basis"] == "measured" and "2-GPU step time" in projected[8]["basis"]
+
+
+def test_multi_gpu_manifest_check_counts_duplicates_and_missing(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SMOKE.parent.parent / "benchmarks"))
+    import fullsize as fs
+    from multi_gpu_generate import check_manifest
+
+    from cosmos_synth.files import write_jsonl
+    from cosmos_synth.layout import SHARDS_DIR
+    from cosmos_synth.video import write_video
+
+    pairs = [p.sample_id for p in fs.make_pairs(tmp_path / "pairs", 4)]
+    out = tmp_path / "generate"
+    rows = {}
+    for sid in pairs[:3]:  # the fourth pair's video was never written
+        write_video(np.zeros((5, 16, 16, 3), np.uint8), out / "videos" / f"{sid}.mp4", fps=16)
+        rows[sid] = {"sample_id": sid, "video": str(out / "videos" / f"{sid}.mp4")}
+    rows[pairs[3]] = {"sample_id": pairs[3], "video": str(out / "videos" / f"{pairs[3]}.mp4")}
+    write_jsonl(out / SHARDS_DIR / "shard-000.jsonl", [rows[s] for s in pairs[:2]])
+    write_jsonl(out / SHARDS_DIR / "shard-001.jsonl", [rows[s] for s in pairs[1:]])  # pairs[1] in both shards
+    write_jsonl(out / "manifest.jsonl", list(rows.values()))
+    assert check_manifest(out, tmp_path / "pairs", 5) == {"pairs": 4, "videos": 3, "duplicates": 1, "missing": 1}
+    write_jsonl(out / SHARDS_DIR / "shard-001.jsonl", [rows[s] for s in pairs[2:3]])
+    write_jsonl(out / "manifest.jsonl", [rows[s] for s in pairs[:3]])
+    (tmp_path / "pairs" / f"{pairs[3]}.png").unlink()
+    (tmp_path / "pairs" / f"{pairs[3]}.txt").unlink()
+    assert check_manifest(out, tmp_path / "pairs", 5) == {"pairs": 3, "videos": 3, "duplicates": 0, "missing": 0}
+    assert check_manifest(out, tmp_path / "pairs", 6)["missing"] == 3  # videos of the wrong length do not count

@@ -257,6 +257,31 @@ def evaluate(
     typer.echo(f"report: {result.report}")
 
 
+@app.command("closed-loop")
+def closed_loop(
+    recipe: Recipe = "closed_loop",
+    param: Params = None,
+    from_generated: Annotated[
+        bool,
+        typer.Option(
+            help="Skip the world-model half: the run folder already holds generate/ and generate-base/ (for "
+            "example generated on a GPU machine by benchmarks/closed_loop_generate.sh, same run_dir)."
+        ),
+    ] = False,
+) -> None:
+    """The closed-loop experiment (demo world): policies trained on real, real + synthetic and oracle data, each
+    rolled out in the simulator; writes <run_dir>/closed_loop/results.json and prints the table."""
+    from cosmos_synth.experiment import generate_new_scenes, results_markdown, run_closed_loop
+
+    cfg = _config(recipe, param)
+    with _progress() as progress:
+        if not from_generated:
+            generate_new_scenes(cfg, progress=progress)
+        path = run_closed_loop(cfg)
+    typer.echo(results_markdown(json.loads(path.read_text(encoding="utf-8"))))
+    typer.echo(f"results: {path}")
+
+
 @app.command()
 def run(recipe: Recipe = "demo", param: Params = None) -> None:
     """A whole run: source, ingest, preprocess, (cache), finetune, generate, (IDM, label), export, (evaluate)."""

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from cosmos_synth.config import ClosedLoopEvalConfig, config_to_dict
-from cosmos_synth.demo_world import DemoWorld
+from cosmos_synth.demo_world import STATE_NAMES, DemoWorld
 from cosmos_synth.evaluate import wilson_interval
 from cosmos_synth.files import write_text_atomic
 from cosmos_synth.policy import BCPolicy, load_policy
@@ -50,9 +50,13 @@ class ClosedLoopResult(StageResult):  # no manifest: closed_loop.json
 
 
 def run_rollouts(
-    policy: BCPolicy, cfg: ClosedLoopEvalConfig, progress: Progress | None = None
+    policy: BCPolicy,
+    cfg: ClosedLoopEvalConfig,
+    progress: Progress | None = None,
+    state_columns: slice | list[int] = slice(None),
 ) -> tuple[list[bool], list[str], list[np.ndarray]]:
-    """Roll the policy out on every held-out scene; (successes, prompts, frames of the first num_videos)."""
+    """Roll the policy out on every held-out scene; (successes, prompts, frames of the first num_videos).
+    `state_columns`: the simulator's state columns the policy reads (STATE_NAMES order)."""
     worlds = [DemoWorld(height=cfg.height, width=cfg.width, max_steps=cfg.max_steps) for _ in range(cfg.num_episodes)]
     observations = [w.reset(cfg.task_family, cfg.first_seed + k) for k, w in enumerate(worlds)]
     prompts = [w.task.prompt for w in worlds]
@@ -62,7 +66,9 @@ def run_rollouts(
     for step in range(cfg.max_steps):
         if step % cfg.execute_steps == 0:
             plan = policy.act(
-                np.stack([o.image for o in observations]), np.stack([o.state for o in observations]), prompts
+                np.stack([o.image for o in observations]),
+                np.stack([o.state[state_columns] for o in observations]),
+                prompts,
             )
         action = plan[:, min(step % cfg.execute_steps, plan.shape[1] - 1)]
         observations = [w.step(a)[0] for w, a in zip(worlds, action, strict=True)]
@@ -89,7 +95,15 @@ def evaluate_policy(cfg: ClosedLoopEvalConfig, progress: Progress | None = None)
             f"Policy {cfg.policy} was trained on {policy.spec.image_size[0]}x{policy.spec.image_size[1]} frames; "
             f"set height={policy.spec.image_size[0]} and width={policy.spec.image_size[1]}."
         )
-    successes, prompts, videos = run_rollouts(policy, cfg, progress)
+    keys = policy.spec.state_keys
+    unknown = sorted(set(keys or ()) - set(STATE_NAMES))
+    if unknown:
+        raise ValueError(
+            f"Policy {cfg.policy} reads state {unknown}, which the demo world does not have ({list(STATE_NAMES)}); "
+            "train it on exports whose state_names are the simulator's."
+        )
+    columns = slice(None) if keys is None else [STATE_NAMES.index(k) for k in keys]
+    successes, prompts, videos = run_rollouts(policy, cfg, progress, columns)
     out_dir = Path(cfg.out_dir)
     paths = []
     for k, (frames, success) in enumerate(zip(videos, successes, strict=False)):

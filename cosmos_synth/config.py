@@ -578,6 +578,9 @@ class PolicyTrainConfig:
     datasets: tuple[Path, ...]  # robomimic .hdf5 files written by the export stage; their demos are pooled
     out_dir: Path  # policy.safetensors, policy_config.json, policy_metrics.json, this config
     camera: str = "front"  # reads obs/<camera>_image
+    # the state dimensions the policy sees, by the export's state_names (e.g. the robot's own: gripper_x, gripper_y,
+    # gripper_opening); None: every dimension
+    state_keys: tuple[str, ...] | None = None
     chunk: int = 4  # actions predicted per observation: the action at t and the next chunk - 1
     num_steps: int = 2000  # optimizer steps (the same for any dataset size, so policies compare at equal compute)
     batch_size: int = 32  # (frame, chunk) samples per step
@@ -593,6 +596,9 @@ class PolicyTrainConfig:
         )
         _require(self.camera.isidentifier(), f"camera={self.camera!r}: use a plain name such as 'front'.")
         _require(1 <= self.chunk <= 16, f"chunk={self.chunk}: use 1 to 16 actions.")
+        if self.state_keys is not None:
+            object.__setattr__(self, "state_keys", tuple(str(k) for k in self.state_keys))
+            _require(bool(self.state_keys), "state_keys=(): name at least one state dimension, or null for all.")
         _require(self.num_steps >= 1, f"num_steps={self.num_steps} must be >= 1.")
         _require(self.batch_size >= 1, f"batch_size={self.batch_size} must be >= 1.")
         _require(self.learning_rate > 0, f"learning_rate={self.learning_rate} must be > 0.")
@@ -641,6 +647,9 @@ class ClosedLoopConfig:
     max_steps: int = 24  # steps per rollout (the demonstrations take num_frames - 1)
     execute_steps: int = 1  # actions of each predicted chunk executed before the policy looks again
     chunk: int = 4  # actions the policy predicts per observation
+    # the state the policies see, by name: the robot's own by default (where the object is, the policy reads from
+    # the image and the instruction); None: every state dimension of the exports
+    policy_state: tuple[str, ...] | None = ("gripper_x", "gripper_y", "gripper_opening")
     policy_steps: int = 2000  # optimizer steps per policy, whatever its training set's size
     policy_batch_size: int = 32
     num_videos: int = 4  # rollout videos written per policy

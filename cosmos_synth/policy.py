@@ -74,8 +74,9 @@ class Demo:
     task: str
 
 
-def read_robomimic_demos(path: Path, camera: str) -> list[Demo]:
-    """Every demo of one robomimic export, with actions in original units."""
+def read_robomimic_demos(path: Path, camera: str, state_keys: tuple[str, ...] | None = None) -> list[Demo]:
+    """Every demo of one robomimic export, with actions in original units and the state columns `state_keys`
+    (by the file's state_names; None: all)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Policy dataset {path} does not exist; give a robomimic .hdf5 written by the export stage.")
@@ -84,6 +85,7 @@ def read_robomimic_demos(path: Path, camera: str) -> list[Demo]:
     with h5py.File(path, "r") as f:
         data = f["data"]
         low, high = _normalisation(path, data.attrs)
+        columns = _state_columns(path, data.attrs, state_keys)
         for name in sorted(data.keys(), key=lambda n: int(n.removeprefix("demo_"))):
             demo = data[name]
             missing = [k for k in (f"obs/{key}", "obs/state", "actions") if k not in demo]
@@ -99,12 +101,25 @@ def read_robomimic_demos(path: Path, camera: str) -> list[Demo]:
                 Demo(
                     name=f"{path.name}:{name}",
                     frames=demo[f"obs/{key}"][()],
-                    states=demo["obs/state"][()].astype(np.float32),
+                    states=demo["obs/state"][()].astype(np.float32)[:, columns],
                     actions=actions,
                     task=str(demo.attrs.get("task", "")),
                 )
             )
     return demos
+
+
+def _state_columns(path: Path, attrs, state_keys: tuple[str, ...] | None) -> slice | list[int]:
+    if state_keys is None:
+        return slice(None)
+    names = [str(n) for n in attrs.get("state_names", [])]
+    missing = [k for k in state_keys if k not in names]
+    if missing:
+        raise ValueError(
+            f"Policy dataset {path}: state_keys {missing} are not among its state_names {names}; name columns the "
+            "export has (set export.state_names, or idm_train.state_names before labelling)."
+        )
+    return [names.index(k) for k in state_keys]
 
 
 def _normalisation(path: Path, attrs) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -116,9 +131,9 @@ def _normalisation(path: Path, attrs) -> tuple[np.ndarray | None, np.ndarray | N
     return np.asarray(attrs["action_min"], np.float32), np.asarray(attrs["action_max"], np.float32)
 
 
-def read_demos(paths: tuple[Path, ...], camera: str) -> list[Demo]:
+def read_demos(paths: tuple[Path, ...], camera: str, state_keys: tuple[str, ...] | None = None) -> list[Demo]:
     """The demos of every file, checked to agree in frame size and state/action widths."""
-    demos = [demo for path in paths for demo in read_robomimic_demos(path, camera)]
+    demos = [demo for path in paths for demo in read_robomimic_demos(path, camera, state_keys)]
     if not demos:
         raise ValueError(f"Policy datasets {[str(p) for p in paths]} hold no demos; export some episodes first.")
     first = demos[0]
@@ -147,6 +162,7 @@ class PolicySpec:
     image_size: tuple[int, int]  # (height, width)
     camera: str
     chunk: int
+    state_keys: tuple[str, ...] | None  # the state columns it reads, by name (None: all)
     vocabulary: tuple[str, ...]  # the task words the policy knows, in vector order
     state_mean: tuple[float, ...]
     state_std: tuple[float, ...]
@@ -238,6 +254,7 @@ def make_spec(cfg: PolicyTrainConfig, demos: list[Demo]) -> PolicySpec:
         image_size=tuple(demos[0].frames.shape[1:3]),
         camera=cfg.camera,
         chunk=cfg.chunk,
+        state_keys=cfg.state_keys,
         vocabulary=tuple(sorted({w for d in demos for w in task_words(d.task)})),
         state_mean=state_mean,
         state_std=state_std,
@@ -292,7 +309,7 @@ def train_policy(cfg: PolicyTrainConfig, progress: Progress | None = None) -> Po
     Deterministic given cfg.seed on one machine on CPU (weights, batches and augmentation all follow from it).
     """
     start = time.perf_counter()
-    demos = read_demos(cfg.datasets, cfg.camera)
+    demos = read_demos(cfg.datasets, cfg.camera, cfg.state_keys)
     spec = make_spec(cfg, demos)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)

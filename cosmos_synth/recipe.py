@@ -1,8 +1,9 @@
 """A run's settings (a recipe plus overrides, :class:`RunConfig`) and the stage configs they expand to.
 
 A recipe is a TOML file in `datasets/<name>/recipe.toml`. Top-level keys are :class:`RunConfig` fields; the
-tables `[demo]`, `[idm_train]`, `[cache]`, `[train]`, `[generate]` and `[export]` override the matching stage config's
-fields (:data:`STAGE_TABLES`). Overrides use dotted keys: `num_frames=29`, `train.rank=16`, `generate.num_steps=4`.
+tables `[demo]`, `[idm_train]`, `[cache]`, `[train]`, `[generate]`, `[export]`, `[evaluate]` and `[closed_loop]`
+override the matching stage config's fields (:data:`STAGE_TABLES`). Overrides use dotted keys: `num_frames=29`,
+`train.rank=16`, `generate.num_steps=4`.
 
 Loading checks everything at once, before any work starts: an unknown key names the closest valid one ("did you mean
 train.rank?"), a value of the wrong type names its field, and every stage's config is built once, so a mistake in
@@ -21,6 +22,7 @@ from typing import Any, Literal
 
 from cosmos_synth.config import (
     CacheConfig,
+    ClosedLoopConfig,
     DemoDataConfig,
     EvaluateConfig,
     ExportConfig,
@@ -47,6 +49,7 @@ STAGE_TABLES: dict[str, type] = {  # recipe table (and override prefix) -> the s
     "generate": GenerateConfig,
     "export": ExportConfig,
     "evaluate": EvaluateConfig,
+    "closed_loop": ClosedLoopConfig,
 }
 
 
@@ -98,6 +101,7 @@ class RunConfig:
     generate: dict[str, Any] = field(default_factory=dict)  # GenerateConfig overrides
     export: dict[str, Any] = field(default_factory=dict)  # ExportConfig overrides
     evaluate: dict[str, Any] = field(default_factory=dict)  # EvaluateConfig overrides (held-out episodes known)
+    closed_loop: dict[str, Any] = field(default_factory=dict)  # ClosedLoopConfig (cosmos-synth closed-loop)
 
     def __post_init__(self) -> None:
         if self.source == "local" and self.dataset_dir is None:
@@ -128,6 +132,7 @@ class RunConfig:
             "label": self.label_config(),
             "export": self.export_config(),
             "evaluate": self.evaluate_config(adapter=self.trained_dir),
+            "closed_loop": self.closed_loop_config(),
         }
 
     # -- paths, written once ------------------------------------------------------------------------------------
@@ -311,6 +316,9 @@ class RunConfig:
         if self.source == "procedural" and self.pairs_dir is None:
             base.update(pairs_dir=self.resolved_pairs_dir, generated={trained: str(gen.out_dir)})
         return config_from_dict(EvaluateConfig, {**base, **self.evaluate}, where="evaluate")
+
+    def closed_loop_config(self) -> ClosedLoopConfig:
+        return config_from_dict(ClosedLoopConfig, dict(self.closed_loop), where="closed_loop")
 
 
 def _unknown_key(key: str, name: str, known: list[str], prefix: str, fallback: str) -> str:

@@ -126,3 +126,14 @@ def test_generate_records_chunks_and_warns_about_a_cut_last_chunk(tiny_model, tm
     one_call = generate_videos(_config(pairs, tmp_path / "short", model=str(tiny_model), num_frames=9))
     assert "chunk_starts" not in read_jsonl(one_call.manifest)[0]  # unchained rows are as before
     assert not chunk_folder(cfg.out_dir / "videos", "p0").exists()
+
+
+def test_a_run_chains_generation_at_its_training_window():
+    from cosmos_synth.recipe import load_run_config
+
+    # the demo with 41-frame episodes: the model still trains on 17-frame windows, generation chains 3 chunks
+    run = load_run_config("demo", {"demo.num_frames": 41, "generate.num_frames": 41, "cache.num_windows": 4})
+    assert (run.demo_config().num_frames, run.train_config().num_frames, run.cache_config().num_windows) == (41, 17, 4)
+    for cfg in (run.generate_config(None), run.evaluate_config(None)):
+        assert (cfg.num_frames, cfg.chunk_frames, cfg.chunk_overlap_frames) == (41, 17, 5)
+    assert chunk_starts(41, 17, 5) == [0, 17, 29]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -137,3 +138,39 @@ def test_a_run_chains_generation_at_its_training_window():
     for cfg in (run.generate_config(None), run.evaluate_config(None)):
         assert (cfg.num_frames, cfg.chunk_frames, cfg.chunk_overlap_frames) == (41, 17, 5)
     assert chunk_starts(41, 17, 5) == [0, 17, 29]
+
+
+def test_a_long_video_is_labelled_and_exported_whole(tiny_model, demo_dataset, tmp_path, make_pairs):
+    """A 3-chunk video goes through label and every export as one episode: the IDM's clip window slides across
+    the seams like anywhere else, one action per frame, and every format holds all 25 frames."""
+    import h5py
+    import pyarrow.parquet as pq
+
+    from cosmos_synth.config import ExportConfig, IDMTrainConfig, IngestConfig, LabelConfig
+    from cosmos_synth.export import export_episodes
+    from cosmos_synth.idm import load_idm, predict_actions, train_idm
+    from cosmos_synth.ingest import ingest_dataset
+    from cosmos_synth.label import label_videos
+    from cosmos_synth.manifests import read_actions
+
+    gen = generate_videos(_config(make_pairs(tmp_path / "pairs", 1), tmp_path / "gen", model=str(tiny_model)))
+    ingest = ingest_dataset(IngestConfig(dataset_dir=demo_dataset, out_dir=tmp_path / "ingest", min_frames=9))
+    idm = tmp_path / "idm"
+    train_idm(IDMTrainConfig(manifest=ingest.manifest, out_dir=idm, num_epochs=1, report_to="none"))
+    labelled = label_videos(LabelConfig(manifest=gen.manifest, idm=idm, out_dir=tmp_path / "label"))
+    row = read_jsonl(labelled.manifest)[0]
+    assert row["chunk_starts"] == [0, 9, 17] and row["num_frames"] == 25
+    frames = read_video(Path(row["video"]))[0]
+    actions = read_actions(Path(row["actions"]))
+    assert actions.shape == (25, 3)
+    np.testing.assert_allclose(actions, predict_actions(load_idm(idm), frames), atol=1e-6)
+
+    exported = export_episodes(ExportConfig(manifest=labelled.manifest, out_dir=tmp_path / "export"))
+    assert (exported.num_episodes, exported.num_frames, exported.groot_skipped) == (1, 25, None)
+    with h5py.File(exported.hdf5_path, "r") as f:
+        assert f["data/demo_0/actions"].shape == (25, 3) and f["data/demo_0/obs/front_image"].shape == (25, 32, 48, 3)
+        np.testing.assert_array_equal(f["data/demo_0/obs/front_image"][()], frames)
+    table = pq.read_table(exported.lerobot_dir / "data/chunk-000/file-000.parquet")
+    assert table.num_rows == 25 and table.column("frame_index").to_pylist() == list(range(25))
+    info = json.loads((exported.groot_dir / "meta/info.json").read_text())
+    assert info["total_frames"] == 25

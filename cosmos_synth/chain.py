@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +117,7 @@ def sample_video(
         )
     overlap = cfg.chunk_overlap_frames
     for index in range(len(chunks), len(starts)):
+        started = time.perf_counter()
         if index == 0:
             frames = sample_chunk(pipe, cfg, seed=seed, text=text, image=image)
         else:  # the last two chunks hold at least `overlap` frames (chunk 0 alone holds chunk_frames > overlap)
@@ -124,9 +126,15 @@ def sample_video(
         chunks.append(frames)
         if store is not None:
             store.save(index, frames)
-        if len(starts) > 1:
+        if len(starts) > 1:  # the frames are on the host by now: the time is the chunk's whole cost
+            seconds = time.perf_counter() - started
             logger.info(
-                "chunk %d/%d from frame %d (seed %d)", index + 1, len(starts), starts[index], chunk_seed(seed, index)
+                "chunk %d/%d from frame %d (seed %d): %.2f s",
+                index + 1,
+                len(starts),
+                starts[index],
+                chunk_seed(seed, index),
+                seconds,
             )
     return np.concatenate(chunks)[: cfg.num_frames]
 

@@ -25,9 +25,10 @@ CHUNK_FIELDS = ("model", "task_family", "chunk", "end_frame", "episodes", "succe
 
 
 def frame_changes(frames: np.ndarray) -> np.ndarray:
-    """(T - 1,) mean absolute difference between consecutive uint8 frames (T, H, W, 3), in [0, 1]."""
-    frames = np.asarray(frames, dtype=np.float32) / 255.0
-    return np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
+    """(T - 1,) mean absolute difference between consecutive uint8 frames (T, H, W, 3), in [0, 1]. One pair at a
+    time: a long full-size video in float would take gigabytes."""
+    pairs = zip(frames[:-1], frames[1:], strict=True)
+    return np.array([np.abs(b.astype(np.int16) - a).mean() / 255.0 for a, b in pairs], dtype=np.float64)
 
 
 def _inside_change(changes: np.ndarray, seams: list[int]) -> float | None:
@@ -64,7 +65,7 @@ def chunk_rows(frames: np.ndarray, starts: list[int], *, task=None, state: np.nd
         row["seam_score"] = float(changes[start - 1]) / inside if index and inside else None
         if task is not None:
             row["success"] = judge(frames[: row["end_frame"]], task).success
-        if verdict is not None:
+        if verdict is not None and start < len(state):  # a real episode shorter than the video has no truth here
             part = dataclasses.replace(verdict, state=verdict.state[start : row["end_frame"]])
             row["track_error"] = track_error(part, state[start : row["end_frame"]])
         rows.append(row)

@@ -314,8 +314,7 @@ def generate_videos(cfg: GenerateConfig, pipe=None, progress: Progress | None = 
             write_video(frames, videos_dir / f"{pair.sample_id}.mp4", fps=cfg.fps)
         done[pair.sample_id] = wanted[pair.sample_id]
         write_jsonl(manifest, [done[p.sample_id] for p in pairs if p.sample_id in done])
-        if store is not None:  # the video and its row are written: its chunks are no longer needed
-            store.remove()
+        remove_chunks(chunk_folder(videos_dir, pair.sample_id))  # the video and its row are written
         logger.info("video %d/%d -> %s (seed %d)", number, len(pending), pair.sample_id, cfg.seed + pair.index)
         report.advance()
     rows = [done[p.sample_id] for p in pairs]

@@ -10,7 +10,7 @@ re-decoded; they are dropped, so no frame repeats and the frames before a seam a
 Noise: chunk k is NumPy-drawn from `chunk_seed(seed, k)`; chunk 0 uses the pair's seed itself, so a video of one
 chunk is what a plain pipeline call gives, and the first chunk of a long video is the short video of that seed.
 The new frames of chunk k start at `chunk_starts(...)[k]`. The last chunk is generated in full and cut at
-`num_frames`, so a shorter video with the same seed is a prefix of a longer one.
+`num_frames`, so a cut video is the start of the uncut one of the same seed and chunk settings.
 
 Resuming: the new frames of each finished chunk are saved losslessly (`chunk_<k>.npy`, atomically) in the video's
 chunk folder, `videos/.<sample_id>.chunks/`, next to the manifest row they belong to (`row.json`). A killed run

@@ -72,6 +72,7 @@ ROW_FIELDS = (
     "frame0_psnr_db",
     "track_error",
     "seam_score",
+    "real_seam_score",
     "idm_action_mse",
 )
 
@@ -164,11 +165,13 @@ def episode_metrics(
     episode: HeldOutEpisode, real: np.ndarray, generated: np.ndarray, *, use_judge: bool, idm=None, starts=(0,)
 ) -> dict:
     """Everything evaluate measures of one generated video against its real episode (`starts`: its chunks' first
-    new frames, for a long video's seam score)."""
+    new frames, for a long video's seam score and the real episode's at the same frames)."""
+    seams = {}
+    if len(starts) > 1:  # of the whole video, whatever length the real episode has
+        seams = {"seam_score": seam_score(generated, list(starts))}
+        seams["real_seam_score"] = seam_score(real[: len(generated)], list(starts))
     real, generated = _match(real, generated)
-    row = {"episode": episode.name, "prompt": episode.caption, **image_metrics(real, generated)}
-    if len(starts) > 1:
-        row["seam_score"] = seam_score(generated, list(starts))
+    row = {"episode": episode.name, "prompt": episode.caption, **image_metrics(real, generated), **seams}
     task = parse_prompt(episode.caption) if use_judge else None
     row["task_family"] = task.family if task is not None else "all"
     if task is not None:
@@ -215,7 +218,7 @@ def aggregate(model: str, family: str, rows: list[dict]) -> dict:
             distractor_rate=round(sum(bool(r["distractor"]) for r in rows) / len(rows), 4),
             physics_rate=round(sum(bool(r["physics_ok"]) for r in rows) / len(rows), 4),
         )
-    for key in ("psnr_db", "ssim", "frame0_psnr_db", "track_error", "seam_score", "idm_action_mse"):
+    for key in ("psnr_db", "ssim", "frame0_psnr_db", "track_error", "seam_score", "real_seam_score", "idm_action_mse"):
         out[key] = _mean(rows, key)
     return {k: out.get(k) for k in (*ROW_FIELDS, "successes")}
 

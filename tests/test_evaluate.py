@@ -149,6 +149,7 @@ def test_long_episodes_are_measured_per_chunk(tiny_model, demo_dataset, tmp_path
     assert len(read_jsonl(tmp_path / "eval" / "chunks.jsonl")) == 2 * 2 * 2  # (real, base) x episodes x chunks
     baseline, base = result.rows
     assert baseline["seam_score"] is None and base["seam_score"] > 0  # a still video has no frame change at all
+    assert baseline["real_seam_score"] == base["real_seam_score"] == pytest.approx(real_2["seam_score"])
     for row in read_jsonl(tmp_path / "eval" / "base" / "manifest.jsonl"):
         assert row["chunk_starts"] == [0, 17] and row["num_frames"] == 33
     report = (tmp_path / "eval" / "report.md").read_text()

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 
 from cosmos_synth.demo_world import parse_prompt
 from cosmos_synth.demo_world.judge import judge, track_error
+from cosmos_synth.files import write_jsonl
 
 REAL = "real"  # the model name of the real episodes' rows
+CHUNKS_FILE = "chunks.jsonl"  # in evaluate's out_dir: one row per (model or REAL, episode, chunk)
 CHUNK_FIELDS = ("model", "task_family", "chunk", "end_frame", "episodes", "success_rate", "track_error", "seam_score")
 
 
@@ -116,6 +119,15 @@ def measure_chunks(episodes, real: dict, videos: dict[str, dict], starts: list[i
                 family = task.family if task is not None else "all"
                 rows.append({"model": model, "episode": episode.name, "task_family": family, **row})
     return rows
+
+
+def write_chunk_metrics(
+    out_dir: Path, episodes, real: dict, videos: dict[str, dict], starts: list[int], *, use_judge: bool
+) -> list[dict]:
+    """measure_chunks, written to out_dir/CHUNKS_FILE; returns their summary (summarise_chunks), REAL first."""
+    rows = measure_chunks(episodes, real, videos, starts, use_judge=use_judge)
+    write_jsonl(Path(out_dir) / CHUNKS_FILE, rows)
+    return summarise_chunks(rows, [REAL, *videos])
 
 
 def chunk_section(table: str, cfg) -> list[str]:

@@ -32,14 +32,7 @@ import numpy as np
 import torch
 
 from cosmos_synth.chain import chunk_starts
-from cosmos_synth.chunk_metrics import (
-    CHUNK_FIELDS,
-    REAL,
-    chunk_section,
-    measure_chunks,
-    seam_score,
-    summarise_chunks,
-)
+from cosmos_synth.chunk_metrics import CHUNK_FIELDS, chunk_section, seam_score, write_chunk_metrics
 from cosmos_synth.config import EvaluateConfig, GenerateConfig, write_config
 from cosmos_synth.demo_world import parse_prompt
 from cosmos_synth.demo_world.judge import judge, track_error
@@ -56,7 +49,6 @@ logger = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 EPISODES_FILE = "episodes.jsonl"
 REPORT_FILE = "report.md"
-CHUNKS_FILE = "chunks.jsonl"  # long videos: one row per (model or "real", episode, chunk)
 BASELINE = "copy-first-frame"  # the row of the baseline that repeats the first real frame
 SHEET_FRAMES = 6  # frames per video in a contact sheet
 ROW_FIELDS = (
@@ -315,9 +307,7 @@ def evaluate_models(cfg: EvaluateConfig) -> EvaluateResult:
     chunks = []
     if len(starts) > 1:  # long videos: per chunk, the real episodes' rows first (the reference)
         generated = {m: v for m, v in videos.items() if m != BASELINE}
-        per_chunk = measure_chunks(episodes, real, generated, starts, use_judge=use_judge)
-        write_jsonl(cfg.out_dir / CHUNKS_FILE, per_chunk)
-        chunks = summarise_chunks(per_chunk, [REAL, *cfg.models])
+        chunks = write_chunk_metrics(cfg.out_dir, episodes, real, generated, starts, use_judge=use_judge)
     record = {"rows": rows, **({"chunks": chunks} if chunks else {})}
     metrics = write_text_atomic(cfg.out_dir / METRICS_FILE, json.dumps(record, indent=2) + "\n")
     sheets = write_contact_sheets(cfg, episodes, real, videos)

@@ -38,6 +38,22 @@ def _check_frames(num_frames: int, name: str = "num_frames") -> None:
     )
 
 
+def _check_chunks(num_frames: int, chunk_frames: int, overlap: int) -> None:
+    """Chained generation's settings (cosmos_synth.chain). A num_frames that is not whole chunks is allowed: the last
+    chunk is generated in full and cut, and the generate stage logs how many frames that drops."""
+    _check_frames(chunk_frames, "chunk_frames")
+    _require(
+        overlap in (1, 5),
+        f"chunk_overlap_frames={overlap}: use 1 (the last frame: one latent frame) or 5 (the last 5 frames: two "
+        "latent frames, as the Wan VAE encodes the first frame alone and each 4 more into one latent frame).",
+    )
+    _require(
+        num_frames <= chunk_frames or chunk_frames > overlap,
+        f"chunk_frames={chunk_frames} with chunk_overlap_frames={overlap}: a chunk would add no new frame; "
+        f"use chunk_frames >= {overlap + 4} (the model's window, e.g. 93).",
+    )
+
+
 def _check_size(height: int, width: int) -> None:
     _require(
         height % 16 == 0 and width % 16 == 0 and height > 0 and width > 0,
@@ -243,11 +259,18 @@ class GenerateConfig:
     adapter: Path | None = None  # folder holding pytorch_lora_weights.safetensors (None: base model)
     height: int = 432  # pixels, multiple of 16
     width: int = 768  # pixels, multiple of 16
-    num_frames: int = 93  # output frames (4k+1)
+    num_frames: int = 93  # output frames (4k+1); more than chunk_frames: one long video of chained chunks
+    # frames per model call (4k+1): the model's window (93 for Cosmos Predict 2.5, 17 for the demo world model).
+    # num_frames > chunk_frames chains chunks (cosmos_synth.chain): each continues from the one before
+    chunk_frames: int = 93
+    # frames of the video so far that the next chunk is conditioned on: 1 (one latent frame) or 5 (two latent frames,
+    # which carry motion as well as the scene)
+    chunk_overlap_frames: int = 5
     num_steps: int = 36  # denoising steps
     guidance_scale: float = 7.0  # classifier-free guidance
     fps: int = 16  # frames per second of the written mp4
-    seed: int = 0  # the pair with index i uses seed + i, drawn with NumPy
+    # the pair with index i uses seed + i, drawn with NumPy (chunk k > 0 of a long video: chain.chunk_seed)
+    seed: int = 0
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
     device: str = "cuda"  # "cuda", "cuda:1", "cpu"
     guardrail: bool = True  # NVIDIA's guardrail for NVIDIA weights (the tiny model has none)
@@ -278,6 +301,7 @@ class GenerateConfig:
         )
         _check_size(self.height, self.width)
         _check_frames(self.num_frames)
+        _check_chunks(self.num_frames, self.chunk_frames, self.chunk_overlap_frames)
         _require(self.num_steps >= 1, f"num_steps={self.num_steps} must be >= 1.")
         _require(self.fps >= 1, f"fps={self.fps} must be >= 1.")
         _require(
@@ -530,7 +554,10 @@ class EvaluateConfig:
     revision: str | None = NVIDIA_REVISION
     height: int = 432  # generation settings, as for generate
     width: int = 768
+    # the episodes' length; more than chunk_frames: chained chunks, measured per chunk (cosmos_synth.chunk_metrics)
     num_frames: int = 93
+    chunk_frames: int = 93  # as for generate
+    chunk_overlap_frames: int = 5  # as for generate
     num_steps: int = 36
     guidance_scale: float = 7.0
     fps: int = 16
@@ -561,6 +588,7 @@ class EvaluateConfig:
         )
         _check_size(self.height, self.width)
         _check_frames(self.num_frames)
+        _check_chunks(self.num_frames, self.chunk_frames, self.chunk_overlap_frames)
         _require(self.num_steps >= 1, f"num_steps={self.num_steps} must be >= 1.")
         _require(
             self.max_episodes is None or self.max_episodes >= 1,

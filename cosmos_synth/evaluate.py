@@ -10,7 +10,10 @@ with the real continuation:
 - the demo world's rule-based judge (cosmos_synth.demo_world.judge), when every caption is a demo-world prompt:
   task success, the distractor done instead, physics checks, and the tracked gripper and object against the real
   episode's ground-truth state;
-- an IDM's action labels of the generated video against the real episode's actions (idm_action_mse).
+- an IDM's action labels of the generated video against the real episode's actions (idm_action_mse);
+- long videos (num_frames > chunk_frames): the seam score, and per chunk the judge's success so far, the tracking
+  error and the seam score, for the real episodes too (cosmos_synth.chunk_metrics; chunks.jsonl, metrics.json
+  "chunks", the report's per-chunk table).
 
 Outputs under out_dir: metrics.json ({"rows": one per (model, task family)}), episodes.jsonl (one row per
 (model, episode)), report.md, and sheet-<family>.png contact sheets (real frames above each model's).
@@ -28,6 +31,8 @@ import cv2
 import numpy as np
 import torch
 
+from cosmos_synth.chain import chunk_starts
+from cosmos_synth.chunk_metrics import CHUNK_FIELDS, chunk_section, seam_score, write_chunk_metrics
 from cosmos_synth.config import EvaluateConfig, GenerateConfig, write_config
 from cosmos_synth.demo_world import parse_prompt
 from cosmos_synth.demo_world.judge import judge, track_error
@@ -58,6 +63,8 @@ ROW_FIELDS = (
     "ssim",
     "frame0_psnr_db",
     "track_error",
+    "seam_score",
+    "real_seam_score",
     "idm_action_mse",
 )
 
@@ -76,6 +83,7 @@ class EvaluateResult(StageResult):  # manifest: out_dir / episodes.jsonl, one ro
     metrics: Path
     report: Path
     rows: tuple[dict, ...]
+    chunk_rows: tuple[dict, ...] = ()  # long videos: one per (model or "real", task family, chunk index)
 
     def summary_rows(self) -> list[dict]:
         return [{k: row.get(k) for k in ROW_FIELDS} for row in self.rows]
@@ -146,11 +154,16 @@ def _match(real: np.ndarray, generated: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def episode_metrics(
-    episode: HeldOutEpisode, real: np.ndarray, generated: np.ndarray, *, use_judge: bool, idm=None
+    episode: HeldOutEpisode, real: np.ndarray, generated: np.ndarray, *, use_judge: bool, idm=None, starts=(0,)
 ) -> dict:
-    """Everything evaluate measures of one generated video against its real episode."""
+    """Everything evaluate measures of one generated video against its real episode (`starts`: its chunks' first
+    new frames, for a long video's seam score and the real episode's at the same frames)."""
+    seams = {}
+    if len(starts) > 1:  # of the whole video, whatever length the real episode has
+        seams = {"seam_score": seam_score(generated, list(starts))}
+        seams["real_seam_score"] = seam_score(real[: len(generated)], list(starts))
     real, generated = _match(real, generated)
-    row = {"episode": episode.name, "prompt": episode.caption, **image_metrics(real, generated)}
+    row = {"episode": episode.name, "prompt": episode.caption, **image_metrics(real, generated), **seams}
     task = parse_prompt(episode.caption) if use_judge else None
     row["task_family"] = task.family if task is not None else "all"
     if task is not None:
@@ -197,7 +210,7 @@ def aggregate(model: str, family: str, rows: list[dict]) -> dict:
             distractor_rate=round(sum(bool(r["distractor"]) for r in rows) / len(rows), 4),
             physics_rate=round(sum(bool(r["physics_ok"]) for r in rows) / len(rows), 4),
         )
-    for key in ("psnr_db", "ssim", "frame0_psnr_db", "track_error", "idm_action_mse"):
+    for key in ("psnr_db", "ssim", "frame0_psnr_db", "track_error", "seam_score", "real_seam_score", "idm_action_mse"):
         out[key] = _mean(rows, key)
     return {k: out.get(k) for k in (*ROW_FIELDS, "successes")}
 
@@ -216,6 +229,8 @@ def generate_config(cfg: EvaluateConfig, name: str, pairs_dir: Path) -> Generate
         height=cfg.height,
         width=cfg.width,
         num_frames=cfg.num_frames,
+        chunk_frames=cfg.chunk_frames,
+        chunk_overlap_frames=cfg.chunk_overlap_frames,
         num_steps=cfg.num_steps,
         guidance_scale=cfg.guidance_scale,
         fps=cfg.fps,
@@ -268,6 +283,7 @@ def evaluate_models(cfg: EvaluateConfig) -> EvaluateResult:
 
         idm = load_idm(Path(cfg.idm))
     real = {e.name: read_video(e.video)[0] for e in episodes}
+    starts = chunk_starts(cfg.num_frames, cfg.chunk_frames, cfg.chunk_overlap_frames)
     per_episode, videos = [], {}
     for name in [BASELINE, *cfg.models]:
         if name == BASELINE:
@@ -282,17 +298,24 @@ def evaluate_models(cfg: EvaluateConfig) -> EvaluateResult:
                 videos[name][episode.name],
                 use_judge=use_judge,
                 idm=idm if name != BASELINE else None,
+                starts=starts,
             )
             per_episode.append({"model": name, **row})
         logger.info("evaluated %s on %d held-out episodes", name, len(episodes))
     rows = summarise(per_episode, [BASELINE, *cfg.models])
     episodes_file = write_jsonl(cfg.out_dir / EPISODES_FILE, per_episode)
-    metrics = write_text_atomic(cfg.out_dir / METRICS_FILE, json.dumps({"rows": rows}, indent=2) + "\n")
+    chunks = []
+    if len(starts) > 1:  # long videos: per chunk, the real episodes' rows first (the reference)
+        generated = {m: v for m, v in videos.items() if m != BASELINE}
+        chunks = write_chunk_metrics(cfg.out_dir, episodes, real, generated, starts, use_judge=use_judge)
+    record = {"rows": rows, **({"chunks": chunks} if chunks else {})}
+    metrics = write_text_atomic(cfg.out_dir / METRICS_FILE, json.dumps(record, indent=2) + "\n")
     sheets = write_contact_sheets(cfg, episodes, real, videos)
-    report = write_text_atomic(cfg.out_dir / REPORT_FILE, report_markdown(cfg, rows, sheets))
+    report = write_text_atomic(cfg.out_dir / REPORT_FILE, report_markdown(cfg, rows, sheets, chunks))
     for row in rows:
         logger.info("%s", {k: row[k] for k in ROW_FIELDS if row.get(k) is not None})
-    return EvaluateResult(out_dir=cfg.out_dir, manifest=episodes_file, metrics=metrics, report=report, rows=tuple(rows))
+    result = dict(metrics=metrics, report=report, rows=tuple(rows), chunk_rows=tuple(chunks))
+    return EvaluateResult(out_dir=cfg.out_dir, manifest=episodes_file, **result)
 
 
 def summarise(per_episode: list[dict], models: list[str]) -> list[dict]:
@@ -349,15 +372,15 @@ def _cell(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def metrics_table(rows: list[dict]) -> str:
-    """The metrics rows as a markdown table."""
-    columns = [c for c in ROW_FIELDS if any(r.get(c) is not None for r in rows)]
+def metrics_table(rows: list[dict], fields: tuple[str, ...] = ROW_FIELDS) -> str:
+    """The metrics rows as a markdown table (the `fields` that any row has)."""
+    columns = [c for c in fields if any(r.get(c) is not None for r in rows)]
     lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(_cell(r.get(c)) for c in columns) + " |" for r in rows]
     return "\n".join(lines)
 
 
-def report_markdown(cfg: EvaluateConfig, rows: list[dict], sheets: list[Path]) -> str:
+def report_markdown(cfg: EvaluateConfig, rows: list[dict], sheets: list[Path], chunks: list[dict] = ()) -> str:
     return "\n".join(
         [
             f"# Evaluation on {rows[0]['episodes'] if rows else 0}+ held-out episodes of {cfg.episodes_dir}",
@@ -369,6 +392,7 @@ def report_markdown(cfg: EvaluateConfig, rows: list[dict], sheets: list[Path]) -
             "",
             metrics_table(rows),
             "",
+            *(chunk_section(metrics_table(chunks, CHUNK_FIELDS), cfg) if chunks else []),
             *[f"![{p.stem}]({p.name})" for p in sheets],
             "",
         ]

@@ -2,7 +2,9 @@
 
 Each pair's initial latents are drawn with NumPy from its own seed (`seed + index`), so the same seed gives the
 same noise on any GPU or CPU. Videos are written under a temporary name and renamed; a rerun skips pairs whose
-video already exists and decodes, so an interrupted run resumes instead of starting over.
+video already exists and decodes, so an interrupted run resumes instead of starting over. A video longer than the
+model's window (`num_frames > chunk_frames`) is a chain of chunks, each continuing the last (cosmos_synth.chain); a
+killed run resumes it at its last finished chunk.
 """
 
 from __future__ import annotations
@@ -18,6 +20,15 @@ import torch
 from diffusers.pipelines.cosmos.pipeline_cosmos2_5_predict import DEFAULT_NEGATIVE_PROMPT
 from PIL import Image
 
+from cosmos_synth.chain import (
+    ChunkStore,
+    chunk_fields,
+    chunk_folder,
+    is_chained,
+    log_chunking,
+    remove_chunks,
+    sample_video,
+)
 from cosmos_synth.config import GenerateConfig, write_config
 from cosmos_synth.encoding import embed_prompt
 from cosmos_synth.files import file_sha256, read_jsonl, remove_stale_temporaries, write_jsonl
@@ -39,7 +50,6 @@ from cosmos_synth.video import read_video, write_video
 
 logger = logging.getLogger(__name__)
 
-LATENT_CHANNELS = 16
 PROMPT_BATCH = 16  # prompts per text-encoder pass when encoding a shard's prompts up front
 
 
@@ -89,16 +99,6 @@ def list_pairs_checked(pairs_dir: Path, mode: Mode = "strict") -> tuple[list[Pai
         for index, stem, image, prompt in check_pairs(pairs_dir, quarantine)
     ]
     return pairs, quarantine.entries
-
-
-def latent_shape(cfg: GenerateConfig) -> tuple[int, int, int, int, int]:
-    """(B, C, T, H, W) of the initial latents for cfg's video size."""
-    return (1, LATENT_CHANNELS, (cfg.num_frames - 1) // 4 + 1, cfg.height // 8, cfg.width // 8)
-
-
-def numpy_latents(shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """Standard-normal latents from NumPy's RandomState: identical on every device, whatever torch's RNG state."""
-    return torch.from_numpy(np.random.RandomState(seed).standard_normal(shape).astype(np.float32))
 
 
 def video_is_complete(path: Path, num_frames: int) -> bool:
@@ -185,11 +185,12 @@ def stream_text_encoder(pipe, device: torch.device) -> None:
 def encode_conditioning_frames_only(pipe) -> None:
     """Have the pipeline VAE-encode only the pixel frames behind its conditioning latent frames (in place, once).
 
-    Given an image, the pipeline builds a num_frames video (the image, then black frames) and VAE-encodes all of it,
-    yet uses only latent frame 0: the condition mask is zero on the other frames, and the arithmetic that mixes the
-    conditioning latents in broadcasts a one-frame encoding the same way. The Wan VAE is causal (latent frame 0
-    comes from pixel frame 0 alone, each later latent frame from 4 more pixel frames), so encoding just those frames
-    gives the same conditioning latents and saves a full-video VAE encode per video.
+    Given an image, the pipeline builds a num_frames video (the image, then black frames; given a video, its last 1
+    or 5 frames, then copies of the last one) and VAE-encodes all of it, yet uses only the conditioning latent
+    frames (1 or 2): the condition mask is zero on the other frames. The Wan VAE is causal (latent frame 0 comes
+    from pixel frame 0 alone, each later latent frame from 4 more pixel frames), so encoding just those frames gives
+    the same conditioning latents and saves a full-video VAE encode per video (per chunk of a long one). The other
+    latent frames are filled with zeros: the pipeline multiplies them by the zero mask, so they change nothing.
     """
     if getattr(pipe, "_encodes_conditioning_frames_only", False):
         return
@@ -198,7 +199,14 @@ def encode_conditioning_frames_only(pipe) -> None:
     def prepare_latents(*args, video=None, num_frames_in=0, **kwargs):
         if video is not None and num_frames_in > 0:
             video = video[:, :, : 4 * ((num_frames_in - 1) // 4) + 1]
-        return prepare(*args, video=video, num_frames_in=num_frames_in, **kwargs)
+        latents, cond_latents, cond_mask, cond_indicator = prepare(
+            *args, video=video, num_frames_in=num_frames_in, **kwargs
+        )
+        missing = latents.shape[2] - cond_latents.shape[2]
+        if missing > 0:
+            padding = cond_latents.new_zeros((*cond_latents.shape[:2], missing, *cond_latents.shape[3:]))
+            cond_latents = torch.cat([cond_latents, padding], dim=2)
+        return latents, cond_latents, cond_mask, cond_indicator
 
     pipe.prepare_latents = prepare_latents
     pipe._encodes_conditioning_frames_only = True
@@ -239,33 +247,17 @@ def release_text_encoder(pipe) -> None:
         torch.cuda.empty_cache()
 
 
-def generate_video(pipe, cfg: GenerateConfig, pair: Pair, prompt_embeds=None, negative_embeds=None) -> np.ndarray:
-    """uint8 (T, H, W, 3) frames for one pair (from precomputed embeddings when given, else from the prompt)."""
-    latents = numpy_latents(latent_shape(cfg), cfg.seed + pair.index)
+def generate_video(
+    pipe, cfg: GenerateConfig, pair: Pair, prompt_embeds=None, negative_embeds=None, store: ChunkStore | None = None
+) -> np.ndarray:
+    """uint8 (T, H, W, 3) frames for one pair (from precomputed embeddings when given, else from the prompt): one
+    pipeline call, or chained chunks past cfg.chunk_frames (cosmos_synth.chain; resumed from `store` when given)."""
     text = (
         {"prompt": pair.prompt}
         if prompt_embeds is None
         else {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_embeds}
     )
-    output = pipe(
-        image=load_image(pair.image),
-        height=cfg.height,
-        width=cfg.width,
-        num_frames=cfg.num_frames,
-        num_inference_steps=cfg.num_steps,
-        guidance_scale=cfg.guidance_scale,
-        latents=latents,
-        output_type="pt",
-        **text,
-    )
-    return to_uint8(output.frames[0])
-
-
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """(T, C, H, W) float frames in [0, 1] (the pipeline's "pt" output) to (T, H, W, 3) uint8, converted where they
-    are: on a GPU a quarter of float32's bytes come back and no CPU pass touches every pixel. The same values as
-    rounding the pipeline's "np" output."""
-    return (frames.float().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return sample_video(pipe, cfg, seed=cfg.seed + pair.index, image=load_image(pair.image), text=text, store=store)
 
 
 def generate_videos(cfg: GenerateConfig, pipe=None, progress: Progress | None = None) -> GenerateResult:
@@ -301,6 +293,9 @@ def generate_videos(cfg: GenerateConfig, pipe=None, progress: Progress | None = 
     pending = [p for p in pairs if p.sample_id not in done]
     for pair in pending:  # temporary files of a killed earlier run; only this run's samples (shards share the folder)
         remove_stale_temporaries(videos_dir / f"{pair.sample_id}.mp4")
+    for sample_id in done:  # chunks of a run killed after recording its video, before removing them
+        remove_chunks(chunk_folder(videos_dir, sample_id))
+    log_chunking(cfg)
     if pending:
         pipe = prepare_pipeline(cfg, base=pipe)
         embeds, negative = encode_prompts(pipe, cfg, pending)
@@ -311,11 +306,15 @@ def generate_videos(cfg: GenerateConfig, pipe=None, progress: Progress | None = 
         progress, "generate", total=len(pairs), unit="video", done=len(pairs) - len(pending)
     ).start()
     for number, pair in enumerate(pending, start=1):
-        frames = generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative)
+        store = (
+            ChunkStore(chunk_folder(videos_dir, pair.sample_id), wanted[pair.sample_id]) if is_chained(cfg) else None
+        )
+        frames = generate_video(pipe, cfg, pair, embeds[pair.sample_id], negative, store=store)
         with writing(videos_dir / f"{pair.sample_id}.mp4"):  # disk full: an error naming the file, nothing partial
             write_video(frames, videos_dir / f"{pair.sample_id}.mp4", fps=cfg.fps)
         done[pair.sample_id] = wanted[pair.sample_id]
         write_jsonl(manifest, [done[p.sample_id] for p in pairs if p.sample_id in done])
+        remove_chunks(chunk_folder(videos_dir, pair.sample_id))  # the video and its row are written
         logger.info("video %d/%d -> %s (seed %d)", number, len(pending), pair.sample_id, cfg.seed + pair.index)
         report.advance()
     rows = [done[p.sample_id] for p in pairs]
@@ -387,8 +386,8 @@ def file_digest(path: Path) -> str:
 
 def manifest_row(cfg: GenerateConfig, pair: Pair, videos_dir: Path, adapter_digest: str | None, model: str) -> dict:
     """Everything that determines the video, plus where it is (`model`: the model's fingerprint). The FP8 options
-    change the pixels, so each is recorded when on (and left out when off, so manifests from before the options
-    still match)."""
+    change the pixels, so each is recorded when on, and a long video's chunking when chained (each left out
+    otherwise, so manifests from before the options still match)."""
     return {
         "sample_id": pair.sample_id,
         "seed": cfg.seed + pair.index,
@@ -405,4 +404,5 @@ def manifest_row(cfg: GenerateConfig, pair: Pair, videos_dir: Path, adapter_dige
         "num_steps": cfg.num_steps,
         "guidance_scale": cfg.guidance_scale,
         **{name: True for name in ("fp8_matmuls", "fp8_attention") if getattr(cfg, name)},
+        **chunk_fields(cfg),
     }

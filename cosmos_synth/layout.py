@@ -16,6 +16,7 @@ dataset folder's layout, what sources write and ingest reads, is cosmos_synth.so
   pytorch_lora_weights.safetensors, or transformer/ for a full fine-tune (models.ADAPTER_FILE, models.FULL_DIR)
 <run_dir>/generate/
   videos/<sample_id>.mp4      VIDEOS_DIR
+  videos/.<sample_id>.chunks/ a long video's finished chunks until it is written (cosmos_synth.chain.chunk_folder)
   shards/<shard>.jsonl        SHARDS_DIR: one manifest per shard of a fanned-out generation, merged into MANIFEST
   previews/                   PREVIEWS_DIR: CONTACT_SHEET and ANIMATION (previews/<shard>/ for each shard)
 <run_dir>/label/

@@ -76,7 +76,9 @@ class RunConfig:
     device: str = "cuda"  # generation device; training uses accelerate's device placement
     height: int = 432  # training and generation resolution, pixels
     width: int = 768
-    num_frames: int = 93  # training window and generated length (4k+1 frames)
+    # training window and generation's chunk length (4k+1 frames); also the generated length unless
+    # generate.num_frames asks for longer videos, chained chunk by chunk (cosmos_synth.chain)
+    num_frames: int = 93
     fps: int = 16
     seed: int = 0
     guardrail: bool = True  # NVIDIA's guardrail for NVIDIA weights
@@ -239,6 +241,7 @@ class RunConfig:
             height=self.height,
             width=self.width,
             num_frames=self.num_frames,
+            chunk_frames=self.num_frames,  # the window the model is trained on
             fps=self.fps,
             seed=self.seed,
             dtype=self.dtype,
@@ -304,6 +307,8 @@ class RunConfig:
             height=gen.height,
             width=gen.width,
             num_frames=gen.num_frames,
+            chunk_frames=gen.chunk_frames,
+            chunk_overlap_frames=gen.chunk_overlap_frames,
             num_steps=gen.num_steps,
             guidance_scale=gen.guidance_scale,
             fps=gen.fps,

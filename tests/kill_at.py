@@ -3,6 +3,8 @@
     python tests/kill_at.py generate <generate_config.json> video:<k>        once video k is written and in the manifest
     python tests/kill_at.py generate <generate_config.json> unrecorded:<k>   once video k is written, before the
                                                                              manifest lists it
+    python tests/kill_at.py generate <generate_config.json> chunk:<k>        once chunk k of a long video is saved
+                                                                             (chunks of this run, from 1)
     python tests/kill_at.py export <export_config.json> episode:<k>          once episode k is in every writer
     python tests/kill_at.py export <export_config.json> commit:<writer>      just before `robomimic` or `lerobot` is
                                                                              renamed into place (all written, verified)
@@ -60,9 +62,13 @@ def die_after(k: int):
 def generate(config: Path, point: str, k: int) -> None:
     import cosmos_synth.generate as generate_module
 
-    assert point in ("video", "unrecorded"), point
+    assert point in ("video", "unrecorded", "chunk"), point
     if point == "unrecorded":  # the manifest is rewritten once after each video: its k-th write records video k
         generate_module.write_jsonl = die_on_call(generate_module.write_jsonl, k)
+    if point == "chunk":  # a long video saves each chunk once it is generated: dying at save k + 1 keeps k chunks
+        from cosmos_synth.chain import ChunkStore
+
+        ChunkStore.save = die_on_call(ChunkStore.save, k + 1)
     progress = die_after(k) if point == "video" else None  # progress advances once a video is in the manifest
     generate_module.generate_videos(load_config(GenerateConfig, config), progress=progress)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cosmos_synth.chunk_metrics import chunk_rows, seam_score
 from cosmos_synth.config import DemoDataConfig, EvaluateConfig
 from cosmos_synth.evaluate import BASELINE, ROW_FIELDS, evaluate_models, image_metrics, wilson_interval
 from cosmos_synth.files import read_jsonl
@@ -116,6 +117,43 @@ def test_image_metrics_and_intervals():
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
     low, high = wilson_interval(40, 50)
     assert low == pytest.approx(0.6696, abs=1e-3) and high == pytest.approx(0.8876, abs=1e-3)
+
+
+def test_seam_score_and_chunk_rows_by_hand():
+    # a grey ramp brightening by 2 levels a frame, by 6 into frames 4 and 8 (the first new frames of chunks 2 and 3)
+    levels = np.cumsum([0] + [6 if t in (4, 8) else 2 for t in range(1, 11)])
+    frames = np.broadcast_to(levels[:, None, None, None], (11, 4, 6, 3)).astype(np.uint8)
+    assert seam_score(frames, [0, 4, 8]) == pytest.approx(3.0)
+    assert seam_score(frames, [0]) is None  # one chunk: no seam
+    assert seam_score(np.zeros((9, 4, 6, 3), np.uint8), [0, 4]) is None  # nothing moves
+    rows = chunk_rows(frames, [0, 4, 8])
+    assert [(r["chunk"], r["start_frame"], r["end_frame"]) for r in rows] == [(1, 0, 4), (2, 4, 8), (3, 8, 11)]
+    assert [r["seam_score"] for r in rows] == [None, pytest.approx(3.0), pytest.approx(3.0)]
+
+
+def test_long_episodes_are_measured_per_chunk(tiny_model, demo_dataset, tmp_path):
+    # the demo dataset's held-out episodes have 33 frames: two chunks of 17, the second continuing the first's last
+    cfg = _config(tiny_model, demo_dataset, tmp_path / "eval", num_frames=33, chunk_frames=17, chunk_overlap_frames=1)
+    result = evaluate_models(cfg)
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["chunks"] == list(result.chunk_rows)
+    keys = [(r["model"], r["task_family"], r["chunk"], r["end_frame"], r["episodes"]) for r in result.chunk_rows]
+    assert keys == [("real", "pick_place", 1, 17, 2), ("real", "pick_place", 2, 33, 2)] + [
+        ("base", "pick_place", 1, 17, 2),
+        ("base", "pick_place", 2, 33, 2),
+    ]
+    real_1, real_2, base_1, base_2 = result.chunk_rows
+    assert (real_1["success_rate"], real_2["success_rate"]) == (0.0, 1.0)  # the expert is done only at the end
+    assert real_1["track_error"] < 0.05 and real_2["track_error"] < 0.05  # the judge follows real frames closely
+    assert real_1["seam_score"] is None and 0.5 < real_2["seam_score"] < 2.0  # a real episode has no seam
+    assert base_1["seam_score"] is None and base_2["seam_score"] > 0 and base_2["track_error"] >= 0
+    assert len(read_jsonl(tmp_path / "eval" / "chunks.jsonl")) == 2 * 2 * 2  # (real, base) x episodes x chunks
+    baseline, base = result.rows
+    assert baseline["seam_score"] is None and base["seam_score"] > 0  # a still video has no frame change at all
+    assert baseline["real_seam_score"] == base["real_seam_score"] == pytest.approx(real_2["seam_score"])
+    for row in read_jsonl(tmp_path / "eval" / "base" / "manifest.jsonl"):
+        assert row["chunk_starts"] == [0, 17] and row["num_frames"] == 33
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "## Per chunk" in report and "| real | pick_place | 2 | 33 | 2 | 1.000 |" in report
 
 
 @pytest.fixture(scope="module")

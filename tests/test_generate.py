@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from cosmos_synth.chain import latent_shape, numpy_latents
 from cosmos_synth.config import GenerateConfig
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.generate import (
@@ -15,9 +16,7 @@ from cosmos_synth.generate import (
     generate_video,
     generate_videos,
     hooked_components,
-    latent_shape,
     list_pairs,
-    numpy_latents,
     stream_text_encoder,
 )
 from cosmos_synth.video import read_video

@@ -7,7 +7,9 @@ before episode writers commit, ...), so every run checks the same state, exactly
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -15,16 +17,19 @@ import sys
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
+from cosmos_synth.chain import chunk_folder
 from cosmos_synth.config import ExportConfig, GenerateConfig, config_to_dict, write_config
 from cosmos_synth.export import export_episodes, export_paths
 from cosmos_synth.files import read_jsonl
-from cosmos_synth.generate import generate_videos, video_is_complete
+from cosmos_synth.generate import generate_video, generate_videos, list_pairs, video_is_complete
 from cosmos_synth.launch import accelerate_command, launch_training
 from cosmos_synth.layout import CHECKPOINTS_DIR, LOSS_LOG, RESULT_FILE, VIDEOS_DIR
-from cosmos_synth.models import ADAPTER_FILE
+from cosmos_synth.models import ADAPTER_FILE, load_pipeline
 from cosmos_synth.train import latest_checkpoint
+from cosmos_synth.video import read_video
 
 pytestmark = pytest.mark.slow  # each test trains, generates or exports in killed child processes
 
@@ -93,17 +98,14 @@ def _pairs(root: Path, image: Path, prompts: list[str]) -> Path:
     return root
 
 
-def test_generation_killed_mid_run_yields_each_sample_once(tiny_model, demo_dataset, tmp_path):
-    pairs = _pairs(
-        tmp_path / "pairs",
-        demo_dataset / "test" / "pair_0000.png",
-        [f"The robot arm picks up cube {i}." for i in range(4)],
-    )
-    cfg = GenerateConfig(
+def _generate_config(tiny_model: Path, pairs: Path, out_dir: Path, **kw) -> tuple[GenerateConfig, Path]:
+    """The tiny model's generation settings (9 frames of 32x48, 4 steps, float32 on the CPU; `kw` sets others), and
+    the config file a child reads them from (<out_dir>.json)."""
+    values = dict(
         model=str(tiny_model),
         revision=None,
         pairs_dir=pairs,
-        out_dir=tmp_path / "gen",
+        out_dir=out_dir,
         height=32,
         width=48,
         num_frames=9,
@@ -111,8 +113,19 @@ def test_generation_killed_mid_run_yields_each_sample_once(tiny_model, demo_data
         dtype="float32",
         device="cpu",
     )
-    config = tmp_path / "gen.json"
+    cfg = GenerateConfig(**{**values, **kw})
+    config = out_dir.with_suffix(".json")
     config.write_text(json.dumps(config_to_dict(cfg)))
+    return cfg, config
+
+
+def test_generation_killed_mid_run_yields_each_sample_once(tiny_model, demo_dataset, tmp_path):
+    pairs = _pairs(
+        tmp_path / "pairs",
+        demo_dataset / "test" / "pair_0000.png",
+        [f"The robot arm picks up cube {i}." for i in range(4)],
+    )
+    cfg, config = _generate_config(tiny_model, pairs, tmp_path / "gen")
     videos, manifest = cfg.out_dir / VIDEOS_DIR, cfg.out_dir / "manifest.jsonl"
 
     _killed_at("generate", config, "video:2")  # killed once video 2 of 4 is written and recorded
@@ -136,22 +149,38 @@ def test_generation_killed_mid_run_yields_each_sample_once(tiny_model, demo_data
     assert [(videos / n).stat().st_ino == inodes[n] for n in ("p0.mp4", "p1.mp4", "p2.mp4")] == [True, True, False]
 
 
+def test_long_video_killed_mid_chain_resumes_at_its_last_finished_chunk(tiny_model, demo_dataset, tmp_path, caplog):
+    pairs = _pairs(tmp_path / "pairs", demo_dataset / "test" / "pair_0000.png", ["The robot arm picks up cube 0."])
+    # 3 chunks of 9 frames, each continuing from the last frame of the one before
+    cfg, config = _generate_config(
+        tiny_model, pairs, tmp_path / "gen", num_frames=25, chunk_frames=9, chunk_overlap_frames=1, num_steps=2
+    )
+    videos, chunks = cfg.out_dir / VIDEOS_DIR, chunk_folder(cfg.out_dir / VIDEOS_DIR, "p0")
+
+    _killed_at("generate", config, "chunk:2")  # killed while saving chunk 3 of 3: chunks 1 and 2 are kept
+    assert _names(videos) == [chunks.name] and _names(chunks) == ["chunk_000.npy", "chunk_001.npy", "row.json"]
+    kept = [np.load(chunks / name) for name in ("chunk_000.npy", "chunk_001.npy")]
+
+    with caplog.at_level(logging.INFO, logger="cosmos_synth.chain"):
+        result = generate_videos(cfg)
+    assert "p0: resuming at chunk 3/3" in caplog.text
+    assert "chunk 1/3" not in caplog.text and "chunk 2/3" not in caplog.text  # nothing before chunk 3 was redone
+    assert "chunk 3/3 from frame 17" in caplog.text
+    assert _names(videos) == ["p0.mp4"]  # the chunk folder is gone once the video and its row are written
+    assert read_jsonl(result.manifest)[0]["chunk_starts"] == [0, 9, 17]
+
+    whole = generate_videos(dataclasses.replace(cfg, out_dir=tmp_path / "uninterrupted"))
+    resumed_frames = read_video(videos / "p0.mp4")[0]
+    assert resumed_frames.shape == (25, 32, 48, 3)
+    assert np.array_equal(resumed_frames, read_video(Path(read_jsonl(whole.manifest)[0]["video"]))[0])
+    # the kept chunks are the uninterrupted run's own first frames (before H.264 touches them)
+    frames = generate_video(load_pipeline(tiny_model, dtype="float32", device="cpu"), cfg, list_pairs(pairs)[0])
+    assert np.array_equal(np.concatenate(kept), frames[:17])
+
+
 def test_export_killed_mid_write_leaves_no_readable_wrong_file(tiny_model, demo_dataset, tmp_path):
     pairs = _pairs(tmp_path / "pairs", demo_dataset / "test" / "pair_0001.png", [f"Prompt {i}." for i in range(6)])
-    gen = generate_videos(
-        GenerateConfig(
-            model=str(tiny_model),
-            revision=None,
-            pairs_dir=pairs,
-            out_dir=tmp_path / "g",
-            height=32,
-            width=48,
-            num_frames=9,
-            num_steps=1,
-            dtype="float32",
-            device="cpu",
-        )
-    )
+    gen = generate_videos(_generate_config(tiny_model, pairs, tmp_path / "g", num_steps=1)[0])
     cfg = ExportConfig(manifest=gen.manifest, out_dir=tmp_path / "export")
     config = tmp_path / "export.json"
     config.write_text(json.dumps(config_to_dict(cfg)))

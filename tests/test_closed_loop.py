@@ -182,3 +182,14 @@ def test_closed_loop_experiment_toy_scale(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     assert policy.stat().st_mtime_ns == stamp
     assert json.loads((tmp_path / "closed_loop.json").read_text())["rows"] == record["rows"]
+
+    # The same experiment as the closed-loop flow: one task per policy, all found done; the results as an artifact.
+    from prefect.testing.utilities import prefect_test_harness
+
+    from cosmos_synth.recipe import parse_override
+    from flows.closed_loop import closed_loop
+
+    with prefect_test_harness(server_startup_timeout=120):
+        path = closed_loop(recipe="closed_loop", overrides=dict(parse_override(p) for p in params), from_generated=True)
+    assert json.loads(Path(path).read_text())["rows"] == record["rows"]
+    assert policy.stat().st_mtime_ns == stamp

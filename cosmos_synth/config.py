@@ -675,9 +675,9 @@ class ClosedLoopConfig:
     max_steps: int = 24  # steps per rollout (the demonstrations take num_frames - 1)
     execute_steps: int = 1  # actions of each predicted chunk executed before the policy looks again
     chunk: int = 4  # actions the policy predicts per observation
-    # the state the policies see, by name: the robot's own by default (where the object is, the policy reads from
-    # the image and the instruction); None: every state dimension of the exports
-    policy_state: tuple[str, ...] | None = ("gripper_x", "gripper_y", "gripper_opening")
+    # the state the policies see, by the exports' state_names, e.g. ["gripper_x", "gripper_y", "gripper_opening"]
+    # for the robot's own only; None: every state dimension (for generated episodes, the IDM's labels)
+    policy_state: tuple[str, ...] | None = None
     policy_steps: int = 2000  # optimizer steps per policy, whatever its training set's size
     policy_batch_size: int = 32
     num_videos: int = 4  # rollout videos written per policy

@@ -245,6 +245,40 @@ def summarise(arm: PolicyArm, records: list[dict[str, Any]], seeds: tuple[int, .
     }
 
 
+BOOTSTRAP_DRAWS = 10_000
+
+
+def compare_arms(outcomes: dict[str, np.ndarray], seed: int = 0) -> dict[str, Any]:
+    """What the synthetic trajectories bought, from every rollout's outcome (0/1) per training set: the gain of
+    real + synthetic over real, in points, and the fraction of the real-to-oracle gap it closes, each with a 95%
+    bootstrap interval (rollouts resampled within each training set, BOOTSTRAP_DRAWS times)."""
+    rng = np.random.default_rng(seed)
+
+    def rates(name: str) -> np.ndarray:
+        values = outcomes[name]
+        return values[rng.integers(0, len(values), (BOOTSTRAP_DRAWS, len(values)))].mean(axis=1)
+
+    real, mixed, oracle, base = (rates(n) for n in ("real", "real+synthetic", "oracle", "real+synthetic-base"))
+    point = {name: float(values.mean()) for name, values in outcomes.items()}
+    gap = point["oracle"] - point["real"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        closed = (mixed - real) / (oracle - real)
+
+    def interval(values: np.ndarray) -> list[float]:
+        finite = values[np.isfinite(values)]
+        return [round(float(v), 4) for v in np.percentile(finite, [2.5, 97.5])] if len(finite) else [None, None]
+
+    return {
+        "gain_points": round(100 * (point["real+synthetic"] - point["real"]), 2),
+        "gain_points_ci95": [round(100 * v, 2) for v in interval(mixed - real)],
+        "gap_closed": round((point["real+synthetic"] - point["real"]) / gap, 4) if gap else None,
+        "gap_closed_ci95": interval(closed),
+        "base_minus_finetuned_points": round(100 * (point["real+synthetic-base"] - point["real+synthetic"]), 2),
+        "base_minus_finetuned_points_ci95": [round(100 * v, 2) for v in interval(base - mixed)],
+        "bootstrap_draws": BOOTSTRAP_DRAWS,
+    }
+
+
 def run_closed_loop(run: RunConfig, run_one: Callable[[RunConfig, PolicyArm, int], dict] = run_policy) -> Path:
     """Steps 2 and 3 of the experiment (the world-model half must have run); write results.json; return its path.
 
@@ -258,10 +292,11 @@ def run_closed_loop(run: RunConfig, run_one: Callable[[RunConfig, PolicyArm, int
                 "benchmarks/closed_loop_generate.sh does both), or run without --from-generated."
             )
     settings = run.closed_loop_config()
-    rows = []
+    rows, outcomes = [], {}
     for arm in policy_arms(run):
         records = [run_one(run, arm, seed) for seed in settings.policy_seeds]
         rows.append(summarise(arm, records, settings.policy_seeds))
+        outcomes[arm.name] = np.array([float(r["success"]) for record in records for r in record["rollouts"]])
         logger.info(
             "policy %s: %.1f%% %s over %d rollouts",
             arm.name,
@@ -269,15 +304,16 @@ def run_closed_loop(run: RunConfig, run_one: Callable[[RunConfig, PolicyArm, int
             rows[-1]["ci95"],
             rows[-1]["rollouts"],
         )
-    return write_results(run, rows)
+    return write_results(run, rows, compare_arms(outcomes))
 
 
-def write_results(run: RunConfig, rows: list[dict[str, Any]]) -> Path:
+def write_results(run: RunConfig, rows: list[dict[str, Any]], comparison: dict[str, Any]) -> Path:
     settings = run.closed_loop_config()
     demo = run.demo_config()
     record = {
         "task_family": demo.task_family,
         "rows": rows,
+        "comparison": comparison,
         "settings": {
             "real_demonstrations": demo.num_episodes,
             "new_scenes": demo.num_test_pairs,
@@ -313,4 +349,22 @@ def results_markdown(record: dict[str, Any]) -> str:
             f"| {row['policy']} | {row['real_episodes']} | {row['synthetic_episodes']} | "
             f"{100 * row['success_rate']:.1f}% [{100 * low:.1f}%, {100 * high:.1f}%] | {seeds} | {row['rollouts']} |"
         )
+    c = record["comparison"]
+    closed = (
+        "n/a (oracle no better than real)"
+        if c["gap_closed"] is None
+        else (
+            f"{100 * c['gap_closed']:.0f}% [{100 * c['gap_closed_ci95'][0]:.0f}%, {100 * c['gap_closed_ci95'][1]:.0f}%]"
+        )
+    )
+    lines += [
+        "",
+        f"- real + synthetic over real: {c['gain_points']:+.1f} points "
+        f"[{c['gain_points_ci95'][0]:+.1f}, {c['gain_points_ci95'][1]:+.1f}]",
+        f"- share of the real-to-oracle gap closed: {closed}",
+        f"- synthetic from the base model against the fine-tuned one: {c['base_minus_finetuned_points']:+.1f} points "
+        f"[{c['base_minus_finetuned_points_ci95'][0]:+.1f}, {c['base_minus_finetuned_points_ci95'][1]:+.1f}]",
+        f"- intervals: 95%, Wilson per training set; bootstrap over rollouts ({c['bootstrap_draws']} draws) for the "
+        "differences",
+    ]
     return "\n".join(lines) + "\n"

@@ -38,6 +38,7 @@ BAD_OVERRIDES = [  # (override, what the error says after the recipe's path)
     ({"export.state": "optional"}, r"export: state='optional' is not one of \['required', 'none'\]; pick one"),
     ({"evaluate.max_episode": 4}, r"unknown key evaluate\.max_episode \(did you mean evaluate\.max_episodes\?\)"),
     ({"evaluate.judge": "vlm"}, r"evaluate: judge='vlm' is not one of \['auto', 'demo', 'none'\]; pick one"),
+    ({"closed_loop.policy_seeds": [1, 1]}, r"closed_loop: policy_seeds=\(1, 1\): give one or more distinct seeds"),
     ({"hieght": 64}, r"unknown key hieght \(did you mean height\?\)"),
     ({"num_frames": "lots"}, r"num_frames='lots' is not a whole number; give a whole number, e\.g\. num_frames=93\."),
 ]
@@ -69,7 +70,7 @@ def test_bad_overrides_fail_at_load_naming_the_recipe(override, message):
             {"train.zzz": 1},
             r"unknown key train\.zzz \(\[train\] takes model, revision, .*, fp8_matmuls, report_to\)",
         ),  # none close
-        ({"zzz": 1}, r"unknown key zzz \(top-level keys are run_dir, source, .*, export, evaluate\)"),
+        ({"zzz": 1}, r"unknown key zzz \(top-level keys are run_dir, source, .*, export, evaluate, closed_loop\)"),
         ({"train": 5}, r"train=5 is not a table; give one, e\.g\. train=\{\.\.\.\}\."),
         ({"train.rank": 0}, r"train: rank=0, alpha=16 must be >= 1\."),  # a stage's own check, named by its table
         ({"export.repo_id": "flat"}, r"export: repo_id='flat': use '<owner>/<name>'\."),
@@ -122,6 +123,7 @@ def test_loading_builds_every_stage_config_without_side_effects(tmp_path):
         "label",
         "export",
         "evaluate",
+        "closed_loop",
     }
     assert (cfg.generate_shards, stages["export"].robot_type) == (2, "arm")  # text coerced to the field's type
     assert stages["generate"].adapter == tmp_path / "run" / "train"  # the placeholder adapter: the run's train folder

@@ -38,6 +38,7 @@ from cosmos_synth.closed_loop import RESULT_FILE, evaluate_policy
 from cosmos_synth.config import ClosedLoopEvalConfig, LabelConfig, PolicyTrainConfig, config_to_dict
 from cosmos_synth.evaluate import wilson_interval
 from cosmos_synth.export import Episode, export_episodes, write_robomimic_hdf5
+from cosmos_synth.export.episodes import load_episode
 from cosmos_synth.files import read_jsonl, write_text_atomic
 from cosmos_synth.generate import generate_videos
 from cosmos_synth.idm import CONFIG_FILE as IDM_CONFIG_FILE
@@ -50,7 +51,6 @@ from cosmos_synth.progress import Progress
 from cosmos_synth.recipe import RunConfig
 from cosmos_synth.sources.layout import EPISODES_JSONL, HELDOUT_DIR, TRAJECTORIES_DIR
 from cosmos_synth.stages import stages_of
-from cosmos_synth.video import read_video
 
 logger = logging.getLogger(__name__)
 
@@ -109,24 +109,18 @@ def generate_new_scenes(run: RunConfig, progress: Progress | None = None) -> Non
 
 def recorded_episodes(folder: Path, family: str) -> Iterator[Episode]:
     """The procedural source's episodes of `family` in `folder` (episodes.jsonl, videos/, trajectories/), with
-    their recorded states and actions."""
+    their recorded states and actions, loaded as the export stage loads an ingested episode."""
     from cosmos_synth.demo_world import ACTION_NAMES, STATE_NAMES
 
     for row in read_jsonl(folder / EPISODES_JSONL):
-        if row["task"]["family"] != family:
-            continue
-        frames, _ = read_video(folder / "videos" / f"{row['name']}.mp4")
-        trajectory = np.load(folder / TRAJECTORIES_DIR / f"{row['name']}.npz", allow_pickle=False)
-        yield Episode(
-            sample_id=row["name"],
-            frames=frames,
-            task=row["prompt"],
-            source="real",
-            actions=trajectory["action"],
-            states=trajectory["state"],
-            action_names=ACTION_NAMES,
-            state_names=STATE_NAMES,
-        )
+        if row["task"]["family"] == family:
+            ingest_like = {
+                "sample_id": row["name"],
+                "video": folder / "videos" / f"{row['name']}.mp4",
+                "trajectory": folder / TRAJECTORIES_DIR / f"{row['name']}.npz",
+                "prompt": row["prompt"],
+            }
+            yield load_episode(ingest_like, action_names=ACTION_NAMES, state_names=STATE_NAMES)
 
 
 def export_recorded(run: RunConfig, folder: Path, name: str) -> tuple[Path, int]:

@@ -21,10 +21,21 @@ import numpy as np
 from cosmos_synth.demo_world import parse_prompt
 from cosmos_synth.demo_world.judge import judge, track_error
 from cosmos_synth.files import write_jsonl
+from cosmos_synth.stats import wilson_interval
 
 REAL = "real"  # the model name of the real episodes' rows
 CHUNKS_FILE = "chunks.jsonl"  # in evaluate's out_dir: one row per (model or REAL, episode, chunk)
-CHUNK_FIELDS = ("model", "task_family", "chunk", "end_frame", "episodes", "success_rate", "track_error", "seam_score")
+CHUNK_FIELDS = (
+    "model",
+    "task_family",
+    "chunk",
+    "end_frame",
+    "episodes",
+    "success_rate",
+    "success_ci95",
+    "track_error",
+    "seam_score",
+)
 
 
 def frame_changes(frames: np.ndarray) -> np.ndarray:
@@ -81,8 +92,8 @@ def _mean(values: list) -> float | None:
 
 
 def summarise_chunks(rows: list[dict], models: list[str]) -> list[dict]:
-    """One row per (model, task family, chunk): episodes, success rate after that chunk, mean tracking error over
-    its frames, mean seam score of the seam that opens it."""
+    """One row per (model, task family, chunk): episodes, success rate after that chunk (with its 95% Wilson
+    interval), mean tracking error over its frames, mean seam score of the seam that opens it."""
     out = []
     for model in models:
         for family in sorted({r["task_family"] for r in rows}):
@@ -99,6 +110,7 @@ def summarise_chunks(rows: list[dict], models: list[str]) -> list[dict]:
                         "end_frame": group[0]["end_frame"],
                         "episodes": len(group),
                         "success_rate": round(sum(judged) / len(judged), 4) if judged else None,
+                        "success_ci95": wilson_interval(sum(judged), len(judged)) if judged else None,
                         "track_error": _mean([r.get("track_error") for r in group]),
                         "seam_score": _mean([r["seam_score"] for r in group]),
                     }

@@ -24,11 +24,11 @@ import numpy as np
 
 from cosmos_synth.config import ClosedLoopEvalConfig, config_to_dict
 from cosmos_synth.demo_world import STATE_NAMES, DemoWorld
-from cosmos_synth.evaluate import wilson_interval
 from cosmos_synth.files import write_text_atomic
 from cosmos_synth.policy import BCPolicy, load_policy
 from cosmos_synth.progress import Progress, ProgressReporter
 from cosmos_synth.results import StageResult
+from cosmos_synth.stats import wilson_interval
 from cosmos_synth.video import write_video
 
 logger = logging.getLogger(__name__)

@@ -41,6 +41,7 @@ from cosmos_synth.ingest import read_metadata
 from cosmos_synth.layout import MANIFEST
 from cosmos_synth.results import StageResult
 from cosmos_synth.sources.layout import METADATA_CSV, TRAJECTORIES_DIR
+from cosmos_synth.stats import wilson_interval
 from cosmos_synth.validate import resolve_inside
 from cosmos_synth.video import read_video
 
@@ -183,14 +184,6 @@ def episode_metrics(
         truth = episode.action[: len(predicted)]
         row["idm_action_mse"] = float(np.mean((predicted[:-1] - truth[: len(predicted) - 1]) ** 2))
     return row
-
-
-def wilson_interval(successes: int, trials: int) -> list[float]:
-    """The 95% Wilson score interval of a success rate (scipy)."""
-    from scipy.stats import binomtest
-
-    interval = binomtest(successes, trials).proportion_ci(confidence_level=0.95, method="wilson")
-    return [round(float(interval.low), 4), round(float(interval.high), 4)]
 
 
 def _mean(rows: list[dict], key: str) -> float | None:

@@ -36,7 +36,6 @@ import numpy as np
 
 from cosmos_synth.closed_loop import RESULT_FILE, evaluate_policy
 from cosmos_synth.config import ClosedLoopEvalConfig, LabelConfig, PolicyTrainConfig, config_to_dict
-from cosmos_synth.evaluate import wilson_interval
 from cosmos_synth.export import Episode, export_episodes, write_robomimic_hdf5
 from cosmos_synth.export.episodes import load_episode
 from cosmos_synth.files import read_jsonl, write_text_atomic
@@ -51,6 +50,7 @@ from cosmos_synth.progress import Progress
 from cosmos_synth.recipe import RunConfig
 from cosmos_synth.sources.layout import EPISODES_JSONL, HELDOUT_DIR, TRAJECTORIES_DIR
 from cosmos_synth.stages import stages_of
+from cosmos_synth.stats import wilson_interval
 
 logger = logging.getLogger(__name__)
 

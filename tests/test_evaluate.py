@@ -12,11 +12,12 @@ import pytest
 
 from cosmos_synth.chunk_metrics import chunk_rows, seam_score
 from cosmos_synth.config import DemoDataConfig, EvaluateConfig
-from cosmos_synth.evaluate import BASELINE, ROW_FIELDS, evaluate_models, image_metrics, wilson_interval
+from cosmos_synth.evaluate import BASELINE, ROW_FIELDS, evaluate_models, image_metrics
 from cosmos_synth.files import read_jsonl
 from cosmos_synth.models import DEMO_WORLD_MODEL
 from cosmos_synth.sources.layout import HELDOUT_DIR, METADATA_CSV, TEST_DIR
 from cosmos_synth.sources.procedural import write_demo_dataset
+from cosmos_synth.stats import wilson_interval
 
 
 def _config(model: Path, data: Path, out: Path, **kw) -> EvaluateConfig:
@@ -143,6 +144,7 @@ def test_long_episodes_are_measured_per_chunk(tiny_model, demo_dataset, tmp_path
     ]
     real_1, real_2, base_1, base_2 = result.chunk_rows
     assert (real_1["success_rate"], real_2["success_rate"]) == (0.0, 1.0)  # the expert is done only at the end
+    assert (real_1["success_ci95"], real_2["success_ci95"]) == (wilson_interval(0, 2), wilson_interval(2, 2))
     assert real_1["track_error"] < 0.05 and real_2["track_error"] < 0.05  # the judge follows real frames closely
     assert real_1["seam_score"] is None and 0.5 < real_2["seam_score"] < 2.0  # a real episode has no seam
     assert base_1["seam_score"] is None and base_2["seam_score"] > 0 and base_2["track_error"] >= 0

@@ -152,6 +152,24 @@ def train_config(data_dir: Path, out_dir: Path, device: str, **settings):
     )
 
 
+def generate_config(work: Path, device: str, **settings):
+    """A GenerateConfig for these random weights at FRAMES frames, pairs in work/pairs; `settings` sets any other
+    field."""
+    from cosmos_synth.config import GenerateConfig
+
+    return GenerateConfig(
+        model="full-size-random-weights",
+        revision=None,
+        pairs_dir=work / "pairs",
+        out_dir=work / "out",
+        device=device,
+        height=HEIGHT,
+        width=WIDTH,
+        num_frames=FRAMES,
+        **settings,
+    )
+
+
 def write_clips(root: Path, num_clips: int) -> Path:
     """Synthetic 97-frame HEIGHT x WIDTH clips in the GR1 layout: root/videos/clip_<i>.mp4 + root/metadata.csv."""
     from cosmos_synth.video import write_video

@@ -95,17 +95,7 @@ def main() -> None:
         raise SystemExit(f"--sides: unknown {unknown}; choose from reference, {', '.join(SIDES)}")
     device, card = args.device, torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
     pairs = fs.make_pairs(args.work / "pairs", args.videos)
-    cfg = GenerateConfig(
-        model="full-size-random-weights",
-        revision=None,
-        pairs_dir=args.work / "pairs",
-        out_dir=args.work / "out",
-        device=device,
-        height=fs.HEIGHT,
-        width=fs.WIDTH,
-        num_frames=fs.FRAMES,
-        compile=True,
-    )
+    cfg = fs.generate_config(args.work, device, compile=True)
     warm = dataclasses.replace(cfg, num_steps=2)
     pipe = fs.build_pipeline(fs.build_vae(device), device)  # everything resident, as the reference eval
 

@@ -87,6 +87,11 @@ def main(name: str, out: str) -> None:
         sys.argv = ["multi_gpu", *common, "--work", work, "--parts", "train", "--modes", "low_memory"]
         sys.argv += ["--steps", "4", "--warmup", "1"]  # step 1 warm-up, 2 timed, 3-4 profiled
         multi_gpu.main()
+    elif name == "chain_cost":
+        import chain_cost
+
+        sys.argv = ["chain_cost", *common, "--work", str(Path(out) / "work"), "--no-compile", "--repeats", "1"]
+        chain_cost.main()
     elif name == "dit_probe":
         import dit_probe
 

@@ -66,6 +66,27 @@ def test_benchmark_harness_runs_on_cpu(name, tmp_path):
         assert default["fwd_s"] >= 0 and "error" not in default
 
 
+def test_chain_cost_harness_runs_on_cpu(tmp_path):
+    """One long video per overlap through the generate stage's chaining, timed per chunk (chunk 0 from the image,
+    later chunks from 5 or 1 frames), and the VAE encode of 1, 5 and a whole chunk's frames alone."""
+    record = run_smoke("chain_cost", tmp_path)
+    assert record["benchmark"] == "chain_cost" and record["card"] == "cpu" and record["size"] == "9x32x48"
+    chunks = [(r["overlap"], r["chunk"], r["condition"], r["new_frames"]) for r in record["chunks"]]
+    assert chunks == [
+        (5, 0, "image", 9),
+        (5, 1, "video (5 frames)", 4),
+        (5, 2, "video (5 frames)", 4),
+        (1, 0, "image", 9),
+        (1, 1, "video (1 frames)", 8),
+    ]
+    encode = record["vae_encode_s"]
+    assert list(encode) == ["1", "5", "9"] and min(encode.values()) > 0
+    for row in record["chunks"]:  # the VAE's time is part of the chunk's
+        assert row["seconds"] > row["vae_encode_s"] + row["vae_decode_s"]
+        assert row["vae_encode_s"] > 0 and row["vae_decode_s"] > 0
+    assert record["first_chunk_s"] > 0 and record["later_chunk_s"] > 0
+
+
 def test_multi_gpu_training_harness_runs_on_cpu(tmp_path):
     """train() through `accelerate launch` with 1 and 2 gloo processes; the ranks end with the same adapter.
     (The generation part needs a Prefect server and minutes per run: only its manifest check is tested, below.)"""

@@ -18,6 +18,11 @@
 #
 # DEVICE (environment, default cuda) is the stages' device.
 #
+# PARAMS (environment) adds recipe overrides to every stage, after the script's own (so they win), as
+# space-separated `--param key=value` words without spaces inside a value. The README's long-video run:
+#   PARAMS='--param demo.num_frames=41 --param generate.num_frames=41 --param cache.num_windows=4
+#   --param train.cond_frame_probs={"1":0.5,"2":0.5} --param demo.heldout_families=["push"]'
+#
 # FLOW=1 runs each variant through the finetune-and-generate flow instead (flows.local_stack: a local Prefect server,
 # a process worker and the `demo` deployment, one stack per variant, side by side, run folder OUT_DIR/NAME). Each
 # flow run does every stage of the recipe, ending with an evaluation of base against its own fine-tune; the
@@ -32,6 +37,8 @@ epochs=$(( (steps * batch + episodes + replay - 1) / (episodes + replay) ))
 data=(--recipe demo --param device=${DEVICE:-cuda} --param demo.num_episodes=$episodes
       --param demo.num_test_pairs=$heldout --param 'demo.heldout_families=["push","pick_place"]'
       --param demo.replay_episodes=$replay)
+read -r -d '' -a extra <<< "${PARAMS:-}" || true  # every line; no glob expansion of the JSON values' brackets
+data+=("${extra[@]}")
 train=(--param train.cpu=false --param train.num_epochs=$epochs --param train.batch_size=$batch
        --param train.num_training_steps=$steps --param train.num_warmup_steps=100 --param train.f_max=1.0
        --param train.f_min=0.1 --param train.checkpoint_every_epochs=$(( epochs / 4 + 1 )))
@@ -46,7 +53,8 @@ if [[ ${FLOW:-0} == 1 ]]; then
     IFS=: read -r name adapter lr rank <<< "$variant"
     log "finetune-and-generate $name ($adapter, lr $lr, rank $rank) on GPU $((i % gpus)): run folder $out/$name"
     CUDA_VISIBLE_DEVICES=$((i % gpus)) python3 -m flows.local_stack demo "${data[@]}" "${train[@]}" \
-      --param run_dir="$out/$name" $(variant_params "$name" "$adapter" "$lr" "$rank") > "$out/flow-$name.log" 2>&1 &
+      --param run_dir="$out/$name" $(variant_params "$name" "$adapter" "$lr" "$rank") "${extra[@]}" \
+      > "$out/flow-$name.log" 2>&1 &
     i=$((i + 1))
   done
   status=0; for job in $(jobs -p); do wait "$job" || status=1; done
@@ -63,7 +71,7 @@ for variant in $variants; do
   IFS=: read -r name adapter lr rank <<< "$variant"
   log "train $name ($adapter, lr $lr, rank $rank) on GPU $((i % gpus)): $steps steps of $batch clips"
   CUDA_VISIBLE_DEVICES=$((i % gpus)) $cli train "${data[@]}" "${train[@]}" $(variant_params "$name" "$adapter" "$lr" "$rank") \
-    --param train.out_dir="$out/$name" > "$out/train-$name.log" 2>&1 &
+    --param train.out_dir="$out/$name" "${extra[@]}" > "$out/train-$name.log" 2>&1 &
   models+=(-m "$name=$out/$name"); i=$((i + 1))
 done
 wait

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +166,20 @@ def test_a_long_video_is_labelled_and_exported_whole(tiny_model, demo_dataset, t
     assert table.num_rows == 25 and table.column("frame_index").to_pylist() == list(range(25))
     info = json.loads((exported.groot_dir / "meta/info.json").read_text())
     assert info["total_frames"] == 25
+
+
+def test_teacher_forced_benchmark_continues_each_chunk_from_the_real_frames(demo_dataset):
+    """benchmarks/teacher_forced.py on the demo world model: a 33-frame held-out episode as 2 chunks of 17 (the
+    second from the real frame 16), one tracking error per chunk and the judge's count on the last chunk alone."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "teacher_forced.py"
+    overrides = ["demo.num_frames=33", "generate.num_frames=33", "generate.chunk_overlap_frames=1"]
+    args = [str(script), str(demo_dataset.parent), "--episodes", "1", *(f"-p{o}" for o in overrides)]
+    done = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert "1 episodes, chunks of 17 frames with overlap 1" in "\n".join(lines)
+    rows = [line.split(" | ") for line in lines if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert [(r[0], r[1]) for r in rows] == [("| 1", "0"), ("| 2", "17")]
+    assert all(0.0 <= float(r[2]) < 1.0 for r in rows)  # a tracking error per chunk, in table units
+    assert lines[-1].startswith("judge success, real frames with only the last chunk generated: ")
+    assert lines[-1].endswith("/1")

@@ -44,8 +44,9 @@ from cosmos_synth.models import (
 from cosmos_synth.preview import VideoPreviews, write_video_previews
 from cosmos_synth.progress import Progress, ProgressReporter
 from cosmos_synth.results import StageResult
+from cosmos_synth.safe_weights import validate_adapter_file
 from cosmos_synth.speed import compile_blocks, set_attention_backend, use_fp8_matmuls
-from cosmos_synth.validate import Mode, Quarantine, check_pairs, read_png_rgb, validate_adapter_file, writing
+from cosmos_synth.validate import Mode, Quarantine, check_pairs, read_png_rgb, writing
 from cosmos_synth.video import read_video, write_video
 
 logger = logging.getLogger(__name__)

@@ -29,8 +29,9 @@ from cosmos_synth.ingest import ingest_dataset
 from cosmos_synth.layout import RESULT_FILE
 from cosmos_synth.models import ADAPTER_FILE, load_pipeline
 from cosmos_synth.recipe import load_run_config
+from cosmos_synth.safe_weights import check_weights_folder, validate_adapter_file
 from cosmos_synth.train import add_adapter, save_adapter, train
-from cosmos_synth.validate import MAX_IMAGE_PIXELS, check_weights_folder, validate_adapter_file
+from cosmos_synth.validate import MAX_IMAGE_PIXELS
 from cosmos_synth.video import read_video, write_video
 
 REPO = Path(__file__).resolve().parent.parent

@@ -166,20 +166,14 @@ def main() -> None:
 
     first = [r["seconds"] for r in rows if r["chunk"] == 0]
     later = [r["seconds"] for r in rows if r["chunk"] > 0]
+    command = f"python benchmarks/chain_cost.py --overlaps {args.overlaps} --chunks {args.chunks}"
+    command += (" --fp8" if args.fp8 else "") + (" --no-compile" if args.no_compile else "")
     record = {
-        "benchmark": "chain_cost",
-        "card": card,
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}",
+        **fs.record_header("chain_cost", card, command),
         "steps": cfg.num_steps,
         "guidance": cfg.guidance_scale,
         "compiled": cfg.compile,
         "fp8_matmuls": cfg.fp8_matmuls,
-        "command": "python benchmarks/chain_cost.py"
-        + f" --overlaps {args.overlaps} --chunks {args.chunks}"
-        + (" --fp8" if args.fp8 else "")
-        + (" --no-compile" if args.no_compile else ""),
         "chunks": rows,
         "first_chunk_s": round(statistics.median(first), 2),
         "later_chunk_s": round(statistics.median(later), 2),

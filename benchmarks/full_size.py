@@ -125,12 +125,7 @@ def main() -> None:
     dora = run_training(vae, data_dir, args.work / "dora", "dora", max(1, args.dora_steps // 2), args.device)
     gen = run_generation(vae, args.work / "lora", args.work, args.device)
     record = {
-        "benchmark": "full_size",
-        "card": card,
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}",
-        "command": "python benchmarks/full_size.py",
+        **fs.record_header("full_size", card, "python benchmarks/full_size.py"),
         "train": [lora, dora],
         "generate": gen,
     }

@@ -152,6 +152,19 @@ def train_config(data_dir: Path, out_dir: Path, device: str, **settings):
     )
 
 
+def record_header(benchmark: str, card: str, command: str) -> dict:
+    """The fields every full-size benchmark's JSON record starts with: what ran, on which card and torch, when, at
+    which size, and the command that reproduces it."""
+    return {
+        "benchmark": benchmark,
+        "card": card,
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "size": f"{FRAMES}x{HEIGHT}x{WIDTH}",
+        "command": command,
+    }
+
+
 def generate_config(work: Path, device: str, **settings):
     """A GenerateConfig for these random weights at FRAMES frames, pairs in work/pairs; `settings` sets any other
     field."""

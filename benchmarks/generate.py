@@ -108,14 +108,11 @@ def main() -> None:
         ref_times.append(seconds)
     ref_s = statistics.median(ref_times)
     record = {
-        "benchmark": "generate",
-        "card": card,
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}",
+        **fs.record_header(
+            "generate", card, "python benchmarks/generate.py --sides " + ",".join(["reference", *sides])
+        ),
         "steps": cfg.num_steps,
         "guidance": cfg.guidance_scale,
-        "command": "python benchmarks/generate.py --sides " + ",".join(["reference", *sides]),
         "videos": len(pairs),
         "reference": {
             "s_per_video": round(ref_s, 2),

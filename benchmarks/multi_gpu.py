@@ -316,13 +316,8 @@ def main() -> None:
 
 def write_record(args, card: str, train_rows: list[dict], generate_rows: list[dict]) -> dict:
     record = {
-        "benchmark": "multi_gpu",
-        "card": card,
+        **fs.record_header("multi_gpu", card, " ".join(["python benchmarks/multi_gpu.py", *sys.argv[1:]])),
         "gpus": torch.cuda.device_count() if args.device == "cuda" else 0,
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}",
-        "command": " ".join(["python benchmarks/multi_gpu.py", *sys.argv[1:]]),
         "train": train_rows,
         "gr1_100_epochs": project_gr1(train_rows, GR1_CLIPS) if train_rows else [],
         "gr1_100_epochs_note": "steps x s/step: start-up, compilation and checkpoints not included",

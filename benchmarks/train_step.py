@@ -177,12 +177,7 @@ def main() -> None:
             else None
         )
     record = {
-        "benchmark": "train_step",
-        "card": card,
-        "torch": torch.__version__,
-        "date": time.strftime("%Y-%m-%d"),
-        "size": f"{fs.FRAMES}x{fs.HEIGHT}x{fs.WIDTH}",
-        "command": "python benchmarks/train_step.py",
+        **fs.record_header("train_step", card, "python benchmarks/train_step.py"),
         "steps_timed": args.steps,
         "warmup": args.warmup,
         "results": results,

@@ -203,6 +203,18 @@ class LocalStack:
                     found += [root, *root.children(recursive=True)]
         return found
 
+    def wait_for_flow_runs(self, timeout_s: float = KILL_WAIT_S) -> list[psutil.Process]:
+        """Wait until the processes the workers started (flow runs) have exited; returns those still running after
+        `timeout_s`. A flow run's state turns final before its process exits, while its last log lines may still be
+        on their way to the server: only after the exit are its logs complete."""
+        runs: list[psutil.Process] = []
+        for worker in self._workers:
+            if worker.poll() is None:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    runs += psutil.Process(worker.pid).children(recursive=True)
+        _wait_until_exited(runs, timeout_s=timeout_s)
+        return [p for p in runs if not _has_exited(p)]
+
     def stop(self) -> None:
         """Workers first (two SIGTERMs each: a running worker ignores the first), then the server."""
         for worker in self._workers:

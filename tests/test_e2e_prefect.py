@@ -48,6 +48,8 @@ def demo_run(tmp_path_factory):
         assert run.flow_run_id, f"no flow run id in the CLI output:\n{run.output}"
         flow_run = stack.flow_run(run.flow_run_id)
         artifacts = stack.artifacts(run.flow_run_id)
+        running = stack.wait_for_flow_runs()  # its last log lines are sent before its process exits
+        assert not running, f"flow-run processes still running after the run ended: {[p.cmdline() for p in running]}"
         flow_run["logs"] = stack.logs(run.flow_run_id)
         started = stack.processes()
     assert len(started) >= 2
